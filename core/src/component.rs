@@ -1,0 +1,243 @@
+//! The contracts between the topology and its components: receivers push batches into a
+//! [`Consumer`], processors are consumers that pass batches on, exporters send batches that the
+//! sending engine takes from their queue.
+
+use crate::batch::Batch;
+use crate::config::{DeError, Node};
+use crate::telemetry::Telemetry;
+use futures::future::BoxFuture;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A component id as written in the config: `type` or `type/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    pub kind: String,
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    pub fn parse(s: &str) -> Result<ComponentId, String> {
+        let (kind, name) = match s.split_once('/') {
+            Some((k, n)) => (k, Some(n)),
+            None => (s, None),
+        };
+        let ok = |t: &str| !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c == '/');
+        if !ok(kind) || name.is_some_and(|n| !ok(n)) {
+            return Err(format!("invalid component id {s:?}: expected `type` or `type/name`"));
+        }
+        Ok(ComponentId { kind: kind.to_string(), name: name.map(str::to_string) })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.kind, n),
+            None => f.write_str(&self.kind),
+        }
+    }
+}
+
+/// Why a batch was not taken. Receivers turn this into the protocol's status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+    /// How long the client should wait before retrying, for retryable refusals.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A queue on the way is full: retry later (backpressure).
+    Full,
+    /// Sluice is shutting down.
+    ShuttingDown,
+    /// A per-tenant limit was exceeded: retry later.
+    Limited,
+    /// The data itself is unacceptable: do not retry.
+    Invalid,
+}
+
+impl Refusal {
+    pub fn full(message: impl Into<String>) -> Self {
+        Refusal { kind: RefusalKind::Full, message: message.into(), retry_after: Some(Duration::from_secs(1)) }
+    }
+    pub fn shutting_down() -> Self {
+        Refusal {
+            kind: RefusalKind::ShuttingDown,
+            message: "sluice is shutting down".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        }
+    }
+    pub fn retryable(&self) -> bool {
+        self.kind != RefusalKind::Invalid
+    }
+    /// The reason label for telemetry.
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            RefusalKind::Full => "queue_full",
+            RefusalKind::ShuttingDown => "shutting_down",
+            RefusalKind::Limited => "limited",
+            RefusalKind::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Takes batches. Returning `Ok` means the batch is now held by the pipeline (acknowledged).
+pub trait Consumer: Send + Sync {
+    fn consume(&self, batch: Batch) -> Result<(), Refusal>;
+}
+
+/// A processor: a consumer that passes batches on to the next one, and may hold some (batching)
+/// until it is shut down.
+pub trait Processor: Consumer {
+    /// Passes on everything held, trying until `deadline`; what cannot be passed on by then is
+    /// counted as dropped.
+    fn shutdown(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What a receiver gets to run.
+pub struct ReceiverContext {
+    pub id: ComponentId,
+    pub next: Arc<dyn Consumer>,
+    pub shutdown: CancellationToken,
+    pub telemetry: Arc<Telemetry>,
+}
+
+pub struct ProcessorContext {
+    pub id: ComponentId,
+    pub pipeline: String,
+    pub next: Arc<dyn Consumer>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+pub struct ExporterContext {
+    pub id: ComponentId,
+    pub telemetry: Arc<Telemetry>,
+}
+
+pub trait ReceiverConfig: fmt::Debug + Send + Sync {
+    /// Binds and starts serving; returns once the receiver is accepting, with the task that runs
+    /// it. The task ends after `shutdown` is cancelled and in-flight requests are answered.
+    fn start(&self, ctx: ReceiverContext) -> BoxFuture<'static, Result<JoinHandle<()>, BoxError>>;
+}
+
+pub trait ProcessorConfig: fmt::Debug + Send + Sync {
+    fn build(&self, ctx: ProcessorContext) -> Result<Arc<dyn Processor>, BoxError>;
+}
+
+pub trait ExporterConfig: fmt::Debug + Send + Sync {
+    fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError>;
+    /// Queue and retry settings for the sending engine.
+    fn sending(&self) -> crate::sending::SendingSettings;
+}
+
+/// The protocol-specific part of an exporter: encode and send one batch, and say whether a failure
+/// may be retried. The sending engine does queueing, concurrency, retries and telemetry.
+pub trait Exporter: Send + Sync {
+    /// Starts whatever the exporter serves (e.g. an exposition endpoint). Called once.
+    fn start(&self) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>>;
+}
+
+/// A successful send; the peer may still have rejected some points (OTLP partial success).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delivered {
+    pub rejected_points: u64,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SendError {
+    pub retryable: bool,
+    /// The peer's own hint (Retry-After, RetryInfo).
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+impl SendError {
+    pub fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        SendError { retryable: true, retry_after, message: message.into() }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SendError { retryable: false, retry_after: None, message: message.into() }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Parses one component's config from its node; used by the binary's registry.
+pub type ParseFn<T> = fn(&Node, &crate::config::LoadContext) -> Result<Box<T>, Vec<DeError>>;
+
+/// Which component types exist. The binary provides it (a `match` on the type name).
+pub trait Registry {
+    fn receiver(&self, kind: &str) -> Option<ParseFn<dyn ReceiverConfig>>;
+    fn processor(&self, kind: &str) -> Option<ParseFn<dyn ProcessorConfig>>;
+    fn exporter(&self, kind: &str) -> Option<ParseFn<dyn ExporterConfig>>;
+    /// The type names of one class, for "unknown type" messages.
+    fn kinds(&self, class: Class) -> &'static [&'static str];
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Receiver,
+    Processor,
+    Exporter,
+}
+
+impl Class {
+    pub fn singular(self) -> &'static str {
+        match self {
+            Class::Receiver => "receiver",
+            Class::Processor => "processor",
+            Class::Exporter => "exporter",
+        }
+    }
+    pub fn plural(self) -> &'static str {
+        match self {
+            Class::Receiver => "receivers",
+            Class::Processor => "processors",
+            Class::Exporter => "exporters",
+        }
+    }
+}
+
+/// A component config that can check itself beyond what deserialization checks.
+pub trait Validate {
+    /// Problems found, each with the position it concerns (use the config node's position when no
+    /// better one is known).
+    fn validate(&self, _node: &Node, _ctx: &crate::config::LoadContext) -> Vec<DeError> {
+        Vec::new()
+    }
+}
+
+/// Deserializes and validates a component config of type `C`.
+pub fn parse_config<C>(node: &Node, ctx: &crate::config::LoadContext) -> Result<C, Vec<DeError>>
+where
+    C: serde::de::DeserializeOwned + Validate,
+{
+    let c: C = crate::config::from_node(node).map_err(|e| vec![e])?;
+    let errs = c.validate(node, ctx);
+    if errs.is_empty() { Ok(c) } else { Err(errs) }
+}

@@ -1,0 +1,104 @@
+//! Request body (de)compression with a size limit, so that a small compressed body cannot expand
+//! without bound (gzip and zstd bombs).
+
+use std::io::Read;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecompressError {
+    #[error("the decompressed body is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the body is not valid {0}: {1}")]
+    Corrupt(&'static str, String),
+    #[error("unsupported Content-Encoding {0:?}; use gzip, zstd or none")]
+    Unsupported(String),
+}
+
+/// Decodes a body by its `Content-Encoding` (`gzip`, `zstd`, `identity`, or none), refusing to
+/// produce more than `limit` bytes.
+pub fn decompress(encoding: Option<&str>, body: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
+    let enc = encoding.map(|e| e.trim().to_ascii_lowercase()).unwrap_or_default();
+    match enc.as_str() {
+        "" | "identity" | "none" => {
+            if body.len() as u64 > limit {
+                return Err(DecompressError::TooLarge(limit));
+            }
+            Ok(body.to_vec())
+        }
+        "gzip" | "x-gzip" => read_limited(flate2::read::GzDecoder::new(body), limit, "gzip"),
+        "zstd" => {
+            let d = zstd::stream::read::Decoder::new(body).map_err(|e| DecompressError::Corrupt("zstd", e.to_string()))?;
+            read_limited(d, limit, "zstd")
+        }
+        other => Err(DecompressError::Unsupported(other.to_string())),
+    }
+}
+
+fn read_limited(r: impl Read, limit: u64, what: &'static str) -> Result<Vec<u8>, DecompressError> {
+    let mut out = Vec::new();
+    r.take(limit + 1).read_to_end(&mut out).map_err(|e| DecompressError::Corrupt(what, e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(DecompressError::TooLarge(limit));
+    }
+    Ok(out)
+}
+
+pub fn compress(c: Compression, body: &[u8]) -> Vec<u8> {
+    match c {
+        Compression::None => body.to_vec(),
+        Compression::Gzip => {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(body).expect("writing to a Vec cannot fail");
+            e.finish().expect("writing to a Vec cannot fail")
+        }
+        Compression::Zstd => zstd::bulk::compress(body, 1).expect("zstd compression of a buffer cannot fail"),
+    }
+}
+
+impl Compression {
+    /// The `Content-Encoding` value, or `None` for no compression.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+            Compression::None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_limits() {
+        let body = vec![7u8; 100_000];
+        for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let z = compress(c, &body);
+            assert_eq!(decompress(c.header(), &z, 200_000).unwrap(), body);
+            assert_eq!(decompress(c.header(), &z, 99_999), Err(DecompressError::TooLarge(99_999)));
+        }
+    }
+
+    #[test]
+    fn bomb_is_refused_without_expanding_it_all() {
+        let bomb = compress(Compression::Gzip, &vec![0u8; 50 << 20]);
+        assert!(bomb.len() < 100_000);
+        assert_eq!(decompress(Some("gzip"), &bomb, 1 << 20), Err(DecompressError::TooLarge(1 << 20)));
+    }
+
+    #[test]
+    fn corrupt_and_unknown_encodings_are_errors() {
+        assert!(matches!(decompress(Some("gzip"), b"not gzip", 10), Err(DecompressError::Corrupt("gzip", _))));
+        assert!(matches!(decompress(Some("br"), b"x", 10), Err(DecompressError::Unsupported(_))));
+    }
+}

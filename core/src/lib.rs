@@ -1,0 +1,17 @@
+//! Sluice's core: the data model, generated protos, config loading, component traits, the topology
+//! runtime, exporter queues and the sending engine, and self-telemetry.
+
+pub mod backoff;
+pub mod batch;
+pub mod component;
+pub mod compression;
+pub mod config;
+mod otlp_json;
+pub mod proto;
+pub mod queue;
+pub mod sending;
+pub mod telemetry;
+pub mod topology;
+
+pub use batch::{Batch, Context};
+pub use component::{Consumer, Refusal, RefusalKind};

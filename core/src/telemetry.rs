@@ -1,0 +1,222 @@
+//! Sluice's own metrics (Prometheus/OpenMetrics text on `service.telemetry.metrics.address`), with
+//! `/healthz` and `/readyz`. The names are fixed per component kind: every receiver counts accepted
+//! and refused points, every exporter sent, failed, dropped and retried, and its queue.
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    pub receiver: String,
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverReasonLabels {
+    pub receiver: String,
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessorLabels {
+    pub processor: String,
+    pub pipeline: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterLabels {
+    pub exporter: String,
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterReasonLabels {
+    pub exporter: String,
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterOnlyLabels {
+    pub exporter: String,
+}
+
+pub struct Telemetry {
+    registry: Mutex<Registry>,
+    ready: AtomicBool,
+    /// Points taken by a receiver (acknowledged to the client).
+    pub receiver_accepted: Family<ReceiverLabels, Counter>,
+    /// Points a receiver refused, by reason (queue_full, invalid, too_large, ...).
+    pub receiver_refused: Family<ReceiverReasonLabels, Counter>,
+    /// Points a processor dropped, by reason.
+    pub processor_dropped: Family<ProcessorLabels, Counter>,
+    /// Batches a batch processor sent, by trigger (size, timeout, shutdown).
+    pub processor_batches: Family<ProcessorLabels, Counter>,
+    pub exporter_sent: Family<ExporterLabels, Counter>,
+    /// Points in send attempts that failed (each failed attempt counts).
+    pub exporter_failed: Family<ExporterLabels, Counter>,
+    /// Points given up on, by reason (permanent_error, rejected, max_age, queue_full, shutdown).
+    pub exporter_dropped: Family<ExporterReasonLabels, Counter>,
+    /// Send attempts that were retried.
+    pub exporter_retries: Family<ExporterOnlyLabels, Counter>,
+    pub exporter_queue_points: Family<ExporterLabels, Gauge>,
+    pub exporter_queue_bytes: Family<ExporterLabels, Gauge>,
+    pub exporter_queue_capacity: Family<ExporterOnlyLabels, Gauge>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let t = Telemetry {
+            registry: Mutex::new(Registry::default()),
+            ready: AtomicBool::new(false),
+            receiver_accepted: Family::default(),
+            receiver_refused: Family::default(),
+            processor_dropped: Family::default(),
+            processor_batches: Family::default(),
+            exporter_sent: Family::default(),
+            exporter_failed: Family::default(),
+            exporter_dropped: Family::default(),
+            exporter_retries: Family::default(),
+            exporter_queue_points: Family::default(),
+            exporter_queue_bytes: Family::default(),
+            exporter_queue_capacity: Family::default(),
+        };
+        r.register("sluice_receiver_accepted_points", "Points accepted by a receiver", t.receiver_accepted.clone());
+        r.register("sluice_receiver_refused_points", "Points refused by a receiver, by reason", t.receiver_refused.clone());
+        r.register("sluice_processor_dropped_points", "Points dropped by a processor, by reason", t.processor_dropped.clone());
+        r.register("sluice_processor_batch_sent_batches", "Batches sent by a batch processor, by trigger", t.processor_batches.clone());
+        r.register("sluice_exporter_sent_points", "Points delivered by an exporter", t.exporter_sent.clone());
+        r.register("sluice_exporter_failed_points", "Points in failed send attempts", t.exporter_failed.clone());
+        r.register("sluice_exporter_dropped_points", "Points an exporter gave up on, by reason", t.exporter_dropped.clone());
+        r.register("sluice_exporter_retries", "Send attempts retried", t.exporter_retries.clone());
+        r.register("sluice_exporter_queue_points", "Points waiting in an exporter's queue", t.exporter_queue_points.clone());
+        r.register("sluice_exporter_queue_bytes", "Encoded bytes waiting in an exporter's queue", t.exporter_queue_bytes.clone());
+        r.register("sluice_exporter_queue_capacity_points", "Capacity of an exporter's queue", t.exporter_queue_capacity.clone());
+        *t.registry.lock() = r;
+        t
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
+        out
+    }
+
+    pub fn receiver_accepted(&self, receiver: &str, tenant: &str, points: u64) {
+        self.receiver_accepted
+            .get_or_create(&ReceiverLabels { receiver: receiver.into(), tenant: tenant.into() })
+            .inc_by(points);
+    }
+
+    pub fn receiver_refused(&self, receiver: &str, tenant: &str, reason: &str, points: u64) {
+        self.receiver_refused
+            .get_or_create(&ReceiverReasonLabels {
+                receiver: receiver.into(),
+                tenant: tenant.into(),
+                reason: reason.into(),
+            })
+            .inc_by(points);
+    }
+
+    pub fn exporter_dropped(&self, exporter: &str, tenant: &str, reason: &str, points: u64) {
+        self.exporter_dropped
+            .get_or_create(&ExporterReasonLabels {
+                exporter: exporter.into(),
+                tenant: tenant.into(),
+                reason: reason.into(),
+            })
+            .inc_by(points);
+    }
+
+    /// Reads one counter or gauge value by its exposed name and labels (for tests and `sluice`'s
+    /// own checks); sums over series whose labels include all of `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        parse_exposition_value(&self.encode(), name, labels)
+    }
+}
+
+/// Sums the samples of `name` whose label set includes every pair of `labels`.
+pub fn parse_exposition_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (metric, label_text) = match series.split_once('{') {
+            Some((m, l)) => (m, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        if labels.iter().all(|(k, v)| label_text.split(',').any(|p| p == format!("{k}=\"{v}\""))) {
+            sum += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    sum
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` is cancelled.
+pub async fn serve(
+    telemetry: Arc<Telemetry>,
+    address: &str,
+    shutdown: CancellationToken,
+) -> std::io::Result<(std::net::SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(telemetry);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    });
+    Ok((local, task))
+}
+
+async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        t.encode(),
+    )
+}
+
+async fn readyz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    if t.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
