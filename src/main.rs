@@ -1,1 +1,61 @@
-fn main() {}
+//! The `sluice` command: `run`, `validate`, `version`.
+
+mod registry;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A metrics pipeline: receive, clean up, label, route and ship metrics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the pipelines of a config file until SIGINT or SIGTERM.
+    Run {
+        /// The pipeline file.
+        #[arg(long, short, default_value = "pipeline.yaml")]
+        config: PathBuf,
+    },
+    /// Checks a config file and prints every problem with file:line:column; exits 1 if any.
+    Validate {
+        #[arg(long, short, default_value = "pipeline.yaml")]
+        config: PathBuf,
+    },
+    /// Prints the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => match sluice_core::config::load_file(&config, &registry::Components) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} pipelines, {} receivers, {} processors, {} exporters)",
+                    config.display(),
+                    c.service.pipelines.len(),
+                    c.receivers.len(),
+                    c.processors.len(),
+                    c.exporters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s) in {}", errors.0.len(), config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => run::run(&config),
+    }
+}

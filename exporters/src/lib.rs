@@ -1,1 +1,5 @@
+//! Sluice's exporters. Each supplies `send` for one protocol and classifies failures as retryable
+//! or not; the core sending engine does the queueing, retries and telemetry.
 
+pub mod debug;
+pub mod otlp;

@@ -1,1 +1,3 @@
+//! Sluice's processors: each is a `Consumer` that passes batches on to the next.
 
+pub mod batch;

@@ -12,7 +12,7 @@ pub mod types;
 pub use de::{DeError, Located, from_node};
 pub use error::{ConfigError, ConfigErrors};
 pub use node::{Node, Pos, Value};
-pub use service::{LogsConfig, MetricsTelemetryConfig, PipelineConfig, ServiceConfig, TelemetryConfig};
+pub use service::{LogsConfig, MetricsTelemetryConfig, PipelineConfig, ServiceConfig, TelemetryConfig, TelemetryLevel};
 
 use crate::component::{Class, ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Registry};
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,14 +67,11 @@ pub fn load_str(
     ctx: LoadContext,
     registry: &dyn Registry,
 ) -> Result<Config, ConfigErrors> {
-    let mut errs = Errors { file: file.clone(), list: Vec::new() };
+    let mut errs = Errors { file: file.clone(), list: Vec::new(), env_failed: BTreeSet::new() };
     let mut root = node::parse(text).map_err(|(pos, msg)| {
         ConfigErrors(vec![ConfigError { file: file.clone(), pos, component: None, message: msg }])
     })?;
-    root.visit_strings_mut(&mut |s, pos| match env::expand(s) {
-        Ok(v) => *s = v,
-        Err(msg) => errs.push(pos, None, msg),
-    });
+    expand_env(&mut root, &mut errs);
 
     let mut sections: BTreeMap<&str, &Node> = BTreeMap::new();
     match &root.value {
@@ -165,11 +162,57 @@ pub fn load_str(
 struct Errors {
     file: Arc<str>,
     list: Vec<ConfigError>,
+    /// Positions of string values whose `${env:...}` could not be expanded. Their error is reported
+    /// once; later errors there would only be about the unexpanded text (`invalid endpoint "${env:X}"`).
+    env_failed: BTreeSet<Pos>,
 }
 
 impl Errors {
     fn push(&mut self, pos: Pos, component: Option<String>, message: String) {
+        if self.env_failed.contains(&pos) {
+            return;
+        }
         self.list.push(ConfigError { file: self.file.clone(), pos, component, message });
+    }
+}
+
+/// Expands `${env:...}` in every string value; a variable that cannot be expanded is reported with
+/// the component the value belongs to.
+fn expand_env(root: &mut Node, errs: &mut Errors) {
+    let mut expand = |node: &mut Node, component: Option<String>| {
+        node.visit_strings_mut(&mut |s, pos| match env::expand(s) {
+            Ok(v) => *s = v,
+            Err(msg) => {
+                errs.push(pos, component.clone(), msg);
+                errs.env_failed.insert(pos);
+            }
+        })
+    };
+    let Value::Map(sections) = &mut root.value else {
+        return expand(root, None);
+    };
+    for (k, section) in sections {
+        let name = k.key_text();
+        match (name.as_str(), &mut section.value) {
+            ("receivers" | "processors" | "exporters", Value::Map(components)) => {
+                for (id, v) in components {
+                    expand(v, Some(format!("{name}.{}", id.key_text())));
+                }
+            }
+            ("service", Value::Map(entries)) => {
+                for (key, v) in entries {
+                    match (key.key_text().as_str(), &mut v.value) {
+                        ("pipelines", Value::Map(pipelines)) => {
+                            for (id, p) in pipelines {
+                                expand(p, Some(format!("service.pipelines.{}", id.key_text())));
+                            }
+                        }
+                        _ => expand(v, Some("service".into())),
+                    }
+                }
+            }
+            _ => expand(section, None),
+        }
     }
 }
 

@@ -1,0 +1,83 @@
+//! OTLP/gRPC exporter.
+//!
+//! Retryable per the OTLP spec: CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE,
+//! DATA_LOSS, and RESOURCE_EXHAUSTED when the server sent RetryInfo (it then says how long to wait).
+//! Every other code is permanent: the batch is dropped and counted.
+
+use super::config::{OtlpGrpcExporterConfig, sending};
+use futures::future::BoxFuture;
+use sluice_core::batch::Batch;
+use sluice_core::component::{BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError};
+use sluice_core::compression::Compression;
+use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use sluice_core::sending::SendingSettings;
+use std::sync::Arc;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+impl ExporterConfig for OtlpGrpcExporterConfig {
+    fn build(&self, _ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
+        let uri = self.uri()?;
+        let channel = Channel::builder(uri)
+            .connect_timeout(self.timeout.get())
+            .timeout(self.timeout.get())
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let mut client = MetricsServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        client = match self.compression {
+            Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
+            Compression::None => client,
+        }
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+        let mut headers = Vec::new();
+        for (k, v) in &self.headers {
+            let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?;
+            headers.push((key, MetadataValue::try_from(v.as_str())?));
+        }
+        Ok(Arc::new(GrpcExporter { client, headers }))
+    }
+
+    fn sending(&self) -> SendingSettings {
+        sending(&self.sending_queue, &self.retry_on_failure, self.max_age)
+    }
+}
+
+struct GrpcExporter {
+    client: MetricsServiceClient<Channel>,
+    headers: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)>,
+}
+
+impl Exporter for GrpcExporter {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(async move {
+            let mut req = tonic::Request::new(batch.to_request());
+            for (k, v) in &self.headers {
+                req.metadata_mut().insert(k.clone(), v.clone());
+            }
+            match self.client.clone().export(req).await {
+                Ok(resp) => {
+                    let ps = resp.into_inner().partial_success.unwrap_or_default();
+                    Ok(Delivered { rejected_points: ps.rejected_data_points.max(0) as u64, message: ps.error_message })
+                }
+                Err(status) => Err(classify(&status)),
+            }
+        })
+    }
+}
+
+pub(crate) fn classify(status: &Status) -> SendError {
+    let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let message = format!("OTLP/gRPC export failed: {:?}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss => {
+            SendError::retryable(message, retry_after)
+        }
+        Code::ResourceExhausted if retry_after.is_some() => SendError::retryable(message, retry_after),
+        _ => SendError::permanent(message),
+    }
+}

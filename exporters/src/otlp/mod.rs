@@ -1,0 +1,11 @@
+//! Exporters `otlp` (OTLP/gRPC) and `otlp_http` (OTLP/HTTP), with the retry rules of the OTLP
+//! specification.
+
+mod config;
+mod grpc;
+mod http;
+
+pub use config::{HttpEncoding, OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
+
+#[cfg(test)]
+mod tests;

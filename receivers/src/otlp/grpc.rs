@@ -1,0 +1,70 @@
+//! OTLP/gRPC server.
+
+use super::Shared;
+use sluice_core::component::{BoxError, Refusal, RefusalKind};
+use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use sluice_core::proto::otlp::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+struct Service(Arc<Shared>);
+
+#[tonic::async_trait]
+impl MetricsService for Service {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let md = request.metadata();
+        let context = self.0.context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string));
+        self.0.ingest(context, request.into_inner()).map(Response::new).map_err(|r| status(&r))
+    }
+}
+
+/// The gRPC status for a refusal: UNAVAILABLE (queue full, shutting down) or RESOURCE_EXHAUSTED
+/// (a limit) with RetryInfo, both retryable per the OTLP spec; INVALID_ARGUMENT otherwise.
+pub fn status(r: &Refusal) -> Status {
+    let code = match r.kind {
+        RefusalKind::Full | RefusalKind::ShuttingDown => Code::Unavailable,
+        RefusalKind::Limited => Code::ResourceExhausted,
+        RefusalKind::Invalid => Code::InvalidArgument,
+    };
+    match r.retry_after {
+        Some(d) if r.retryable() => {
+            Status::with_error_details(code, r.message.clone(), ErrorDetails::with_retry_info(Some(d)))
+        }
+        _ => Status::new(code, r.message.clone()),
+    }
+}
+
+pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationToken) -> Result<JoinHandle<()>, BoxError> {
+    let listener = tokio::net::TcpListener::bind(endpoint)
+        .await
+        .map_err(|e| format!("cannot listen on {endpoint} (OTLP/gRPC): {e}"))?;
+    let local = listener.local_addr()?;
+    // tonic checks this limit on the frame and again while decompressing, so a gzip or zstd bomb is
+    // cut off at the limit.
+    let limit = shared.max_decompressed_bytes.min(usize::MAX as u64) as usize;
+    let svc = MetricsServiceServer::new(Service(shared))
+        .max_decoding_message_size(limit)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip);
+    tracing::info!(endpoint = %local, "OTLP/gRPC receiver listening");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    Ok(tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "OTLP/gRPC server failed");
+        }
+    }))
+}

@@ -1,0 +1,45 @@
+//! The one place that knows every component type: a `match` on the type name. The collector's
+//! older names are accepted as aliases.
+
+use sluice_core::component::{
+    Class, ExporterConfig, ParseFn, ProcessorConfig, ReceiverConfig, Registry, parse_config,
+};
+use sluice_exporters::debug::DebugExporterConfig;
+use sluice_exporters::otlp::{OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
+use sluice_processors::batch::BatchConfig;
+use sluice_receivers::otlp::OtlpReceiverConfig;
+
+pub struct Components;
+
+impl Registry for Components {
+    fn receiver(&self, kind: &str) -> Option<ParseFn<dyn ReceiverConfig>> {
+        match kind {
+            "otlp" => Some(|n, c| Ok(Box::new(parse_config::<OtlpReceiverConfig>(n, c)?))),
+            _ => None,
+        }
+    }
+
+    fn processor(&self, kind: &str) -> Option<ParseFn<dyn ProcessorConfig>> {
+        match kind {
+            "batch" => Some(|n, c| Ok(Box::new(parse_config::<BatchConfig>(n, c)?))),
+            _ => None,
+        }
+    }
+
+    fn exporter(&self, kind: &str) -> Option<ParseFn<dyn ExporterConfig>> {
+        match kind {
+            "otlp" | "otlp_grpc" => Some(|n, c| Ok(Box::new(parse_config::<OtlpGrpcExporterConfig>(n, c)?))),
+            "otlp_http" | "otlphttp" => Some(|n, c| Ok(Box::new(parse_config::<OtlpHttpExporterConfig>(n, c)?))),
+            "debug" => Some(|n, c| Ok(Box::new(parse_config::<DebugExporterConfig>(n, c)?))),
+            _ => None,
+        }
+    }
+
+    fn kinds(&self, class: Class) -> &'static [&'static str] {
+        match class {
+            Class::Receiver => &["otlp"],
+            Class::Processor => &["batch"],
+            Class::Exporter => &["otlp (alias otlp_grpc)", "otlp_http (alias otlphttp)", "debug"],
+        }
+    }
+}
