@@ -50,12 +50,13 @@ pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationTo
     // tonic checks this limit on the frame and again while decompressing, so a gzip or zstd bomb is
     // cut off at the limit.
     let limit = shared.max_decompressed_bytes.min(usize::MAX as u64) as usize;
+    let name = shared.name.clone();
     let svc = MetricsServiceServer::new(Service(shared))
         .max_decoding_message_size(limit)
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip);
-    tracing::info!(endpoint = %local, "OTLP/gRPC receiver listening");
+    tracing::info!(receiver = %name, endpoint = %local, "OTLP/gRPC receiver listening");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Ok(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
