@@ -30,6 +30,7 @@ pub struct Entry {
 
 struct State {
     items: VecDeque<Entry>,
+    /// Points queued plus points taken by a sender and not yet released.
     points: usize,
     closed: bool,
 }
@@ -83,8 +84,8 @@ impl Queue {
         let tenant = batch.context.tenant_label().to_string();
         let mut s = self.state.lock();
         if self.policy == FullPolicy::DropOldest {
-            while s.points > 0 && s.points + points > self.capacity {
-                let old = s.items.pop_front().expect("points > 0 means an entry");
+            while s.points + points > self.capacity {
+                let Some(old) = s.items.pop_front() else { break };
                 s.points -= old.points;
                 let t = old.batch.context.tenant_label();
                 self.telemetry.exporter_dropped(&self.exporter, t, "queue_full", old.points as u64);
@@ -98,16 +99,21 @@ impl Queue {
         self.notify.notify_one();
     }
 
-    /// The next batch; `None` once the queue is closed and empty.
+    /// Gives back the room of an entry that `pop` returned, once it is delivered or dropped.
+    pub fn release(&self, entry: &Entry) {
+        self.state.lock().points -= entry.points;
+        self.gauge(entry.batch.context.tenant_label(), -(entry.points as i64), -(entry.bytes as i64));
+    }
+
+    /// The next batch; `None` once the queue is closed and empty. Its points keep counting against
+    /// the capacity until [`Queue::release`], so that batches being sent or retried are bounded too.
     pub async fn pop(&self) -> Option<Entry> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut s = self.state.lock();
                 if let Some(e) = s.items.pop_front() {
-                    s.points -= e.points;
                     drop(s);
-                    self.gauge(e.batch.context.tenant_label(), -(e.points as i64), -(e.bytes as i64));
                     // Wake another consumer if more is waiting.
                     self.notify.notify_one();
                     return Some(e);
@@ -132,8 +138,9 @@ impl Queue {
     pub fn drain_dropped(&self, reason: &str) -> usize {
         let items: Vec<Entry> = {
             let mut s = self.state.lock();
-            s.points = 0;
-            s.items.drain(..).collect()
+            let items: Vec<Entry> = s.items.drain(..).collect();
+            s.points -= items.iter().map(|e| e.points).sum::<usize>();
+            items
         };
         let mut total = 0;
         for e in items {

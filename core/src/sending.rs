@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
-    /// Capacity in data points (default 100000).
+    /// Capacity in data points, counting batches being sent or retried (default 100000).
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
     /// Concurrent senders (default 4).
@@ -99,7 +99,8 @@ impl ExporterRuntime {
                 let (w, q) = (worker.clone(), queue.clone());
                 tokio::spawn(async move {
                     while let Some(entry) = q.pop().await {
-                        w.deliver(entry).await;
+                        w.deliver(&entry).await;
+                        q.release(&entry);
                     }
                 })
             })
@@ -132,7 +133,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn deliver(&self, entry: Entry) {
+    async fn deliver(&self, entry: &Entry) {
         let tenant = entry.batch.context.tenant_label().to_string();
         let labels = ExporterLabels { exporter: self.name.clone(), tenant: tenant.clone() };
         let points = entry.points as u64;

@@ -257,3 +257,132 @@ pub fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// A client for Sluice's OTLP/gRPC receiver, with a runtime of its own.
+pub struct GrpcClient {
+    rt: tokio::runtime::Runtime,
+    client: sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient<tonic::transport::Channel>,
+    channel: tonic::transport::Channel,
+}
+
+impl GrpcClient {
+    pub fn connect(url: &str) -> GrpcClient {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let channel = rt.block_on(tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect()).unwrap();
+        let client = sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient::new(channel.clone());
+        GrpcClient { rt, client, channel }
+    }
+
+    pub fn export(&self, req: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, Status> {
+        let mut c = self.client.clone();
+        self.rt.block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
+    }
+
+    pub fn export_gzip(&self, req: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, Status> {
+        let mut c = self.client.clone().send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        self.rt.block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
+    }
+
+    /// Sends `body` as the request message, unparsed (for malformed-input tests).
+    pub fn export_raw(&self, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        self.rt.block_on(async move {
+            grpc.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+            let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export");
+            grpc.unary(Request::new(body), path, RawCodec).await.map(|r| r.into_inner())
+        })
+    }
+}
+
+/// A gRPC codec that passes message bytes through as they are.
+#[derive(Default, Clone)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use bytes::Buf;
+        let mut v = vec![0; src.remaining()];
+        src.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+
+/// A request with `n` gauge points named `test.gauge`, values `first..first+n`, distinct attribute
+/// `i`, so that every point can be identified at the other end.
+pub fn numbered_request(first: u64, n: u64) -> ExportMetricsServiceRequest {
+    use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
+    use sluice_core::proto::otlp::metrics::v1::*;
+    let points = (first..first + n)
+        .map(|i| NumberDataPoint {
+            attributes: vec![KeyValue {
+                key: "i".into(),
+                value: Some(AnyValue { value: Some(any_value::Value::IntValue(i as i64)) }),
+            }],
+            time_unix_nano: 1_700_000_000_000_000_000 + i,
+            value: Some(number_data_point::Value::AsDouble(i as f64)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(sluice_core::proto::otlp::resource::v1::Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("numbered".into())) }),
+                }],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "test.gauge".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The numbers carried by `numbered_request` points, sorted.
+pub fn numbers(reqs: &[ExportMetricsServiceRequest]) -> Vec<u64> {
+    use sluice_core::proto::otlp::metrics::v1::{metric::Data, number_data_point};
+    let mut out = Vec::new();
+    for m in reqs.iter().flat_map(|r| &r.resource_metrics).flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+        if let Some(Data::Gauge(g)) = &m.data {
+            for p in &g.data_points {
+                if let Some(number_data_point::Value::AsDouble(v)) = p.value {
+                    out.push(v as u64);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}

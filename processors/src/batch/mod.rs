@@ -134,7 +134,7 @@ impl Consumer for BatchProcessor {
             let mut s = self.state.lock();
             if s.points > 0 && s.points + points > self.cfg.max_pending() {
                 return Err(Refusal::full(format!(
-                    "processor {} holds {} points waiting for the exporters; retry later",
+                    "processor {} is full: {} points wait for the exporters; retry later",
                     self.name, s.points
                 )));
             }
