@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .codec_path("crate::grpc_codec::OtlpCodec")
         .compile_fds(fds)?;
 
     // OTLP/JSON: enums as integers on output (the OTLP spec requires it; names are accepted on input),

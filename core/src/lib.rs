@@ -6,6 +6,7 @@ pub mod batch;
 pub mod component;
 pub mod compression;
 pub mod config;
+pub mod grpc_codec;
 mod otlp_json;
 pub mod proto;
 pub mod queue;

@@ -57,6 +57,8 @@ pub struct Telemetry {
     pub receiver_accepted: Family<ReceiverLabels, Counter>,
     /// Points a receiver refused, by reason (queue_full, invalid, too_large, ...).
     pub receiver_refused: Family<ReceiverReasonLabels, Counter>,
+    /// Requests a receiver refused before it could read their points (malformed, too large, ...).
+    pub receiver_refused_requests: Family<ReceiverReasonLabels, Counter>,
     /// Points a processor dropped, by reason.
     pub processor_dropped: Family<ProcessorLabels, Counter>,
     /// Batches a batch processor sent, by trigger (size, timeout, shutdown).
@@ -87,6 +89,7 @@ impl Telemetry {
             ready: AtomicBool::new(false),
             receiver_accepted: Family::default(),
             receiver_refused: Family::default(),
+            receiver_refused_requests: Family::default(),
             processor_dropped: Family::default(),
             processor_batches: Family::default(),
             exporter_sent: Family::default(),
@@ -99,6 +102,7 @@ impl Telemetry {
         };
         r.register("sluice_receiver_accepted_points", "Points accepted by a receiver", t.receiver_accepted.clone());
         r.register("sluice_receiver_refused_points", "Points refused by a receiver, by reason", t.receiver_refused.clone());
+        r.register("sluice_receiver_refused_requests", "Requests refused before their points could be read, by reason", t.receiver_refused_requests.clone());
         r.register("sluice_processor_dropped_points", "Points dropped by a processor, by reason", t.processor_dropped.clone());
         r.register("sluice_processor_batch_sent_batches", "Batches sent by a batch processor, by trigger", t.processor_batches.clone());
         r.register("sluice_exporter_sent_points", "Points delivered by an exporter", t.exporter_sent.clone());

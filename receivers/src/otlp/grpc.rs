@@ -42,6 +42,19 @@ pub fn status(r: &Refusal) -> Status {
     }
 }
 
+/// tonic refuses a message over the size limit with OUT_OF_RANGE, which OTLP clients retry; the
+/// OTLP spec wants a non-retryable refusal for a request that will never fit, and Sluice's contract
+/// says RESOURCE_EXHAUSTED (without RetryInfo, so that clients do not retry it).
+fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let h = resp.headers_mut();
+    let out_of_range = h.get("grpc-status").is_some_and(|v| v == "11");
+    let too_large = h.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.contains("too%20large") || m.contains("too large") || m.contains("size%20limit"));
+    if out_of_range && too_large {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
+}
+
 pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationToken) -> Result<JoinHandle<()>, BoxError> {
     let listener = tokio::net::TcpListener::bind(endpoint)
         .await
@@ -61,6 +74,7 @@ pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationTo
     Ok(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(tower::util::MapResponseLayer::new(oversize_is_resource_exhausted))
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
             .await;

@@ -90,8 +90,16 @@ impl Shared {
         })
     }
 
+    /// Counts a request refused before its points could be read.
     fn refuse_unread(&self, reason: &str) {
-        self.telemetry.receiver_refused(&self.name, "", reason, 0);
+        self.telemetry
+            .receiver_refused_requests
+            .get_or_create(&sluice_core::telemetry::ReceiverReasonLabels {
+                receiver: self.name.clone(),
+                tenant: String::new(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 }
 

@@ -1,0 +1,57 @@
+//! The protobuf codec of Sluice's gRPC services and clients. It differs from tonic's default in one
+//! way: a message that does not decode is the client's fault, so it is answered INVALID_ARGUMENT
+//! ("malformed protobuf: ...") rather than INTERNAL.
+
+use prost::Message;
+use std::marker::PhantomData;
+use tonic::Status;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+pub struct OtlpCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for OtlpCodec<T, U> {
+    fn default() -> Self {
+        OtlpCodec(PhantomData)
+    }
+}
+
+impl<T, U> Codec for OtlpCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = MessageEncoder<T>;
+    type Decoder = MessageDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        MessageEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        MessageDecoder(PhantomData)
+    }
+}
+
+pub struct MessageEncoder<T>(PhantomData<T>);
+
+impl<T: Message> Encoder for MessageEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf).map_err(|e| Status::internal(format!("encoding a message: {e}")))
+    }
+}
+
+pub struct MessageDecoder<U>(PhantomData<U>);
+
+impl<U: Message + Default> Decoder for MessageDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(buf).map(Some).map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
+    }
+}
