@@ -115,12 +115,22 @@ pub fn parse(text: &str) -> Result<Node, (Pos, String)> {
 
 /// serde-saphyr renders a snippet below its message; our errors carry the position themselves.
 fn first_line(msg: &str) -> String {
-    let line = msg.lines().next().unwrap_or(msg).trim();
-    // Drop a trailing " at line X column Y" that would repeat the position.
-    match line.find(" at line ") {
-        Some(i) => line[..i].to_string(),
-        None => line.to_string(),
+    let mut line = msg.lines().next().unwrap_or(msg).trim();
+    line = line.strip_prefix("error: ").unwrap_or(line);
+    // Drop a leading "line X column Y: " or a trailing " at line X column Y" that would repeat the
+    // position, and advice about parser options users cannot set.
+    if line.starts_with("line ") {
+        if let Some(i) = line.find(": ") {
+            line = &line[i + 2..];
+        }
     }
+    if let Some(i) = line.find(" at line ") {
+        line = &line[..i];
+    }
+    if let Some(i) = line.find(", set DuplicateKeyPolicy") {
+        line = &line[..i];
+    }
+    line.to_string()
 }
 
 impl<'de> Deserialize<'de> for Node {
