@@ -27,16 +27,39 @@ fn require_python_sdk() {
 }
 
 /// Runs the Python client; returns the requests it exported, as it recorded them.
-fn python_client(protocol: &str, endpoint: &str, service: &str, rounds: u32) -> Vec<ExportMetricsServiceRequest> {
+fn python_client(
+    protocol: &str,
+    endpoint: &str,
+    service: &str,
+    rounds: u32,
+) -> Vec<ExportMetricsServiceRequest> {
     let record = tempfile::NamedTempFile::new().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/integration-tests/otel_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/integration-tests/otel_client.py"
+    );
     let out = Command::new("python3")
-        .args([script, "--protocol", protocol, "--endpoint", endpoint, "--service", service, "--rounds", &rounds.to_string()])
+        .args([
+            script,
+            "--protocol",
+            protocol,
+            "--endpoint",
+            endpoint,
+            "--service",
+            service,
+            "--rounds",
+            &rounds.to_string(),
+        ])
         .arg("--record")
         .arg(record.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "python client failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(record.path()).unwrap();
     let mut reqs = Vec::new();
     let mut rest = bytes.as_slice();
@@ -60,7 +83,11 @@ fn points(reqs: &[ExportMetricsServiceRequest]) -> Vec<Vec<u8>> {
                     let one = ResourceMetrics {
                         resource: rm.resource.clone(),
                         schema_url: rm.schema_url.clone(),
-                        scope_metrics: vec![ScopeMetrics { scope: sm.scope.clone(), schema_url: sm.schema_url.clone(), metrics: vec![single] }],
+                        scope_metrics: vec![ScopeMetrics {
+                            scope: sm.scope.clone(),
+                            schema_url: sm.schema_url.clone(),
+                            metrics: vec![single],
+                        }],
                     };
                     out.push(one.encode_to_vec());
                 }
@@ -80,7 +107,9 @@ fn single_points(m: &Metric) -> Vec<Metric> {
                 Some(Data::Gauge(g)) => g.data_points = vec![g.data_points[i].clone()],
                 Some(Data::Sum(s)) => s.data_points = vec![s.data_points[i].clone()],
                 Some(Data::Histogram(h)) => h.data_points = vec![h.data_points[i].clone()],
-                Some(Data::ExponentialHistogram(h)) => h.data_points = vec![h.data_points[i].clone()],
+                Some(Data::ExponentialHistogram(h)) => {
+                    h.data_points = vec![h.data_points[i].clone()]
+                }
                 Some(Data::Summary(s)) => s.data_points = vec![s.data_points[i].clone()],
                 None => {}
             }
@@ -135,7 +164,12 @@ service:
     );
 
     let mut sent = python_client("grpc", &a.grpc_url("otlp"), "pay-gateway-gold", 3);
-    sent.extend(python_client("http", &a.http_url("otlp"), "auth-api-silver", 3));
+    sent.extend(python_client(
+        "http",
+        &a.http_url("otlp"),
+        "auth-api-silver",
+        3,
+    ));
     let expected = points(&sent);
     let exemplars = sent
         .iter()
@@ -143,28 +177,66 @@ service:
         .flat_map(|r| &r.scope_metrics)
         .flat_map(|s| &s.metrics)
         .map(|m| match &m.data {
-            Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.exemplars.len()).sum::<usize>(),
+            Some(Data::Sum(s)) => s
+                .data_points
+                .iter()
+                .map(|p| p.exemplars.len())
+                .sum::<usize>(),
             Some(Data::Histogram(h)) => h.data_points.iter().map(|p| p.exemplars.len()).sum(),
             _ => 0,
         })
         .sum::<usize>();
     assert!(exemplars > 0, "the client should have produced exemplars");
 
-    wait_until(Duration::from_secs(30), "every point at the sink", || sink.points() >= expected.len());
+    wait_until(Duration::from_secs(30), "every point at the sink", || {
+        sink.points() >= expected.len()
+    });
     std::thread::sleep(Duration::from_millis(300)); // nothing more (no duplicates) should come
     let got = points(&sink.requests());
     assert_eq!(got.len(), expected.len(), "point count");
     if got != expected {
-        let missing = expected.iter().find(|p| !got.contains(p)).map(|p| ResourceMetrics::decode(p.as_slice()).unwrap());
-        let extra = got.iter().find(|p| !expected.contains(p)).map(|p| ResourceMetrics::decode(p.as_slice()).unwrap());
-        panic!("the points at the sink differ from what the SDK exported\nmissing: {missing:#?}\nunexpected: {extra:#?}");
+        let missing = expected
+            .iter()
+            .find(|p| !got.contains(p))
+            .map(|p| ResourceMetrics::decode(p.as_slice()).unwrap());
+        let extra = got
+            .iter()
+            .find(|p| !expected.contains(p))
+            .map(|p| ResourceMetrics::decode(p.as_slice()).unwrap());
+        panic!(
+            "the points at the sink differ from what the SDK exported\nmissing: {missing:#?}\nunexpected: {extra:#?}"
+        );
     }
 
     let n = expected.len() as f64;
-    assert_eq!(a.metric("sluice_receiver_accepted_points_total", &[("receiver", "otlp")]), n);
-    assert_eq!(a.metric("sluice_exporter_sent_points_total", &[("exporter", "otlp_http")]), n);
-    assert_eq!(b.metric("sluice_receiver_accepted_points_total", &[("receiver", "otlp/from_a")]), n);
-    assert_eq!(b.metric("sluice_exporter_sent_points_total", &[("exporter", "otlp/sink")]), n);
+    assert_eq!(
+        a.metric(
+            "sluice_receiver_accepted_points_total",
+            &[("receiver", "otlp")]
+        ),
+        n
+    );
+    assert_eq!(
+        a.metric(
+            "sluice_exporter_sent_points_total",
+            &[("exporter", "otlp_http")]
+        ),
+        n
+    );
+    assert_eq!(
+        b.metric(
+            "sluice_receiver_accepted_points_total",
+            &[("receiver", "otlp/from_a")]
+        ),
+        n
+    );
+    assert_eq!(
+        b.metric(
+            "sluice_exporter_sent_points_total",
+            &[("exporter", "otlp/sink")]
+        ),
+        n
+    );
     for s in [&a, &b] {
         assert_eq!(s.metric("sluice_exporter_dropped_points_total", &[]), 0.0);
         assert_eq!(s.metric("sluice_receiver_refused_points_total", &[]), 0.0);

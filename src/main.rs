@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A metrics pipeline: receive, clean up, label, route and ship metrics")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A metrics pipeline: receive, clean up, label, route and ship metrics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,24 +42,26 @@ fn main() -> ExitCode {
             println!("sluice {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match sluice_core::config::load_file(&config, &registry::Components) {
-            Ok(c) => {
-                println!(
-                    "{}: valid ({} pipelines, {} receivers, {} processors, {} exporters)",
-                    config.display(),
-                    c.service.pipelines.len(),
-                    c.receivers.len(),
-                    c.processors.len(),
-                    c.exporters.len()
-                );
-                ExitCode::SUCCESS
+        Command::Validate { config } => {
+            match sluice_core::config::load_file(&config, &registry::Components) {
+                Ok(c) => {
+                    println!(
+                        "{}: valid ({} pipelines, {} receivers, {} processors, {} exporters)",
+                        config.display(),
+                        c.service.pipelines.len(),
+                        c.receivers.len(),
+                        c.processors.len(),
+                        c.exporters.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("{} error(s) in {}", errors.0.len(), config.display());
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!("{} error(s) in {}", errors.0.len(), config.display());
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run { config } => run::run(&config),
     }
 }

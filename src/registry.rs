@@ -28,8 +28,12 @@ impl Registry for Components {
 
     fn exporter(&self, kind: &str) -> Option<ParseFn<dyn ExporterConfig>> {
         match kind {
-            "otlp" | "otlp_grpc" => Some(|n, c| Ok(Box::new(parse_config::<OtlpGrpcExporterConfig>(n, c)?))),
-            "otlp_http" | "otlphttp" => Some(|n, c| Ok(Box::new(parse_config::<OtlpHttpExporterConfig>(n, c)?))),
+            "otlp" | "otlp_grpc" => {
+                Some(|n, c| Ok(Box::new(parse_config::<OtlpGrpcExporterConfig>(n, c)?)))
+            }
+            "otlp_http" | "otlphttp" => {
+                Some(|n, c| Ok(Box::new(parse_config::<OtlpHttpExporterConfig>(n, c)?)))
+            }
             "debug" => Some(|n, c| Ok(Box::new(parse_config::<DebugExporterConfig>(n, c)?))),
             _ => None,
         }
@@ -39,7 +43,11 @@ impl Registry for Components {
         match class {
             Class::Receiver => &["otlp"],
             Class::Processor => &["batch"],
-            Class::Exporter => &["otlp (alias otlp_grpc)", "otlp_http (alias otlphttp)", "debug"],
+            Class::Exporter => &[
+                "otlp (alias otlp_grpc)",
+                "otlp_http (alias otlphttp)",
+                "debug",
+            ],
         }
     }
 }

@@ -1,8 +1,8 @@
 //! `sluice run`: load, start the topology and the telemetry endpoint, wait for a signal, shut down
 //! in stages.
 
-use sluice_core::config::{Config, load_file};
 use sluice_core::config::TelemetryLevel;
+use sluice_core::config::{Config, load_file};
 use sluice_core::telemetry::{self, Telemetry};
 use sluice_core::topology;
 use std::path::Path;
@@ -15,12 +15,19 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("{} error(s) in {}; nothing started", errors.0.len(), path.display());
+            eprintln!(
+                "{} error(s) in {}; nothing started",
+                errors.0.len(),
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     };
     init_logs(&config);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -31,8 +38,9 @@ pub fn run(path: &Path) -> ExitCode {
 }
 
 fn init_logs(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.service.telemetry.logs.level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(&config.service.telemetry.logs.level)
+    });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -47,14 +55,23 @@ async fn serve(config: Config) -> ExitCode {
     let metrics_cfg = &config.service.telemetry.metrics;
     let mut telemetry_task = None;
     if metrics_cfg.level != TelemetryLevel::None {
-        match telemetry::serve(telemetry.clone(), metrics_cfg.address.as_str(), telemetry_stop.clone()).await {
+        match telemetry::serve(
+            telemetry.clone(),
+            metrics_cfg.address.as_str(),
+            telemetry_stop.clone(),
+        )
+        .await
+        {
             Ok((addr, task)) => {
                 tracing::info!(address = %addr, "self-telemetry on /metrics, /healthz, /readyz");
                 telemetry_task = Some(task);
             }
             Err(e) => {
                 tracing::error!(address = %metrics_cfg.address, error = %e, "cannot serve self-telemetry");
-                eprintln!("cannot listen on {} (service.telemetry.metrics.address): {e}", metrics_cfg.address);
+                eprintln!(
+                    "cannot listen on {} (service.telemetry.metrics.address): {e}",
+                    metrics_cfg.address
+                );
                 return ExitCode::FAILURE;
             }
         }

@@ -10,7 +10,10 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { next: initial.max(Duration::from_millis(1)), max: max.max(initial) }
+        Backoff {
+            next: initial.max(Duration::from_millis(1)),
+            max: max.max(initial),
+        }
     }
 
     /// The next wait: the current interval with ±20% jitter; the interval then doubles up to `max`.
@@ -33,7 +36,10 @@ mod tests {
         assert!(waits[0] >= Duration::from_millis(24) && waits[0] <= Duration::from_millis(36));
         assert!(waits[1] >= Duration::from_millis(48) && waits[1] <= Duration::from_millis(72));
         for w in &waits[9..] {
-            assert!(*w >= Duration::from_secs(4) && *w <= Duration::from_secs(6), "{w:?}");
+            assert!(
+                *w >= Duration::from_secs(4) && *w <= Duration::from_secs(6),
+                "{w:?}"
+            );
         }
     }
 }

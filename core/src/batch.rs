@@ -21,7 +21,10 @@ impl Context {
     }
 
     pub fn metadata(&self, key: &str) -> Option<&str> {
-        self.metadata.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| &**v)
+        self.metadata
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -33,19 +36,29 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(context: Context, resource_metrics: Vec<ResourceMetrics>) -> Self {
-        Batch { context, resource_metrics }
+        Batch {
+            context,
+            resource_metrics,
+        }
     }
 
     pub fn from_request(context: Context, req: ExportMetricsServiceRequest) -> Self {
-        Batch { context, resource_metrics: req.resource_metrics }
+        Batch {
+            context,
+            resource_metrics: req.resource_metrics,
+        }
     }
 
     pub fn to_request(&self) -> ExportMetricsServiceRequest {
-        ExportMetricsServiceRequest { resource_metrics: self.resource_metrics.clone() }
+        ExportMetricsServiceRequest {
+            resource_metrics: self.resource_metrics.clone(),
+        }
     }
 
     pub fn into_request(self) -> ExportMetricsServiceRequest {
-        ExportMetricsServiceRequest { resource_metrics: self.resource_metrics }
+        ExportMetricsServiceRequest {
+            resource_metrics: self.resource_metrics,
+        }
     }
 
     /// Data points in the batch (a histogram or summary point counts as one).
@@ -95,7 +108,11 @@ impl Batch {
                         left = 0;
                     }
                 }
-                scopes.push(ScopeMetrics { scope: sm.scope.clone(), metrics, schema_url: sm.schema_url.clone() });
+                scopes.push(ScopeMetrics {
+                    scope: sm.scope.clone(),
+                    metrics,
+                    schema_url: sm.schema_url.clone(),
+                });
             }
             head.push(ResourceMetrics {
                 resource: rm.resource.clone(),
@@ -103,7 +120,10 @@ impl Batch {
                 schema_url: rm.schema_url.clone(),
             });
         }
-        Batch { context: self.context.clone(), resource_metrics: head }
+        Batch {
+            context: self.context.clone(),
+            resource_metrics: head,
+        }
     }
 }
 
@@ -137,10 +157,12 @@ fn split_metric(m: &mut Metric, n: usize) -> Metric {
             aggregation_temporality: s.aggregation_temporality,
             is_monotonic: s.is_monotonic,
         })),
-        Some(Data::Histogram(h)) => Some(Data::Histogram(crate::proto::otlp::metrics::v1::Histogram {
-            data_points: h.data_points.drain(..n).collect(),
-            aggregation_temporality: h.aggregation_temporality,
-        })),
+        Some(Data::Histogram(h)) => Some(Data::Histogram(
+            crate::proto::otlp::metrics::v1::Histogram {
+                data_points: h.data_points.drain(..n).collect(),
+                aggregation_temporality: h.aggregation_temporality,
+            },
+        )),
         Some(Data::ExponentialHistogram(h)) => Some(Data::ExponentialHistogram(
             crate::proto::otlp::metrics::v1::ExponentialHistogram {
                 data_points: h.data_points.drain(..n).collect(),

@@ -29,9 +29,14 @@ impl ComponentId {
         };
         let ok = |t: &str| !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c == '/');
         if !ok(kind) || name.is_some_and(|n| !ok(n)) {
-            return Err(format!("invalid component id {s:?}: expected `type` or `type/name`"));
+            return Err(format!(
+                "invalid component id {s:?}: expected `type` or `type/name`"
+            ));
         }
-        Ok(ComponentId { kind: kind.to_string(), name: name.map(str::to_string) })
+        Ok(ComponentId {
+            kind: kind.to_string(),
+            name: name.map(str::to_string),
+        })
     }
 }
 
@@ -67,7 +72,11 @@ pub enum RefusalKind {
 
 impl Refusal {
     pub fn full(message: impl Into<String>) -> Self {
-        Refusal { kind: RefusalKind::Full, message: message.into(), retry_after: Some(Duration::from_secs(1)) }
+        Refusal {
+            kind: RefusalKind::Full,
+            message: message.into(),
+            retry_after: Some(Duration::from_secs(1)),
+        }
     }
     pub fn shutting_down() -> Self {
         Refusal {
@@ -174,10 +183,18 @@ pub struct SendError {
 
 impl SendError {
     pub fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
-        SendError { retryable: true, retry_after, message: message.into() }
+        SendError {
+            retryable: true,
+            retry_after,
+            message: message.into(),
+        }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        SendError { retryable: false, retry_after: None, message: message.into() }
+        SendError {
+            retryable: false,
+            retry_after: None,
+            message: message.into(),
+        }
     }
 }
 

@@ -24,8 +24,14 @@ pub enum DecompressError {
 
 /// Decodes a body by its `Content-Encoding` (`gzip`, `zstd`, `identity`, or none), refusing to
 /// produce more than `limit` bytes.
-pub fn decompress(encoding: Option<&str>, body: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
-    let enc = encoding.map(|e| e.trim().to_ascii_lowercase()).unwrap_or_default();
+pub fn decompress(
+    encoding: Option<&str>,
+    body: &[u8],
+    limit: u64,
+) -> Result<Vec<u8>, DecompressError> {
+    let enc = encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     match enc.as_str() {
         "" | "identity" | "none" => {
             if body.len() as u64 > limit {
@@ -35,7 +41,8 @@ pub fn decompress(encoding: Option<&str>, body: &[u8], limit: u64) -> Result<Vec
         }
         "gzip" | "x-gzip" => read_limited(flate2::read::GzDecoder::new(body), limit, "gzip"),
         "zstd" => {
-            let d = zstd::stream::read::Decoder::new(body).map_err(|e| DecompressError::Corrupt("zstd", e.to_string()))?;
+            let d = zstd::stream::read::Decoder::new(body)
+                .map_err(|e| DecompressError::Corrupt("zstd", e.to_string()))?;
             read_limited(d, limit, "zstd")
         }
         other => Err(DecompressError::Unsupported(other.to_string())),
@@ -44,7 +51,9 @@ pub fn decompress(encoding: Option<&str>, body: &[u8], limit: u64) -> Result<Vec
 
 fn read_limited(r: impl Read, limit: u64, what: &'static str) -> Result<Vec<u8>, DecompressError> {
     let mut out = Vec::new();
-    r.take(limit + 1).read_to_end(&mut out).map_err(|e| DecompressError::Corrupt(what, e.to_string()))?;
+    r.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecompressError::Corrupt(what, e.to_string()))?;
     if out.len() as u64 > limit {
         return Err(DecompressError::TooLarge(limit));
     }
@@ -60,7 +69,9 @@ pub fn compress(c: Compression, body: &[u8]) -> Vec<u8> {
             e.write_all(body).expect("writing to a Vec cannot fail");
             e.finish().expect("writing to a Vec cannot fail")
         }
-        Compression::Zstd => zstd::bulk::compress(body, 1).expect("zstd compression of a buffer cannot fail"),
+        Compression::Zstd => {
+            zstd::bulk::compress(body, 1).expect("zstd compression of a buffer cannot fail")
+        }
     }
 }
 
@@ -85,7 +96,10 @@ mod tests {
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
             let z = compress(c, &body);
             assert_eq!(decompress(c.header(), &z, 200_000).unwrap(), body);
-            assert_eq!(decompress(c.header(), &z, 99_999), Err(DecompressError::TooLarge(99_999)));
+            assert_eq!(
+                decompress(c.header(), &z, 99_999),
+                Err(DecompressError::TooLarge(99_999))
+            );
         }
     }
 
@@ -93,12 +107,21 @@ mod tests {
     fn bomb_is_refused_without_expanding_it_all() {
         let bomb = compress(Compression::Gzip, &vec![0u8; 50 << 20]);
         assert!(bomb.len() < 100_000);
-        assert_eq!(decompress(Some("gzip"), &bomb, 1 << 20), Err(DecompressError::TooLarge(1 << 20)));
+        assert_eq!(
+            decompress(Some("gzip"), &bomb, 1 << 20),
+            Err(DecompressError::TooLarge(1 << 20))
+        );
     }
 
     #[test]
     fn corrupt_and_unknown_encodings_are_errors() {
-        assert!(matches!(decompress(Some("gzip"), b"not gzip", 10), Err(DecompressError::Corrupt("gzip", _))));
-        assert!(matches!(decompress(Some("br"), b"x", 10), Err(DecompressError::Unsupported(_))));
+        assert!(matches!(
+            decompress(Some("gzip"), b"not gzip", 10),
+            Err(DecompressError::Corrupt("gzip", _))
+        ));
+        assert!(matches!(
+            decompress(Some("br"), b"x", 10),
+            Err(DecompressError::Unsupported(_))
+        ));
     }
 }

@@ -41,7 +41,8 @@ impl<T: Message> Encoder for MessageEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(buf).map_err(|e| Status::internal(format!("encoding a message: {e}")))
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding a message: {e}")))
     }
 }
 
@@ -52,6 +53,8 @@ impl<U: Message + Default> Decoder for MessageDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf).map(Some).map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
+        U::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
     }
 }

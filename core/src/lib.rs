@@ -12,6 +12,8 @@ pub mod proto;
 pub mod queue;
 pub mod sending;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod topology;
 
 pub use batch::{Batch, Context};

@@ -146,16 +146,24 @@ impl<'de, T: ParseNumber> Deserialize<'de> for Number<T> {
                 f.write_str("a number or a string holding a number")
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                T::from_f64(v).map(Number).ok_or_else(|| E::custom(format!("number {v} out of range")))
+                T::from_f64(v)
+                    .map(Number)
+                    .ok_or_else(|| E::custom(format!("number {v} out of range")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                T::from_i64(v).map(Number).ok_or_else(|| E::custom(format!("number {v} out of range")))
+                T::from_i64(v)
+                    .map(Number)
+                    .ok_or_else(|| E::custom(format!("number {v} out of range")))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                T::from_u64(v).map(Number).ok_or_else(|| E::custom(format!("number {v} out of range")))
+                T::from_u64(v)
+                    .map(Number)
+                    .ok_or_else(|| E::custom(format!("number {v} out of range")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                T::parse(v).map(Number).ok_or_else(|| E::custom(format!("invalid number {v:?}")))
+                T::parse(v)
+                    .map(Number)
+                    .ok_or_else(|| E::custom(format!("invalid number {v:?}")))
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -186,7 +194,7 @@ fn to_hex(bytes: &[u8]) -> String {
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

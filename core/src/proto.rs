@@ -5,26 +5,47 @@
 pub mod otlp {
     pub mod common {
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.common.v1.rs"));
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.common.v1.serde.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.common.v1.rs"
+            ));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.common.v1.serde.rs"
+            ));
         }
     }
     pub mod resource {
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.resource.v1.rs"));
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.resource.v1.serde.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.resource.v1.rs"
+            ));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.resource.v1.serde.rs"
+            ));
         }
     }
     pub mod metrics {
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.metrics.v1.rs"));
-            include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.metrics.v1.serde.rs"));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.metrics.v1.rs"
+            ));
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/opentelemetry.proto.metrics.v1.serde.rs"
+            ));
         }
     }
     pub mod collector {
         pub mod metrics {
             pub mod v1 {
-                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.collector.metrics.v1.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/opentelemetry.proto.collector.metrics.v1.rs"
+                ));
                 include!(concat!(
                     env!("OUT_DIR"),
                     "/opentelemetry.proto.collector.metrics.v1.serde.rs"

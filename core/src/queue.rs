@@ -45,16 +45,27 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(exporter: String, capacity: usize, policy: FullPolicy, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        exporter: String,
+        capacity: usize,
+        policy: FullPolicy,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         telemetry
             .exporter_queue_capacity
-            .get_or_create(&crate::telemetry::ExporterOnlyLabels { exporter: exporter.clone() })
+            .get_or_create(&crate::telemetry::ExporterOnlyLabels {
+                exporter: exporter.clone(),
+            })
             .set(capacity as i64);
         Queue {
             exporter,
             capacity,
             policy,
-            state: Mutex::new(State { items: VecDeque::new(), points: 0, closed: false }),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                points: 0,
+                closed: false,
+            }),
             notify: Notify::new(),
             telemetry,
         }
@@ -68,7 +79,10 @@ impl Queue {
     /// the queue is empty, so that no batch is refused forever.
     pub fn has_room(&self, points: usize) -> bool {
         let s = self.state.lock();
-        !s.closed && (self.policy == FullPolicy::DropOldest || s.points == 0 || s.points + points <= self.capacity)
+        !s.closed
+            && (self.policy == FullPolicy::DropOldest
+                || s.points == 0
+                || s.points + points <= self.capacity)
     }
 
     pub fn len_points(&self) -> usize {
@@ -78,22 +92,36 @@ impl Queue {
     /// Adds a batch. The caller checked `has_room` (a concurrent push may overshoot by one batch).
     pub fn push(&self, batch: Batch) {
         let points = batch.point_count();
-        let bytes = prost::Message::encoded_len(&crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest {
-            resource_metrics: Vec::new(),
-        }) + batch.resource_metrics.iter().map(prost::Message::encoded_len).sum::<usize>();
+        let bytes = prost::Message::encoded_len(
+            &crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest {
+                resource_metrics: Vec::new(),
+            },
+        ) + batch
+            .resource_metrics
+            .iter()
+            .map(prost::Message::encoded_len)
+            .sum::<usize>();
         let tenant = batch.context.tenant_label().to_string();
         let mut s = self.state.lock();
         if self.policy == FullPolicy::DropOldest {
             while s.points + points > self.capacity {
-                let Some(old) = s.items.pop_front() else { break };
+                let Some(old) = s.items.pop_front() else {
+                    break;
+                };
                 s.points -= old.points;
                 let t = old.batch.context.tenant_label();
-                self.telemetry.exporter_dropped(&self.exporter, t, "queue_full", old.points as u64);
+                self.telemetry
+                    .exporter_dropped(&self.exporter, t, "queue_full", old.points as u64);
                 self.gauge(t, -(old.points as i64), -(old.bytes as i64));
             }
         }
         s.points += points;
-        s.items.push_back(Entry { batch, points, bytes, enqueued: Instant::now() });
+        s.items.push_back(Entry {
+            batch,
+            points,
+            bytes,
+            enqueued: Instant::now(),
+        });
         drop(s);
         self.gauge(&tenant, points as i64, bytes as i64);
         self.notify.notify_one();
@@ -102,7 +130,11 @@ impl Queue {
     /// Gives back the room of an entry that `pop` returned, once it is delivered or dropped.
     pub fn release(&self, entry: &Entry) {
         self.state.lock().points -= entry.points;
-        self.gauge(entry.batch.context.tenant_label(), -(entry.points as i64), -(entry.bytes as i64));
+        self.gauge(
+            entry.batch.context.tenant_label(),
+            -(entry.points as i64),
+            -(entry.bytes as i64),
+        );
     }
 
     /// The next batch; `None` once the queue is closed and empty. Its points keep counting against
@@ -145,7 +177,8 @@ impl Queue {
         let mut total = 0;
         for e in items {
             let t = e.batch.context.tenant_label();
-            self.telemetry.exporter_dropped(&self.exporter, t, reason, e.points as u64);
+            self.telemetry
+                .exporter_dropped(&self.exporter, t, reason, e.points as u64);
             self.gauge(t, -(e.points as i64), -(e.bytes as i64));
             total += e.points;
         }
@@ -153,9 +186,18 @@ impl Queue {
     }
 
     fn gauge(&self, tenant: &str, points: i64, bytes: i64) {
-        let labels = ExporterLabels { exporter: self.exporter.clone(), tenant: tenant.to_string() };
-        self.telemetry.exporter_queue_points.get_or_create(&labels).inc_by(points);
-        self.telemetry.exporter_queue_bytes.get_or_create(&labels).inc_by(bytes);
+        let labels = ExporterLabels {
+            exporter: self.exporter.clone(),
+            tenant: tenant.to_string(),
+        };
+        self.telemetry
+            .exporter_queue_points
+            .get_or_create(&labels)
+            .inc_by(points);
+        self.telemetry
+            .exporter_queue_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes);
     }
 }
 

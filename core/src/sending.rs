@@ -30,7 +30,11 @@ pub struct QueueSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { queue_size: default_queue_size(), num_consumers: default_num_consumers(), full_policy: FullPolicy::Block }
+        QueueSettings {
+            queue_size: default_queue_size(),
+            num_consumers: default_num_consumers(),
+            full_policy: FullPolicy::Block,
+        }
     }
 }
 
@@ -58,7 +62,11 @@ pub struct RetrySettings {
 
 impl Default for RetrySettings {
     fn default() -> Self {
-        RetrySettings { enabled: true, initial_interval: default_initial_interval(), max_interval: default_max_interval() }
+        RetrySettings {
+            enabled: true,
+            initial_interval: default_initial_interval(),
+            max_interval: default_max_interval(),
+        }
     }
 }
 
@@ -89,11 +97,27 @@ pub struct ExporterRuntime {
 }
 
 impl ExporterRuntime {
-    pub fn spawn(id: ComponentId, exporter: Arc<dyn Exporter>, settings: SendingSettings, telemetry: Arc<Telemetry>) -> Self {
+    pub fn spawn(
+        id: ComponentId,
+        exporter: Arc<dyn Exporter>,
+        settings: SendingSettings,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         let name = id.to_string();
-        let queue = Arc::new(Queue::new(name.clone(), settings.queue.queue_size.max(1), settings.queue.full_policy, telemetry.clone()));
+        let queue = Arc::new(Queue::new(
+            name.clone(),
+            settings.queue.queue_size.max(1),
+            settings.queue.full_policy,
+            telemetry.clone(),
+        ));
         let hard_stop = CancellationToken::new();
-        let worker = Arc::new(Worker { name, exporter, settings: settings.clone(), telemetry, hard_stop: hard_stop.clone() });
+        let worker = Arc::new(Worker {
+            name,
+            exporter,
+            settings: settings.clone(),
+            telemetry,
+            hard_stop: hard_stop.clone(),
+        });
         let workers = (0..settings.queue.num_consumers.max(1))
             .map(|_| {
                 let (w, q) = (worker.clone(), queue.clone());
@@ -105,7 +129,12 @@ impl ExporterRuntime {
                 })
             })
             .collect();
-        ExporterRuntime { id, queue, workers, hard_stop }
+        ExporterRuntime {
+            id,
+            queue,
+            workers,
+            hard_stop,
+        }
     }
 
     /// Stops taking data, sends what is queued until `deadline`, then drops (and counts) the rest.
@@ -135,7 +164,10 @@ struct Worker {
 impl Worker {
     async fn deliver(&self, entry: &Entry) {
         let tenant = entry.batch.context.tenant_label().to_string();
-        let labels = ExporterLabels { exporter: self.name.clone(), tenant: tenant.clone() };
+        let labels = ExporterLabels {
+            exporter: self.name.clone(),
+            tenant: tenant.clone(),
+        };
         let points = entry.points as u64;
         let retry = &self.settings.retry;
         let mut backoff = Backoff::new(retry.initial_interval.get(), retry.max_interval.get());
@@ -150,35 +182,57 @@ impl Worker {
             let err = match result {
                 Ok(d) => {
                     let sent = points.saturating_sub(d.rejected_points);
-                    self.telemetry.exporter_sent.get_or_create(&labels).inc_by(sent);
+                    self.telemetry
+                        .exporter_sent
+                        .get_or_create(&labels)
+                        .inc_by(sent);
                     if d.rejected_points > 0 {
                         tracing::warn!(exporter = %self.name, rejected = d.rejected_points, message = %d.message, "peer rejected some points");
-                        self.telemetry.exporter_dropped(&self.name, &tenant, "rejected", d.rejected_points);
+                        self.telemetry.exporter_dropped(
+                            &self.name,
+                            &tenant,
+                            "rejected",
+                            d.rejected_points,
+                        );
                     }
                     return;
                 }
                 Err(e) => e,
             };
-            self.telemetry.exporter_failed.get_or_create(&labels).inc_by(points);
+            self.telemetry
+                .exporter_failed
+                .get_or_create(&labels)
+                .inc_by(points);
             if !err.retryable || !retry.enabled {
-                let reason = if err.retryable { "retry_disabled" } else { "permanent_error" };
+                let reason = if err.retryable {
+                    "retry_disabled"
+                } else {
+                    "permanent_error"
+                };
                 tracing::error!(exporter = %self.name, points, error = %err.message, "send failed; dropping the batch");
-                self.telemetry.exporter_dropped(&self.name, &tenant, reason, points);
+                self.telemetry
+                    .exporter_dropped(&self.name, &tenant, reason, points);
                 return;
             }
             let mut wait = backoff.next_wait();
             if let Some(hint) = err.retry_after {
                 wait = wait.max(hint);
             }
-            if let Some(max_age) = self.settings.max_age {
-                if entry.enqueued.elapsed() + wait > max_age {
-                    tracing::error!(exporter = %self.name, points, error = %err.message, "batch older than max_age; dropping it");
-                    self.telemetry.exporter_dropped(&self.name, &tenant, "max_age", points);
-                    return;
-                }
+            if let Some(max_age) = self.settings.max_age
+                && entry.enqueued.elapsed() + wait > max_age
+            {
+                tracing::error!(exporter = %self.name, points, error = %err.message, "batch older than max_age; dropping it");
+                self.telemetry
+                    .exporter_dropped(&self.name, &tenant, "max_age", points);
+                return;
             }
             tracing::warn!(exporter = %self.name, points, error = %err.message, retry_in = ?wait, "send failed; will retry");
-            self.telemetry.exporter_retries.get_or_create(&ExporterOnlyLabels { exporter: self.name.clone() }).inc();
+            self.telemetry
+                .exporter_retries
+                .get_or_create(&ExporterOnlyLabels {
+                    exporter: self.name.clone(),
+                })
+                .inc();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.hard_stop.cancelled() => {
@@ -208,7 +262,10 @@ impl crate::component::Consumer for Fanout {
                 q.exporter()
             )));
         }
-        let (last, rest) = self.queues.split_last().expect("a pipeline has at least one exporter");
+        let (last, rest) = self
+            .queues
+            .split_last()
+            .expect("a pipeline has at least one exporter");
         for q in rest {
             q.push(batch.clone());
         }

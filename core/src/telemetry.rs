@@ -100,18 +100,66 @@ impl Telemetry {
             exporter_queue_bytes: Family::default(),
             exporter_queue_capacity: Family::default(),
         };
-        r.register("sluice_receiver_accepted_points", "Points accepted by a receiver", t.receiver_accepted.clone());
-        r.register("sluice_receiver_refused_points", "Points refused by a receiver, by reason", t.receiver_refused.clone());
-        r.register("sluice_receiver_refused_requests", "Requests refused before their points could be read, by reason", t.receiver_refused_requests.clone());
-        r.register("sluice_processor_dropped_points", "Points dropped by a processor, by reason", t.processor_dropped.clone());
-        r.register("sluice_processor_batch_sent_batches", "Batches sent by a batch processor, by trigger", t.processor_batches.clone());
-        r.register("sluice_exporter_sent_points", "Points delivered by an exporter", t.exporter_sent.clone());
-        r.register("sluice_exporter_failed_points", "Points in failed send attempts", t.exporter_failed.clone());
-        r.register("sluice_exporter_dropped_points", "Points an exporter gave up on, by reason", t.exporter_dropped.clone());
-        r.register("sluice_exporter_retries", "Send attempts retried", t.exporter_retries.clone());
-        r.register("sluice_exporter_queue_points", "Points waiting in an exporter's queue", t.exporter_queue_points.clone());
-        r.register("sluice_exporter_queue_bytes", "Encoded bytes waiting in an exporter's queue", t.exporter_queue_bytes.clone());
-        r.register("sluice_exporter_queue_capacity_points", "Capacity of an exporter's queue", t.exporter_queue_capacity.clone());
+        r.register(
+            "sluice_receiver_accepted_points",
+            "Points accepted by a receiver",
+            t.receiver_accepted.clone(),
+        );
+        r.register(
+            "sluice_receiver_refused_points",
+            "Points refused by a receiver, by reason",
+            t.receiver_refused.clone(),
+        );
+        r.register(
+            "sluice_receiver_refused_requests",
+            "Requests refused before their points could be read, by reason",
+            t.receiver_refused_requests.clone(),
+        );
+        r.register(
+            "sluice_processor_dropped_points",
+            "Points dropped by a processor, by reason",
+            t.processor_dropped.clone(),
+        );
+        r.register(
+            "sluice_processor_batch_sent_batches",
+            "Batches sent by a batch processor, by trigger",
+            t.processor_batches.clone(),
+        );
+        r.register(
+            "sluice_exporter_sent_points",
+            "Points delivered by an exporter",
+            t.exporter_sent.clone(),
+        );
+        r.register(
+            "sluice_exporter_failed_points",
+            "Points in failed send attempts",
+            t.exporter_failed.clone(),
+        );
+        r.register(
+            "sluice_exporter_dropped_points",
+            "Points an exporter gave up on, by reason",
+            t.exporter_dropped.clone(),
+        );
+        r.register(
+            "sluice_exporter_retries",
+            "Send attempts retried",
+            t.exporter_retries.clone(),
+        );
+        r.register(
+            "sluice_exporter_queue_points",
+            "Points waiting in an exporter's queue",
+            t.exporter_queue_points.clone(),
+        );
+        r.register(
+            "sluice_exporter_queue_bytes",
+            "Encoded bytes waiting in an exporter's queue",
+            t.exporter_queue_bytes.clone(),
+        );
+        r.register(
+            "sluice_exporter_queue_capacity_points",
+            "Capacity of an exporter's queue",
+            t.exporter_queue_capacity.clone(),
+        );
         *t.registry.lock() = r;
         t
     }
@@ -133,7 +181,10 @@ impl Telemetry {
 
     pub fn receiver_accepted(&self, receiver: &str, tenant: &str, points: u64) {
         self.receiver_accepted
-            .get_or_create(&ReceiverLabels { receiver: receiver.into(), tenant: tenant.into() })
+            .get_or_create(&ReceiverLabels {
+                receiver: receiver.into(),
+                tenant: tenant.into(),
+            })
             .inc_by(points);
     }
 
@@ -182,7 +233,10 @@ pub fn parse_exposition_value(text: &str, name: &str, labels: &[(&str, &str)]) -
         if metric != name {
             continue;
         }
-        if labels.iter().all(|(k, v)| label_text.split(',').any(|p| p == format!("{k}=\"{v}\""))) {
+        if labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+        {
             sum += value.parse::<f64>().unwrap_or(0.0);
         }
     }
@@ -212,7 +266,10 @@ pub async fn serve(
 
 async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
     (
-        [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         t.encode(),
     )
 }

@@ -8,7 +8,8 @@
 
 use crate::batch::Batch;
 use crate::component::{
-    BoxError, ComponentId, Consumer, ExporterContext, Processor, ProcessorContext, ReceiverContext, Refusal,
+    BoxError, ComponentId, Consumer, ExporterContext, Processor, ProcessorContext, ReceiverContext,
+    Refusal,
 };
 use crate::config::Config;
 use crate::sending::{ExporterRuntime, Fanout};
@@ -53,18 +54,31 @@ impl Consumer for PipelinesFanout {
 /// Builds every component and starts the receivers last, so that nothing is accepted before the
 /// whole graph can take it.
 pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running, StartError> {
-    let err = |id: &ComponentId, class: &str, e: BoxError| StartError { component: format!("{class}.{id}"), source: e };
+    let err = |id: &ComponentId, class: &str, e: BoxError| StartError {
+        component: format!("{class}.{id}"),
+        source: e,
+    };
 
     let mut exporters = Vec::new();
     let mut queues = BTreeMap::new();
-    let used_exporters: std::collections::BTreeSet<_> =
-        config.service.pipelines.iter().flat_map(|p| p.exporters.iter().map(|e| e.value.clone())).collect();
+    let used_exporters: std::collections::BTreeSet<_> = config
+        .service
+        .pipelines
+        .iter()
+        .flat_map(|p| p.exporters.iter().map(|e| e.value.clone()))
+        .collect();
     for id in &used_exporters {
         let cfg = &config.exporters[id];
         let exporter = cfg
-            .build(ExporterContext { id: id.clone(), telemetry: telemetry.clone() })
+            .build(ExporterContext {
+                id: id.clone(),
+                telemetry: telemetry.clone(),
+            })
             .map_err(|e| err(id, "exporters", e))?;
-        exporter.start().await.map_err(|e| err(id, "exporters", e))?;
+        exporter
+            .start()
+            .await
+            .map_err(|e| err(id, "exporters", e))?;
         let rt = ExporterRuntime::spawn(id.clone(), exporter, cfg.sending(), telemetry.clone());
         queues.insert(id.clone(), rt.queue.clone());
         exporters.push(rt);
@@ -73,7 +87,13 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
     let mut entries: BTreeMap<ComponentId, Vec<Arc<dyn Consumer>>> = BTreeMap::new();
     let mut processors = Vec::new();
     for p in &config.service.pipelines {
-        let fanout = Fanout { queues: p.exporters.iter().map(|e| queues[&e.value].clone()).collect() };
+        let fanout = Fanout {
+            queues: p
+                .exporters
+                .iter()
+                .map(|e| queues[&e.value].clone())
+                .collect(),
+        };
         let mut next: Arc<dyn Consumer> = Arc::new(fanout);
         let mut chain = Vec::new();
         for pid in p.processors.iter().rev() {
@@ -91,15 +111,21 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
         chain.reverse();
         processors.push(chain);
         for r in &p.receivers {
-            entries.entry(r.value.clone()).or_default().push(next.clone());
+            entries
+                .entry(r.value.clone())
+                .or_default()
+                .push(next.clone());
         }
     }
 
     let receivers_stop = CancellationToken::new();
     let mut receivers = Vec::new();
     for (id, mut consumers) in entries {
-        let next: Arc<dyn Consumer> =
-            if consumers.len() == 1 { consumers.pop().expect("one") } else { Arc::new(PipelinesFanout(consumers)) };
+        let next: Arc<dyn Consumer> = if consumers.len() == 1 {
+            consumers.pop().expect("one")
+        } else {
+            Arc::new(PipelinesFanout(consumers))
+        };
         let ctx = ReceiverContext {
             id: id.clone(),
             next,
@@ -115,7 +141,13 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
         }
     }
     telemetry.set_ready(true);
-    Ok(Running { receivers, receivers_stop, processors, exporters, telemetry })
+    Ok(Running {
+        receivers,
+        receivers_stop,
+        processors,
+        exporters,
+        telemetry,
+    })
 }
 
 impl Running {
@@ -129,7 +161,10 @@ impl Running {
         self.receivers_stop.cancel();
         let receivers_deadline = start + timeout / 4;
         for (id, task) in self.receivers {
-            if tokio::time::timeout_at(receivers_deadline, task).await.is_err() {
+            if tokio::time::timeout_at(receivers_deadline, task)
+                .await
+                .is_err()
+            {
                 tracing::warn!(receiver = %id, "receiver did not stop in time");
             }
         }

@@ -4,8 +4,12 @@
 
 #![allow(dead_code)]
 
-use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
-use sluice_core::proto::otlp::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use sluice_core::proto::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -56,14 +60,22 @@ impl Sluice {
                 Ok(l) => l,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("sluice did not start listening on {expect:?}; log:\n{}", log.lock().unwrap().join("\n"));
+                    panic!(
+                        "sluice did not start listening on {expect:?}; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
                 }
             };
             if let Some((key, addr)) = listening(&line) {
                 addrs.insert(key, addr);
             }
         }
-        Sluice { child, addrs, log, _dir: dir }
+        Sluice {
+            child,
+            addrs,
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn addr(&self, key: &str) -> SocketAddr {
@@ -75,7 +87,10 @@ impl Sluice {
     }
 
     pub fn http_url(&self, receiver: &str) -> String {
-        format!("http://{}/v1/metrics", self.addr(&format!("{receiver}/http")))
+        format!(
+            "http://{}/v1/metrics",
+            self.addr(&format!("{receiver}/http"))
+        )
     }
 
     /// The sum of a self-telemetry metric over series that carry `labels`.
@@ -88,13 +103,19 @@ impl Sluice {
     /// Sends SIGTERM (or SIGINT) and waits for the exit status.
     pub fn stop(mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "sluice did not exit after SIG{signal}");
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit after SIG{signal}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -126,10 +147,16 @@ impl Drop for Sluice {
 /// `... OTLP/gRPC receiver listening receiver=otlp endpoint=127.0.0.1:4317`.
 fn listening(line: &str) -> Option<(String, SocketAddr)> {
     let field = |name: &str| {
-        line.split_whitespace().find_map(|w| w.strip_prefix(name)).map(|v| v.trim_matches('"').to_string())
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(|v| v.trim_matches('"').to_string())
     };
     if line.contains("receiver listening") {
-        let proto = if line.contains("OTLP/gRPC") { "grpc" } else { "http" };
+        let proto = if line.contains("OTLP/gRPC") {
+            "grpc"
+        } else {
+            "http"
+        };
         let id = field("receiver=")?;
         let addr = field("endpoint=")?.parse().ok()?;
         return Some((format!("{id}/{proto}"), addr));
@@ -144,13 +171,18 @@ fn listening(line: &str) -> Option<(String, SocketAddr)> {
 pub fn http_get(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
@@ -167,7 +199,10 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 pub enum Behaviour {
     Accept,
     /// Answer this status to the first `n` calls, then accept.
-    FailFirst { n: usize, code: tonic::Code },
+    FailFirst {
+        n: usize,
+        code: tonic::Code,
+    },
     /// Always answer this status.
     AlwaysFail(tonic::Code),
 }
@@ -187,7 +222,10 @@ struct Capture {
 
 #[tonic::async_trait]
 impl MetricsService for Capture {
-    async fn export(&self, req: Request<ExportMetricsServiceRequest>) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let mut s = self.state.lock().unwrap();
         s.calls += 1;
         let fail = match self.behaviour {
@@ -213,9 +251,16 @@ pub struct OtlpSink {
 
 impl OtlpSink {
     pub fn start(behaviour: Behaviour) -> OtlpSink {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let state = Arc::new(Mutex::new(Captured::default()));
-        let svc = Capture { state: state.clone(), behaviour };
+        let svc = Capture {
+            state: state.clone(),
+            behaviour,
+        };
         let addr = rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -232,11 +277,21 @@ impl OtlpSink {
             );
             addr
         });
-        OtlpSink { addr, state, _rt: rt }
+        OtlpSink {
+            addr,
+            state,
+            _rt: rt,
+        }
     }
 
     pub fn points(&self) -> usize {
-        self.state.lock().unwrap().requests.iter().map(|r| request_points(r)).sum()
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .map(request_points)
+            .sum()
     }
 
     pub fn calls(&self) -> usize {
@@ -249,7 +304,10 @@ impl OtlpSink {
 }
 
 pub fn request_points(r: &ExportMetricsServiceRequest) -> usize {
-    r.resource_metrics.iter().map(sluice_core::batch::resource_points).sum()
+    r.resource_metrics
+        .iter()
+        .map(sluice_core::batch::resource_points)
+        .sum()
 }
 
 /// A closed local port: bound, then released.
@@ -267,29 +325,59 @@ pub struct GrpcClient {
 
 impl GrpcClient {
     pub fn connect(url: &str) -> GrpcClient {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let channel = rt.block_on(tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = rt
+            .block_on(
+                tonic::transport::Endpoint::from_shared(url.to_string())
+                    .unwrap()
+                    .connect(),
+            )
+            .unwrap();
         let client = sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient::new(channel.clone());
-        GrpcClient { rt, client, channel }
+        GrpcClient {
+            rt,
+            client,
+            channel,
+        }
     }
 
-    pub fn export(&self, req: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, Status> {
+    pub fn export(
+        &self,
+        req: ExportMetricsServiceRequest,
+    ) -> Result<ExportMetricsServiceResponse, Status> {
         let mut c = self.client.clone();
-        self.rt.block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
+        self.rt
+            .block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
     }
 
-    pub fn export_gzip(&self, req: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, Status> {
-        let mut c = self.client.clone().send_compressed(tonic::codec::CompressionEncoding::Gzip);
-        self.rt.block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
+    pub fn export_gzip(
+        &self,
+        req: ExportMetricsServiceRequest,
+    ) -> Result<ExportMetricsServiceResponse, Status> {
+        let mut c = self
+            .client
+            .clone()
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        self.rt
+            .block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
     }
 
     /// Sends `body` as the request message, unparsed (for malformed-input tests).
     pub fn export_raw(&self, body: Vec<u8>) -> Result<Vec<u8>, Status> {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         self.rt.block_on(async move {
-            grpc.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
-            let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export");
-            grpc.unary(Request::new(body), path, RawCodec).await.map(|r| r.into_inner())
+            grpc.ready()
+                .await
+                .map_err(|e| Status::unknown(e.to_string()))?;
+            let path = http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            );
+            grpc.unary(Request::new(body), path, RawCodec)
+                .await
+                .map(|r| r.into_inner())
         })
     }
 }
@@ -314,7 +402,11 @@ impl tonic::codec::Codec for RawCodec {
 impl tonic::codec::Encoder for RawCodec {
     type Item = Vec<u8>;
     type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
         use bytes::BufMut;
         dst.put_slice(&item);
         Ok(())
@@ -341,7 +433,9 @@ pub fn numbered_request(first: u64, n: u64) -> ExportMetricsServiceRequest {
         .map(|i| NumberDataPoint {
             attributes: vec![KeyValue {
                 key: "i".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::IntValue(i as i64)) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(i as i64)),
+                }),
             }],
             time_unix_nano: 1_700_000_000_000_000_000 + i,
             value: Some(number_data_point::Value::AsDouble(i as f64)),
@@ -353,14 +447,18 @@ pub fn numbered_request(first: u64, n: u64) -> ExportMetricsServiceRequest {
             resource: Some(sluice_core::proto::otlp::resource::v1::Resource {
                 attributes: vec![KeyValue {
                     key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("numbered".into())) }),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("numbered".into())),
+                    }),
                 }],
                 ..Default::default()
             }),
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
                     name: "test.gauge".into(),
-                    data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -374,7 +472,12 @@ pub fn numbered_request(first: u64, n: u64) -> ExportMetricsServiceRequest {
 pub fn numbers(reqs: &[ExportMetricsServiceRequest]) -> Vec<u64> {
     use sluice_core::proto::otlp::metrics::v1::{metric::Data, number_data_point};
     let mut out = Vec::new();
-    for m in reqs.iter().flat_map(|r| &r.resource_metrics).flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+    for m in reqs
+        .iter()
+        .flat_map(|r| &r.resource_metrics)
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
         if let Some(Data::Gauge(g)) = &m.data {
             for p in &g.data_points {
                 if let Some(number_data_point::Value::AsDouble(v)) = p.value {

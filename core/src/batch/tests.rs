@@ -5,7 +5,8 @@ use crate::proto::otlp::common::v1::{
 use crate::proto::otlp::metrics::v1::{
     AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
     Histogram, HistogramDataPoint, NumberDataPoint, Sum, Summary, SummaryDataPoint, exemplar,
-    exponential_histogram_data_point::Buckets, number_data_point, summary_data_point::ValueAtQuantile,
+    exponential_histogram_data_point::Buckets, number_data_point,
+    summary_data_point::ValueAtQuantile,
 };
 use crate::proto::otlp::resource::v1::Resource;
 use proptest::prelude::*;
@@ -26,12 +27,21 @@ enum Kind {
     NoData,
 }
 
-const KINDS: [Kind; 6] = [Kind::Gauge, Kind::Sum, Kind::Histogram, Kind::ExpHistogram, Kind::Summary, Kind::NoData];
+const KINDS: [Kind; 6] = [
+    Kind::Gauge,
+    Kind::Sum,
+    Kind::Histogram,
+    Kind::ExpHistogram,
+    Kind::Summary,
+    Kind::NoData,
+];
 
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
     }
 }
 
@@ -65,7 +75,10 @@ fn exp_histogram_point(tag: u64) -> ExponentialHistogramDataPoint {
         count: 2,
         scale: 3,
         zero_count: 1,
-        positive: Some(Buckets { offset: -2, bucket_counts: vec![1] }),
+        positive: Some(Buckets {
+            offset: -2,
+            bucket_counts: vec![1],
+        }),
         negative: None,
         ..Default::default()
     }
@@ -76,7 +89,10 @@ fn summary_point(tag: u64) -> SummaryDataPoint {
         time_unix_nano: tag,
         count: 10,
         sum: 55.0,
-        quantile_values: vec![ValueAtQuantile { quantile: 0.5, value: 5.0 }],
+        quantile_values: vec![ValueAtQuantile {
+            quantile: 0.5,
+            value: 5.0,
+        }],
         ..Default::default()
     }
 }
@@ -85,7 +101,9 @@ fn summary_point(tag: u64) -> SummaryDataPoint {
 fn metric(name: &str, kind: Kind, tags: impl IntoIterator<Item = u64>) -> Metric {
     let tags: Vec<u64> = tags.into_iter().collect();
     let data = match kind {
-        Kind::Gauge => Some(Data::Gauge(Gauge { data_points: tags.iter().map(|&t| number_point(t)).collect() })),
+        Kind::Gauge => Some(Data::Gauge(Gauge {
+            data_points: tags.iter().map(|&t| number_point(t)).collect(),
+        })),
         Kind::Sum => Some(Data::Sum(Sum {
             data_points: tags.iter().map(|&t| number_point(t)).collect(),
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -99,7 +117,9 @@ fn metric(name: &str, kind: Kind, tags: impl IntoIterator<Item = u64>) -> Metric
             data_points: tags.iter().map(|&t| exp_histogram_point(t)).collect(),
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
         })),
-        Kind::Summary => Some(Data::Summary(Summary { data_points: tags.iter().map(|&t| summary_point(t)).collect() })),
+        Kind::Summary => Some(Data::Summary(Summary {
+            data_points: tags.iter().map(|&t| summary_point(t)).collect(),
+        })),
         Kind::NoData => {
             assert!(tags.is_empty());
             None
@@ -116,7 +136,11 @@ fn metric(name: &str, kind: Kind, tags: impl IntoIterator<Item = u64>) -> Metric
 
 fn scope(name: &str, metrics: Vec<Metric>) -> ScopeMetrics {
     ScopeMetrics {
-        scope: Some(InstrumentationScope { name: name.into(), version: "1.0".into(), ..Default::default() }),
+        scope: Some(InstrumentationScope {
+            name: name.into(),
+            version: "1.0".into(),
+            ..Default::default()
+        }),
         metrics,
         schema_url: format!("https://schema/{name}"),
     }
@@ -124,14 +148,20 @@ fn scope(name: &str, metrics: Vec<Metric>) -> ScopeMetrics {
 
 fn resource(service: &str, scopes: Vec<ScopeMetrics>) -> ResourceMetrics {
     ResourceMetrics {
-        resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", service)],
+            ..Default::default()
+        }),
         scope_metrics: scopes,
         schema_url: format!("https://schema/{service}"),
     }
 }
 
 fn ctx() -> Context {
-    Context { tenant: Some("acme".into()), metadata: vec![("x-team".into(), "infra".into())] }
+    Context {
+        tenant: Some("acme".into()),
+        metadata: vec![("x-team".into(), "infra".into())],
+    }
 }
 
 /// One data point flattened with everything that identifies where it belongs.
@@ -160,28 +190,49 @@ fn flatten(b: &Batch) -> Vec<Flat> {
                         resource_schema: rm.schema_url.clone(),
                         scope: sm.scope.clone(),
                         scope_schema: sm.schema_url.clone(),
-                        metric: (m.name.clone(), m.description.clone(), m.unit.clone(), m.metadata.clone()),
+                        metric: (
+                            m.name.clone(),
+                            m.description.clone(),
+                            m.unit.clone(),
+                            m.metadata.clone(),
+                        ),
                         shape,
                         point,
                         tag,
                     })
                 };
                 match &m.data {
-                    Some(Data::Gauge(g)) => {
-                        g.data_points.iter().for_each(|p| push((Kind::Gauge, 0, false), p.encode_to_vec(), p.time_unix_nano))
-                    }
+                    Some(Data::Gauge(g)) => g.data_points.iter().for_each(|p| {
+                        push((Kind::Gauge, 0, false), p.encode_to_vec(), p.time_unix_nano)
+                    }),
                     Some(Data::Sum(s)) => s.data_points.iter().for_each(|p| {
-                        push((Kind::Sum, s.aggregation_temporality, s.is_monotonic), p.encode_to_vec(), p.time_unix_nano)
+                        push(
+                            (Kind::Sum, s.aggregation_temporality, s.is_monotonic),
+                            p.encode_to_vec(),
+                            p.time_unix_nano,
+                        )
                     }),
                     Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
-                        push((Kind::Histogram, h.aggregation_temporality, false), p.encode_to_vec(), p.time_unix_nano)
+                        push(
+                            (Kind::Histogram, h.aggregation_temporality, false),
+                            p.encode_to_vec(),
+                            p.time_unix_nano,
+                        )
                     }),
                     Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
-                        push((Kind::ExpHistogram, h.aggregation_temporality, false), p.encode_to_vec(), p.time_unix_nano)
+                        push(
+                            (Kind::ExpHistogram, h.aggregation_temporality, false),
+                            p.encode_to_vec(),
+                            p.time_unix_nano,
+                        )
                     }),
-                    Some(Data::Summary(s)) => {
-                        s.data_points.iter().for_each(|p| push((Kind::Summary, 0, false), p.encode_to_vec(), p.time_unix_nano))
-                    }
+                    Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| {
+                        push(
+                            (Kind::Summary, 0, false),
+                            p.encode_to_vec(),
+                            p.time_unix_nano,
+                        )
+                    }),
                     None => {}
                 }
             }
@@ -198,11 +249,20 @@ fn tags(b: &Batch) -> Vec<u64> {
 /// a metric with data but no points, nor an empty resource or scope).
 fn assert_no_split_leftovers(b: &Batch) {
     for rm in &b.resource_metrics {
-        assert!(!rm.scope_metrics.is_empty(), "empty resource left by a split: {rm:?}");
+        assert!(
+            !rm.scope_metrics.is_empty(),
+            "empty resource left by a split: {rm:?}"
+        );
         for sm in &rm.scope_metrics {
-            assert!(!sm.metrics.is_empty(), "empty scope left by a split: {sm:?}");
+            assert!(
+                !sm.metrics.is_empty(),
+                "empty scope left by a split: {sm:?}"
+            );
             for m in &sm.metrics {
-                assert!(m.data.is_none() || metric_points(m) > 0, "empty metric left by a split: {m:?}");
+                assert!(
+                    m.data.is_none() || metric_points(m) > 0,
+                    "empty metric left by a split: {m:?}"
+                );
             }
         }
     }
@@ -222,16 +282,37 @@ fn fixture() -> Batch {
             resource(
                 "a",
                 vec![
-                    scope("s1", vec![metric("g", Kind::Gauge, next(3)), metric("s", Kind::Sum, next(2))]),
-                    scope("s2", vec![metric("none", Kind::NoData, next(0)), metric("h", Kind::Histogram, next(4))]),
+                    scope(
+                        "s1",
+                        vec![
+                            metric("g", Kind::Gauge, next(3)),
+                            metric("s", Kind::Sum, next(2)),
+                        ],
+                    ),
+                    scope(
+                        "s2",
+                        vec![
+                            metric("none", Kind::NoData, next(0)),
+                            metric("h", Kind::Histogram, next(4)),
+                        ],
+                    ),
                 ],
             ),
-            resource("b", vec![scope("s3", vec![metric("eh", Kind::ExpHistogram, next(5))])]),
+            resource(
+                "b",
+                vec![scope("s3", vec![metric("eh", Kind::ExpHistogram, next(5))])],
+            ),
             resource(
                 "c",
                 vec![
                     scope("s4", vec![metric("sm", Kind::Summary, next(6))]),
-                    scope("s5", vec![metric("g2", Kind::Gauge, next(1)), metric("s2", Kind::Sum, next(5))]),
+                    scope(
+                        "s5",
+                        vec![
+                            metric("g2", Kind::Gauge, next(1)),
+                            metric("s2", Kind::Sum, next(5)),
+                        ],
+                    ),
                 ],
             ),
         ],
@@ -251,7 +332,11 @@ fn point_count_counts_every_kind_once_per_point() {
     assert_eq!(scope_points(&b.resource_metrics[0].scope_metrics[1]), 4);
     for kind in KINDS {
         let n = if kind == Kind::NoData { 0 } else { 4 };
-        assert_eq!(metric_points(&metric("m", kind, 0..n)), n as usize, "{kind:?}");
+        assert_eq!(
+            metric_points(&metric("m", kind, 0..n)),
+            n as usize,
+            "{kind:?}"
+        );
     }
 }
 
@@ -261,11 +346,20 @@ fn empty_batches_have_no_points() {
     assert!(Batch::default().is_empty());
     let b = Batch::new(
         ctx(),
-        vec![resource("a", vec![]), resource("b", vec![scope("s", vec![metric("x", Kind::NoData, [])])])],
+        vec![
+            resource("a", vec![]),
+            resource("b", vec![scope("s", vec![metric("x", Kind::NoData, [])])]),
+        ],
     );
     assert_eq!(b.point_count(), 0);
     assert!(b.is_empty());
-    let b = Batch::new(ctx(), vec![resource("a", vec![scope("s", vec![metric("g", Kind::Gauge, [])])])]);
+    let b = Batch::new(
+        ctx(),
+        vec![resource(
+            "a",
+            vec![scope("s", vec![metric("g", Kind::Gauge, [])])],
+        )],
+    );
     assert!(b.is_empty());
 }
 
@@ -295,7 +389,11 @@ fn split_at_every_size_conserves_points_in_order() {
         assert_eq!(rest.point_count(), total - n.min(total), "n={n}");
         assert_eq!(head.context, orig.context);
         assert_eq!(rest.context, orig.context);
-        assert_eq!(tags(&head), (0..n.min(total) as u64).collect::<Vec<_>>(), "n={n}");
+        assert_eq!(
+            tags(&head),
+            (0..n.min(total) as u64).collect::<Vec<_>>(),
+            "n={n}"
+        );
         assert_no_split_leftovers(&head);
         assert_no_split_leftovers(&rest);
 
@@ -352,22 +450,42 @@ fn split_inside_a_metric_keeps_its_identity_and_shape_on_both_sides() {
     assert_eq!(hs.scope, orig.resource_metrics[0].scope_metrics[0].scope);
     assert_eq!(hs.schema_url, "https://schema/s1");
     assert_eq!(hs.metrics.len(), 2);
-    assert_eq!(hs.metrics[0], orig.resource_metrics[0].scope_metrics[0].metrics[0]);
+    assert_eq!(
+        hs.metrics[0],
+        orig.resource_metrics[0].scope_metrics[0].metrics[0]
+    );
     let split = &hs.metrics[1];
-    assert_eq!((split.name.as_str(), split.unit.as_str(), split.description.as_str()), ("s", "By", "s description"));
+    assert_eq!(
+        (
+            split.name.as_str(),
+            split.unit.as_str(),
+            split.description.as_str()
+        ),
+        ("s", "By", "s description")
+    );
     assert_eq!(split.metadata, vec![kv("meta", "s")]);
-    let Some(Data::Sum(s)) = &split.data else { panic!("{split:?}") };
-    assert_eq!(s.aggregation_temporality, AggregationTemporality::Cumulative as i32);
+    let Some(Data::Sum(s)) = &split.data else {
+        panic!("{split:?}")
+    };
+    assert_eq!(
+        s.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
     assert!(s.is_monotonic);
     assert_eq!(s.data_points, vec![number_point(3)]);
 
     // The remainder keeps the rest of that metric first, in the same resource and scope.
     let rr = &b.resource_metrics[0];
     assert_eq!(rr.resource, orig.resource_metrics[0].resource);
-    assert_eq!(rr.scope_metrics[0].scope, orig.resource_metrics[0].scope_metrics[0].scope);
+    assert_eq!(
+        rr.scope_metrics[0].scope,
+        orig.resource_metrics[0].scope_metrics[0].scope
+    );
     let rest = &rr.scope_metrics[0].metrics[0];
     assert_eq!(rest.name, "s");
-    let Some(Data::Sum(s)) = &rest.data else { panic!("{rest:?}") };
+    let Some(Data::Sum(s)) = &rest.data else {
+        panic!("{rest:?}")
+    };
     assert_eq!(s.data_points, vec![number_point(4)]);
     assert!(s.is_monotonic);
     assert_eq!(b.point_count(), 22);
@@ -376,16 +494,40 @@ fn split_inside_a_metric_keeps_its_identity_and_shape_on_both_sides() {
 #[test]
 fn split_inside_each_kind_of_metric() {
     for kind in KINDS.into_iter().filter(|k| *k != Kind::NoData) {
-        let orig = Batch::new(ctx(), vec![resource("r", vec![scope("s", vec![metric("m", kind, 0..5)])])]);
+        let orig = Batch::new(
+            ctx(),
+            vec![resource(
+                "r",
+                vec![scope("s", vec![metric("m", kind, 0..5)])],
+            )],
+        );
         for n in 1..5 {
             let mut rest = orig.clone();
             let head = rest.split_off_front(n);
-            assert_eq!(tags(&head), (0..n as u64).collect::<Vec<_>>(), "{kind:?} n={n}");
-            assert_eq!(tags(&rest), (n as u64..5).collect::<Vec<_>>(), "{kind:?} n={n}");
+            assert_eq!(
+                tags(&head),
+                (0..n as u64).collect::<Vec<_>>(),
+                "{kind:?} n={n}"
+            );
+            assert_eq!(
+                tags(&rest),
+                (n as u64..5).collect::<Vec<_>>(),
+                "{kind:?} n={n}"
+            );
             let hm = &head.resource_metrics[0].scope_metrics[0].metrics[0];
             let rm = &rest.resource_metrics[0].scope_metrics[0].metrics[0];
-            let shape = |m: &Metric| flatten(&Batch::new(ctx(), vec![resource("r", vec![scope("s", vec![m.clone()])])]))[0].shape;
-            assert_eq!(shape(hm), shape(&orig.resource_metrics[0].scope_metrics[0].metrics[0]), "{kind:?}");
+            let shape = |m: &Metric| {
+                flatten(&Batch::new(
+                    ctx(),
+                    vec![resource("r", vec![scope("s", vec![m.clone()])])],
+                ))[0]
+                    .shape
+            };
+            assert_eq!(
+                shape(hm),
+                shape(&orig.resource_metrics[0].scope_metrics[0].metrics[0]),
+                "{kind:?}"
+            );
             assert_eq!(shape(rm), shape(hm), "{kind:?}");
             let mut joined = head;
             joined.append(rest);
@@ -399,11 +541,24 @@ fn split_moves_leading_empty_metrics_with_the_head() {
     // A metric without points in front of the split point goes with the head.
     let orig = Batch::new(
         ctx(),
-        vec![resource("r", vec![scope("s", vec![metric("none", Kind::NoData, []), metric("g", Kind::Gauge, 0..3)])])],
+        vec![resource(
+            "r",
+            vec![scope(
+                "s",
+                vec![
+                    metric("none", Kind::NoData, []),
+                    metric("g", Kind::Gauge, 0..3),
+                ],
+            )],
+        )],
     );
     let mut rest = orig.clone();
     let head = rest.split_off_front(1);
-    let names: Vec<&str> = head.resource_metrics[0].scope_metrics[0].metrics.iter().map(|m| m.name.as_str()).collect();
+    let names: Vec<&str> = head.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
     assert_eq!(names, ["none", "g"]);
     assert_eq!(tags(&head), [0]);
     assert_eq!(tags(&rest), [1, 2]);
@@ -435,7 +590,10 @@ fn repeated_splits_drain_the_batch_in_order() {
 fn arb_shape() -> impl Strategy<Value = Vec<Vec<Vec<(Kind, u64)>>>> {
     let kind = prop::sample::select(KINDS.to_vec());
     let m = (kind, 0u64..6).prop_map(|(k, n)| if k == Kind::NoData { (k, 0) } else { (k, n) });
-    prop::collection::vec(prop::collection::vec(prop::collection::vec(m, 0..5), 0..4), 0..5)
+    prop::collection::vec(
+        prop::collection::vec(prop::collection::vec(m, 0..5), 0..4),
+        0..5,
+    )
 }
 
 fn build(shape: &[Vec<Vec<(Kind, u64)>>]) -> Batch {
@@ -508,7 +666,11 @@ proptest! {
 
 fn arb_f64() -> impl Strategy<Value = f64> {
     prop_oneof![
-        prop::num::f64::POSITIVE | prop::num::f64::NEGATIVE | prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO,
+        prop::num::f64::POSITIVE
+            | prop::num::f64::NEGATIVE
+            | prop::num::f64::NORMAL
+            | prop::num::f64::SUBNORMAL
+            | prop::num::f64::ZERO,
         Just(0.0),
         Just(1.5),
         Just(-1e300),
@@ -529,12 +691,18 @@ fn arb_any_value() -> impl Strategy<Value = AnyValue> {
     let leaf = prop_oneof![9 => leaf, 1 => Just(AnyValue { value: None })];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4)
-                .prop_map(|values| AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
-            prop::collection::vec(("[a-z.]{0,6}", prop::option::of(inner)), 0..4).prop_map(|kvs| AnyValue {
-                value: Some(any_value::Value::KvlistValue(KeyValueList {
-                    values: kvs.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
-                })),
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|values| AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values }))
+            }),
+            prop::collection::vec(("[a-z.]{0,6}", prop::option::of(inner)), 0..4).prop_map(|kvs| {
+                AnyValue {
+                    value: Some(any_value::Value::KvlistValue(KeyValueList {
+                        values: kvs
+                            .into_iter()
+                            .map(|(key, value)| KeyValue { key, value })
+                            .collect(),
+                    })),
+                }
             }),
         ]
     })
@@ -542,7 +710,8 @@ fn arb_any_value() -> impl Strategy<Value = AnyValue> {
 
 fn arb_attrs() -> impl Strategy<Value = Vec<KeyValue>> {
     prop::collection::vec(
-        ("[a-zA-Z_.]{0,8}", prop::option::of(arb_any_value())).prop_map(|(key, value)| KeyValue { key, value }),
+        ("[a-zA-Z_.]{0,8}", prop::option::of(arb_any_value()))
+            .prop_map(|(key, value)| KeyValue { key, value }),
         0..4,
     )
 }
@@ -559,13 +728,15 @@ fn arb_exemplar() -> impl Strategy<Value = Exemplar> {
         prop_oneof![Just(vec![]), prop::collection::vec(any::<u8>(), 8..=8)],
         prop_oneof![Just(vec![]), prop::collection::vec(any::<u8>(), 16..=16)],
     )
-        .prop_map(|(filtered_attributes, time_unix_nano, value, span_id, trace_id)| Exemplar {
-            filtered_attributes,
-            time_unix_nano,
-            value,
-            span_id,
-            trace_id,
-        })
+        .prop_map(
+            |(filtered_attributes, time_unix_nano, value, span_id, trace_id)| Exemplar {
+                filtered_attributes,
+                time_unix_nano,
+                value,
+                span_id,
+                trace_id,
+            },
+        )
 }
 
 fn arb_exemplars() -> impl Strategy<Value = Vec<Exemplar>> {
@@ -585,14 +756,18 @@ fn arb_number_point() -> impl Strategy<Value = NumberDataPoint> {
             any::<i64>().prop_map(|v| Some(number_data_point::Value::AsInt(v))),
         ],
     )
-        .prop_map(|(attributes, start_time_unix_nano, time_unix_nano, exemplars, flags, value)| NumberDataPoint {
-            attributes,
-            start_time_unix_nano,
-            time_unix_nano,
-            exemplars,
-            flags,
-            value,
-        })
+        .prop_map(
+            |(attributes, start_time_unix_nano, time_unix_nano, exemplars, flags, value)| {
+                NumberDataPoint {
+                    attributes,
+                    start_time_unix_nano,
+                    time_unix_nano,
+                    exemplars,
+                    flags,
+                    value,
+                }
+            },
+        )
 }
 
 fn arb_histogram_point() -> impl Strategy<Value = HistogramDataPoint> {
@@ -606,12 +781,9 @@ fn arb_histogram_point() -> impl Strategy<Value = HistogramDataPoint> {
         prop::option::of(arb_f64()),
         prop::option::of(arb_f64()),
     )
-        .prop_map(|((attributes, start_time_unix_nano, time_unix_nano, count), sum, bucket_counts, explicit_bounds, exemplars, flags, min, max)| {
-            HistogramDataPoint {
-                attributes,
-                start_time_unix_nano,
-                time_unix_nano,
-                count,
+        .prop_map(
+            |(
+                (attributes, start_time_unix_nano, time_unix_nano, count),
                 sum,
                 bucket_counts,
                 explicit_bounds,
@@ -619,14 +791,32 @@ fn arb_histogram_point() -> impl Strategy<Value = HistogramDataPoint> {
                 flags,
                 min,
                 max,
-            }
-        })
+            )| {
+                HistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano,
+                    time_unix_nano,
+                    count,
+                    sum,
+                    bucket_counts,
+                    explicit_bounds,
+                    exemplars,
+                    flags,
+                    min,
+                    max,
+                }
+            },
+        )
 }
 
 fn arb_buckets() -> impl Strategy<Value = Option<Buckets>> {
     prop::option::of(
-        (any::<i32>(), prop::collection::vec(any::<u64>(), 0..5))
-            .prop_map(|(offset, bucket_counts)| Buckets { offset, bucket_counts }),
+        (any::<i32>(), prop::collection::vec(any::<u64>(), 0..5)).prop_map(
+            |(offset, bucket_counts)| Buckets {
+                offset,
+                bucket_counts,
+            },
+        ),
     )
 }
 
@@ -638,7 +828,11 @@ fn arb_exp_histogram_point() -> impl Strategy<Value = ExponentialHistogramDataPo
         (arb_buckets(), arb_buckets()),
         0u32..2,
         arb_exemplars(),
-        (prop::option::of(arb_f64()), prop::option::of(arb_f64()), arb_f64()),
+        (
+            prop::option::of(arb_f64()),
+            prop::option::of(arb_f64()),
+            arb_f64(),
+        ),
     )
         .prop_map(
             |(
@@ -675,18 +869,32 @@ fn arb_summary_point() -> impl Strategy<Value = SummaryDataPoint> {
         any::<u64>(),
         any::<u64>(),
         arb_f64(),
-        prop::collection::vec((0.0f64..=1.0, arb_f64()).prop_map(|(quantile, value)| ValueAtQuantile { quantile, value }), 0..4),
+        prop::collection::vec(
+            (0.0f64..=1.0, arb_f64())
+                .prop_map(|(quantile, value)| ValueAtQuantile { quantile, value }),
+            0..4,
+        ),
         0u32..2,
     )
-        .prop_map(|(attributes, start_time_unix_nano, time_unix_nano, count, sum, quantile_values, flags)| SummaryDataPoint {
-            attributes,
-            start_time_unix_nano,
-            time_unix_nano,
-            count,
-            sum,
-            quantile_values,
-            flags,
-        })
+        .prop_map(
+            |(
+                attributes,
+                start_time_unix_nano,
+                time_unix_nano,
+                count,
+                sum,
+                quantile_values,
+                flags,
+            )| SummaryDataPoint {
+                attributes,
+                start_time_unix_nano,
+                time_unix_nano,
+                count,
+                sum,
+                quantile_values,
+                flags,
+            },
+        )
 }
 
 fn arb_temporality() -> impl Strategy<Value = i32> {
@@ -707,36 +915,63 @@ fn arb_data() -> impl Strategy<Value = Option<Data>> {
                 is_monotonic
             }))
         ),
-        (points(arb_histogram_point()), arb_temporality()).prop_map(|(data_points, aggregation_temporality)| Some(
-            Data::Histogram(Histogram { data_points, aggregation_temporality })
-        )),
-        (points(arb_exp_histogram_point()), arb_temporality()).prop_map(|(data_points, aggregation_temporality)| Some(
-            Data::ExponentialHistogram(ExponentialHistogram { data_points, aggregation_temporality })
-        )),
-        points(arb_summary_point()).prop_map(|data_points| Some(Data::Summary(Summary { data_points }))),
+        (points(arb_histogram_point()), arb_temporality()).prop_map(
+            |(data_points, aggregation_temporality)| Some(Data::Histogram(Histogram {
+                data_points,
+                aggregation_temporality
+            }))
+        ),
+        (points(arb_exp_histogram_point()), arb_temporality()).prop_map(
+            |(data_points, aggregation_temporality)| Some(Data::ExponentialHistogram(
+                ExponentialHistogram {
+                    data_points,
+                    aggregation_temporality
+                }
+            ))
+        ),
+        points(arb_summary_point())
+            .prop_map(|data_points| Some(Data::Summary(Summary { data_points }))),
         Just(None),
     ]
 }
 
 fn arb_metric() -> impl Strategy<Value = Metric> {
-    ("[a-z_.]{0,10}", ".{0,8}", "[a-zA-Z{}/]{0,4}", arb_attrs(), arb_data())
-        .prop_map(|(name, description, unit, metadata, data)| Metric { name, description, unit, metadata, data })
+    (
+        "[a-z_.]{0,10}",
+        ".{0,8}",
+        "[a-zA-Z{}/]{0,4}",
+        arb_attrs(),
+        arb_data(),
+    )
+        .prop_map(|(name, description, unit, metadata, data)| Metric {
+            name,
+            description,
+            unit,
+            metadata,
+            data,
+        })
 }
 
 fn arb_scope_metrics() -> impl Strategy<Value = ScopeMetrics> {
     (
-        prop::option::of(("[a-z.]{0,8}", "[0-9.]{0,5}", arb_attrs(), 0u32..3).prop_map(
-            |(name, version, attributes, dropped_attributes_count)| InstrumentationScope {
-                name,
-                version,
-                attributes,
-                dropped_attributes_count,
-            },
-        )),
+        prop::option::of(
+            ("[a-z.]{0,8}", "[0-9.]{0,5}", arb_attrs(), 0u32..3).prop_map(
+                |(name, version, attributes, dropped_attributes_count)| InstrumentationScope {
+                    name,
+                    version,
+                    attributes,
+                    dropped_attributes_count,
+                },
+            ),
+        ),
         prop::collection::vec(arb_metric(), 0..4),
         "[a-z:/.]{0,10}",
     )
-        .prop_map(|(scope, metrics, schema_url)| ScopeMetrics { scope, metrics, schema_url })
+        .prop_map(|(scope, metrics, schema_url)| ScopeMetrics {
+            scope,
+            metrics,
+            schema_url,
+        })
 }
 
 fn arb_resource_metrics() -> impl Strategy<Value = ResourceMetrics> {
@@ -746,30 +981,44 @@ fn arb_resource_metrics() -> impl Strategy<Value = ResourceMetrics> {
                 arb_attrs(),
                 0u32..3,
                 prop::collection::vec(
-                    ("[a-z]{0,5}", "[a-z.]{0,6}", prop::collection::vec("[a-z.]{1,6}", 0..3), prop::collection::vec("[a-z.]{1,6}", 0..2))
-                        .prop_map(|(schema_url, r#type, id_keys, description_keys)| EntityRef {
-                            schema_url,
-                            r#type,
-                            id_keys,
-                            description_keys,
-                        }),
+                    (
+                        "[a-z]{0,5}",
+                        "[a-z.]{0,6}",
+                        prop::collection::vec("[a-z.]{1,6}", 0..3),
+                        prop::collection::vec("[a-z.]{1,6}", 0..2),
+                    )
+                        .prop_map(
+                            |(schema_url, r#type, id_keys, description_keys)| EntityRef {
+                                schema_url,
+                                r#type,
+                                id_keys,
+                                description_keys,
+                            },
+                        ),
                     0..2,
                 ),
             )
-                .prop_map(|(attributes, dropped_attributes_count, entity_refs)| Resource {
-                    attributes,
-                    dropped_attributes_count,
-                    entity_refs,
+                .prop_map(|(attributes, dropped_attributes_count, entity_refs)| {
+                    Resource {
+                        attributes,
+                        dropped_attributes_count,
+                        entity_refs,
+                    }
                 }),
         ),
         prop::collection::vec(arb_scope_metrics(), 0..3),
         "[a-z:/.]{0,10}",
     )
-        .prop_map(|(resource, scope_metrics, schema_url)| ResourceMetrics { resource, scope_metrics, schema_url })
+        .prop_map(|(resource, scope_metrics, schema_url)| ResourceMetrics {
+            resource,
+            scope_metrics,
+            schema_url,
+        })
 }
 
 fn arb_request() -> impl Strategy<Value = ExportMetricsServiceRequest> {
-    prop::collection::vec(arb_resource_metrics(), 0..3).prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
+    prop::collection::vec(arb_resource_metrics(), 0..3)
+        .prop_map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics })
 }
 
 proptest! {
@@ -819,11 +1068,22 @@ proptest! {
 fn gauge_request(v: f64) -> ExportMetricsServiceRequest {
     let mut p = number_point(7);
     p.value = Some(number_data_point::Value::AsDouble(v));
-    Batch::new(ctx(), vec![resource("r", vec![scope("s", vec![Metric {
-        name: "g".into(),
-        data: Some(Data::Gauge(Gauge { data_points: vec![p] })),
-        ..Default::default()
-    }])])])
+    Batch::new(
+        ctx(),
+        vec![resource(
+            "r",
+            vec![scope(
+                "s",
+                vec![Metric {
+                    name: "g".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![p],
+                    })),
+                    ..Default::default()
+                }],
+            )],
+        )],
+    )
     .into_request()
 }
 
@@ -847,9 +1107,12 @@ fn otlp_json_decodes_nan_and_infinities_written_as_strings() {
         ("-0.0", |v: f64| v == 0.0 && v.is_sign_negative()),
     ] {
         let json = JSON_GAUGE.replace("VALUE", text);
-        let req: ExportMetricsServiceRequest = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let req: ExportMetricsServiceRequest =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
         match gauge_value(&req) {
-            Some(number_data_point::Value::AsDouble(v)) => assert!(check(v), "{text} decoded as {v}"),
+            Some(number_data_point::Value::AsDouble(v)) => {
+                assert!(check(v), "{text} decoded as {v}")
+            }
             other => panic!("{text} decoded as {other:?}"),
         }
     }
@@ -859,11 +1122,17 @@ fn otlp_json_decodes_nan_and_infinities_written_as_strings() {
 fn otlp_json_round_trips_exemplar_nan_and_infinities() {
     // Exemplars have a hand-written serde impl that writes non-finite doubles as strings.
     for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        let ex = Exemplar { value: Some(exemplar::Value::AsDouble(v)), ..Default::default() };
+        let ex = Exemplar {
+            value: Some(exemplar::Value::AsDouble(v)),
+            ..Default::default()
+        };
         let json = serde_json::to_string(&ex).unwrap();
         let back: Exemplar = serde_json::from_str(&json).unwrap();
         match back.value {
-            Some(exemplar::Value::AsDouble(b)) => assert!(b.to_bits() == v.to_bits() || (b.is_nan() && v.is_nan()), "{json}"),
+            Some(exemplar::Value::AsDouble(b)) => assert!(
+                b.to_bits() == v.to_bits() || (b.is_nan() && v.is_nan()),
+                "{json}"
+            ),
             other => panic!("{json} -> {other:?}"),
         }
     }
@@ -883,7 +1152,10 @@ fn otlp_json_round_trips_nan_and_infinities_in_a_gauge() {
         let back: ExportMetricsServiceRequest = serde_json::from_str(&json).unwrap();
         match gauge_value(&back) {
             Some(number_data_point::Value::AsDouble(b)) => {
-                assert!(b.to_bits() == v.to_bits() || (b.is_nan() && v.is_nan()), "{json}")
+                assert!(
+                    b.to_bits() == v.to_bits() || (b.is_nan() && v.is_nan()),
+                    "{json}"
+                )
             }
             other => panic!("{v} -> {json} -> {other:?}"),
         }
@@ -892,9 +1164,19 @@ fn otlp_json_round_trips_nan_and_infinities_in_a_gauge() {
 
 #[test]
 fn otlp_json_writes_64_bit_integers_as_strings_and_enums_as_integers() {
-    let req = Batch::new(ctx(), vec![resource("r", vec![scope("s", vec![metric("s", Kind::Sum, [u64::MAX])])])]).into_request();
+    let req = Batch::new(
+        ctx(),
+        vec![resource(
+            "r",
+            vec![scope("s", vec![metric("s", Kind::Sum, [u64::MAX])])],
+        )],
+    )
+    .into_request();
     let json = serde_json::to_string(&req).unwrap();
-    assert!(json.contains(r#""timeUnixNano":"18446744073709551615""#), "{json}");
+    assert!(
+        json.contains(r#""timeUnixNano":"18446744073709551615""#),
+        "{json}"
+    );
     assert!(json.contains(r#""asInt":"-1""#), "{json}");
     assert!(json.contains(r#""aggregationTemporality":2"#), "{json}");
     assert!(json.contains(r#""isMonotonic":true"#), "{json}");

@@ -22,7 +22,10 @@ pub struct DeError {
 
 impl DeError {
     pub fn new(pos: Pos, message: impl Into<String>) -> Self {
-        DeError { pos, message: message.into() }
+        DeError {
+            pos,
+            message: message.into(),
+        }
     }
 
     fn or_pos(mut self, pos: Pos) -> Self {
@@ -43,7 +46,10 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { pos: Pos::default(), message: msg.to_string() }
+        DeError {
+            pos: Pos::default(),
+            message: msg.to_string(),
+        }
     }
 }
 
@@ -85,7 +91,10 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Located<T> {
                 d: D,
             ) -> Result<Self::Value, D::Error> {
                 let pos = LAST_POS.with(|p| p.replace(Pos::default()));
-                Ok(Located { value: T::deserialize(d)?, pos })
+                Ok(Located {
+                    value: T::deserialize(d)?,
+                    pos,
+                })
             }
         }
         d.deserialize_newtype_struct(LOCATED, V(std::marker::PhantomData))
@@ -145,8 +154,13 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
             Value::UInt(u) => v.visit_u64(*u),
             Value::Float(f) => v.visit_f64(*f),
             Value::Str(s) => v.visit_str(s),
-            Value::Seq(items) => v.visit_seq(Seq { items: items.iter() }),
-            Value::Map(entries) => v.visit_map(Map { entries: entries.iter(), value: None }),
+            Value::Seq(items) => v.visit_seq(Seq {
+                items: items.iter(),
+            }),
+            Value::Map(entries) => v.visit_map(Map {
+                entries: entries.iter(),
+                value: None,
+            }),
         };
         r.map_err(|e| e.or_pos(pos))
     }
@@ -171,8 +185,18 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
     int_method!(deserialize_i16, visit_i16, i16, "an integer");
     int_method!(deserialize_i32, visit_i32, i32, "an integer");
     int_method!(deserialize_i64, visit_i64, i64, "an integer");
-    int_method!(deserialize_u8, visit_u8, u8, "a non-negative integer (at most 255)");
-    int_method!(deserialize_u16, visit_u16, u16, "a non-negative integer (at most 65535)");
+    int_method!(
+        deserialize_u8,
+        visit_u8,
+        u8,
+        "a non-negative integer (at most 255)"
+    );
+    int_method!(
+        deserialize_u16,
+        visit_u16,
+        u16,
+        "a non-negative integer (at most 65535)"
+    );
     int_method!(deserialize_u32, visit_u32, u32, "a non-negative integer");
     int_method!(deserialize_u64, visit_u64, u64, "a non-negative integer");
 
@@ -200,7 +224,9 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
 
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match self.text() {
-            Some(s) => v.visit_string::<DeError>(s).map_err(|e| e.or_pos(self.0.pos)),
+            Some(s) => v
+                .visit_string::<DeError>(s)
+                .map_err(|e| e.or_pos(self.0.pos)),
             None => Err(self.invalid("a string")),
         }
     }
@@ -248,12 +274,15 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         if name == LOCATED {
             LAST_POS.with(|p| p.set(self.0.pos));
         }
-        v.visit_newtype_struct(self).map_err(|e| e.or_pos(self.0.pos))
+        v.visit_newtype_struct(self)
+            .map_err(|e| e.or_pos(self.0.pos))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.0.value {
-            Value::Seq(items) => v.visit_seq(Seq { items: items.iter() }),
+            Value::Seq(items) => v.visit_seq(Seq {
+                items: items.iter(),
+            }),
             _ => Err(self.invalid("a list")),
         }
         .map_err(|e| e.or_pos(self.0.pos))
@@ -274,9 +303,15 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.0.value {
-            Value::Map(entries) => v.visit_map(Map { entries: entries.iter(), value: None }),
+            Value::Map(entries) => v.visit_map(Map {
+                entries: entries.iter(),
+                value: None,
+            }),
             // An empty value (`grpc:`) reads as an empty map, as in the collector's configs.
-            Value::Null => v.visit_map(Map { entries: [].iter(), value: None }),
+            Value::Null => v.visit_map(Map {
+                entries: [].iter(),
+                value: None,
+            }),
             _ => Err(self.invalid("a map")),
         }
         .map_err(|e| e.or_pos(self.0.pos))
@@ -300,11 +335,19 @@ impl<'de> Deserializer<'de> for NodeDe<'de> {
         match &self.0.value {
             Value::Str(_) | Value::Bool(_) | Value::Int(_) | Value::UInt(_) => {
                 let text = self.text().unwrap_or_default();
-                v.visit_enum(Enum { tag: text, tag_pos: self.0.pos, content: None })
+                v.visit_enum(Enum {
+                    tag: text,
+                    tag_pos: self.0.pos,
+                    content: None,
+                })
             }
             Value::Map(entries) if entries.len() == 1 => {
                 let (k, c) = &entries[0];
-                v.visit_enum(Enum { tag: k.key_text(), tag_pos: k.pos, content: Some(c) })
+                v.visit_enum(Enum {
+                    tag: k.key_text(),
+                    tag_pos: k.pos,
+                    content: Some(c),
+                })
             }
             _ => Err(self.invalid("one of the allowed names")),
         }
@@ -332,7 +375,10 @@ impl<'de> SeqAccess<'de> for Seq<'de> {
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some(n) => seed.deserialize(NodeDe(n)).map(Some).map_err(|e| e.or_pos(n.pos)),
+            Some(n) => seed
+                .deserialize(NodeDe(n))
+                .map(Some)
+                .map_err(|e| e.or_pos(n.pos)),
             None => Ok(None),
         }
     }
@@ -357,14 +403,19 @@ impl<'de> MapAccess<'de> for Map<'de> {
         match self.entries.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(NodeDe(k)).map(Some).map_err(|e| e.or_pos(k.pos))
+                seed.deserialize(NodeDe(k))
+                    .map(Some)
+                    .map_err(|e| e.or_pos(k.pos))
             }
             None => Ok(None),
         }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let v = self.value.take().expect("next_value_seed called before next_key_seed");
+        let v = self
+            .value
+            .take()
+            .expect("next_value_seed called before next_key_seed");
         seed.deserialize(NodeDe(v)).map_err(|e| e.or_pos(v.pos))
     }
 
@@ -383,10 +434,19 @@ impl<'de> EnumAccess<'de> for Enum<'de> {
     type Error = DeError;
     type Variant = Variant<'de>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant<'de>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Variant<'de>), DeError> {
         let tag: de::value::StringDeserializer<DeError> = self.tag.into_deserializer();
         let value = seed.deserialize(tag).map_err(|e| e.or_pos(self.tag_pos))?;
-        Ok((value, Variant { content: self.content, pos: self.tag_pos }))
+        Ok((
+            value,
+            Variant {
+                content: self.content,
+                pos: self.tag_pos,
+            },
+        ))
     }
 }
 

@@ -12,9 +12,14 @@ pub mod types;
 pub use de::{DeError, Located, from_node};
 pub use error::{ConfigError, ConfigErrors};
 pub use node::{Node, Pos, Value};
-pub use service::{LogsConfig, MetricsTelemetryConfig, PipelineConfig, ServiceConfig, TelemetryConfig, TelemetryLevel};
+pub use service::{
+    LogsConfig, MetricsTelemetryConfig, PipelineConfig, ServiceConfig, TelemetryConfig,
+    TelemetryLevel,
+};
 
-use crate::component::{Class, ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Registry};
+use crate::component::{
+    Class, ComponentId, ExporterConfig, ProcessorConfig, ReceiverConfig, Registry,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,9 +72,18 @@ pub fn load_str(
     ctx: LoadContext,
     registry: &dyn Registry,
 ) -> Result<Config, ConfigErrors> {
-    let mut errs = Errors { file: file.clone(), list: Vec::new(), env_failed: BTreeSet::new() };
+    let mut errs = Errors {
+        file: file.clone(),
+        list: Vec::new(),
+        env_failed: BTreeSet::new(),
+    };
     let mut root = node::parse(text).map_err(|(pos, msg)| {
-        ConfigErrors(vec![ConfigError { file: file.clone(), pos, component: None, message: msg }])
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            pos,
+            component: None,
+            message: msg,
+        }])
     })?;
     expand_env(&mut root, &mut errs);
 
@@ -106,19 +120,56 @@ pub fn load_str(
             }
         }
         Value::Null => errs.push(root.pos, None, "the config file is empty".to_string()),
-        _ => errs.push(root.pos, None, "the config must be a map with `receivers`, `exporters` and `service`".to_string()),
+        _ => errs.push(
+            root.pos,
+            None,
+            "the config must be a map with `receivers`, `exporters` and `service`".to_string(),
+        ),
     }
 
-    let receivers = parse_components(Class::Receiver, sections.get("receivers").copied(), &ctx, &mut errs, |k| registry.receiver(k), registry);
-    let processors = parse_components(Class::Processor, sections.get("processors").copied(), &ctx, &mut errs, |k| registry.processor(k), registry);
-    let exporters = parse_components(Class::Exporter, sections.get("exporters").copied(), &ctx, &mut errs, |k| registry.exporter(k), registry);
+    let receivers = parse_components(
+        Class::Receiver,
+        sections.get("receivers").copied(),
+        &ctx,
+        &mut errs,
+        |k| registry.receiver(k),
+        registry,
+    );
+    let processors = parse_components(
+        Class::Processor,
+        sections.get("processors").copied(),
+        &ctx,
+        &mut errs,
+        |k| registry.processor(k),
+        registry,
+    );
+    let exporters = parse_components(
+        Class::Exporter,
+        sections.get("exporters").copied(),
+        &ctx,
+        &mut errs,
+        |k| registry.exporter(k),
+        registry,
+    );
 
     if matches!(root.value, Value::Map(_)) {
-        if receivers.declared.is_empty() && sections.contains_key("receivers") || !sections.contains_key("receivers") {
-            errs.push(sections.get("receivers").map_or(root.pos, |n| n.pos), None, "no receivers are configured".into());
+        if receivers.declared.is_empty() && sections.contains_key("receivers")
+            || !sections.contains_key("receivers")
+        {
+            errs.push(
+                sections.get("receivers").map_or(root.pos, |n| n.pos),
+                None,
+                "no receivers are configured".into(),
+            );
         }
-        if exporters.declared.is_empty() && sections.contains_key("exporters") || !sections.contains_key("exporters") {
-            errs.push(sections.get("exporters").map_or(root.pos, |n| n.pos), None, "no exporters are configured".into());
+        if exporters.declared.is_empty() && sections.contains_key("exporters")
+            || !sections.contains_key("exporters")
+        {
+            errs.push(
+                sections.get("exporters").map_or(root.pos, |n| n.pos),
+                None,
+                "no exporters are configured".into(),
+            );
         }
     }
 
@@ -126,7 +177,11 @@ pub fn load_str(
         Some(n) => service::parse(n, &mut |pos, comp, msg| errs.push(pos, comp, msg)),
         None => {
             if matches!(root.value, Value::Map(_)) {
-                errs.push(root.pos, None, "`service` is missing: it lists the pipelines".into());
+                errs.push(
+                    root.pos,
+                    None,
+                    "`service` is missing: it lists the pipelines".into(),
+                );
             }
             ServiceConfig::default()
         }
@@ -134,13 +189,35 @@ pub fn load_str(
 
     for p in &service.pipelines {
         let comp = Some(format!("service.pipelines.{}", p.id));
-        check_refs(&p.receivers, &receivers.declared, Class::Receiver, &comp, &mut errs);
-        check_refs(&p.processors, &processors.declared, Class::Processor, &comp, &mut errs);
-        check_refs(&p.exporters, &exporters.declared, Class::Exporter, &comp, &mut errs);
+        check_refs(
+            &p.receivers,
+            &receivers.declared,
+            Class::Receiver,
+            &comp,
+            &mut errs,
+        );
+        check_refs(
+            &p.processors,
+            &processors.declared,
+            Class::Processor,
+            &comp,
+            &mut errs,
+        );
+        check_refs(
+            &p.exporters,
+            &exporters.declared,
+            Class::Exporter,
+            &comp,
+            &mut errs,
+        );
         let mut seen = BTreeSet::new();
         for r in &p.processors {
             if !seen.insert(&r.value) {
-                errs.push(r.pos, comp.clone(), format!("references processor `{}` more than once", r.value));
+                errs.push(
+                    r.pos,
+                    comp.clone(),
+                    format!("references processor `{}` more than once", r.value),
+                );
             }
         }
     }
@@ -154,7 +231,7 @@ pub fn load_str(
             service,
         })
     } else {
-        errs.list.sort_by(|a, b| a.pos.cmp(&b.pos));
+        errs.list.sort_by_key(|e| e.pos);
         Err(ConfigErrors(errs.list))
     }
 }
@@ -172,7 +249,12 @@ impl Errors {
         if self.env_failed.contains(&pos) {
             return;
         }
-        self.list.push(ConfigError { file: self.file.clone(), pos, component, message });
+        self.list.push(ConfigError {
+            file: self.file.clone(),
+            pos,
+            component,
+            message,
+        });
     }
 }
 
@@ -231,13 +313,23 @@ fn parse_components<T: ?Sized>(
     lookup: impl Fn(&str) -> Option<crate::component::ParseFn<T>>,
     registry: &dyn Registry,
 ) -> Parsed<T> {
-    let mut out = Parsed { declared: BTreeSet::new(), parsed: BTreeMap::new() };
+    let mut out = Parsed {
+        declared: BTreeSet::new(),
+        parsed: BTreeMap::new(),
+    };
     let Some(section) = section else { return out };
     let entries = match &section.value {
         Value::Map(e) => e.as_slice(),
         Value::Null => &[],
         _ => {
-            errs.push(section.pos, None, format!("`{}` must be a map of component ids to settings", class.plural()));
+            errs.push(
+                section.pos,
+                None,
+                format!(
+                    "`{}` must be a map of component ids to settings",
+                    class.plural()
+                ),
+            );
             return out;
         }
     };
@@ -292,7 +384,12 @@ fn check_refs(
             errs.push(
                 r.pos,
                 comp.clone(),
-                format!("references {} `{}` which is not configured in `{}`", class.singular(), r.value, class.plural()),
+                format!(
+                    "references {} `{}` which is not configured in `{}`",
+                    class.singular(),
+                    r.value,
+                    class.plural()
+                ),
             );
         }
     }

@@ -39,7 +39,10 @@ pub struct Node {
 
 impl Node {
     pub fn null(pos: Pos) -> Self {
-        Node { value: Value::Null, pos }
+        Node {
+            value: Value::Null,
+            pos,
+        }
     }
 
     /// The scalar's text, for keys and messages.
@@ -107,7 +110,10 @@ pub fn parse(text: &str) -> Result<Node, (Pos, String)> {
     serde_saphyr::from_str::<Node>(text).map_err(|e| {
         let pos = e
             .location()
-            .map(|l| Pos { line: l.line() as u32, column: l.column() as u32 })
+            .map(|l| Pos {
+                line: l.line() as u32,
+                column: l.column() as u32,
+            })
             .unwrap_or_default();
         (pos, first_line(&e.to_string()))
     })
@@ -119,10 +125,10 @@ fn first_line(msg: &str) -> String {
     line = line.strip_prefix("error: ").unwrap_or(line);
     // Drop a leading "line X column Y: " or a trailing " at line X column Y" that would repeat the
     // position, and advice about parser options users cannot set.
-    if line.starts_with("line ") {
-        if let Some(i) = line.find(": ") {
-            line = &line[i + 2..];
-        }
+    if line.starts_with("line ")
+        && let Some(i) = line.find(": ")
+    {
+        line = &line[i + 2..];
     }
     if let Some(i) = line.find(" at line ") {
         line = &line[..i];
@@ -139,7 +145,10 @@ impl<'de> Deserialize<'de> for Node {
         let loc = spanned.referenced;
         Ok(Node {
             value: spanned.value,
-            pos: Pos { line: loc.line() as u32, column: loc.column() as u32 },
+            pos: Pos {
+                line: loc.line() as u32,
+                column: loc.column() as u32,
+            },
         })
     }
 }

@@ -46,7 +46,10 @@ pub struct MetricsTelemetryConfig {
 
 impl Default for MetricsTelemetryConfig {
     fn default() -> Self {
-        MetricsTelemetryConfig { address: default_telemetry_address(), level: TelemetryLevel::Normal }
+        MetricsTelemetryConfig {
+            address: default_telemetry_address(),
+            level: TelemetryLevel::Normal,
+        }
     }
 }
 
@@ -74,7 +77,9 @@ pub struct LogsConfig {
 
 impl Default for LogsConfig {
     fn default() -> Self {
-        LogsConfig { level: default_log_level() }
+        LogsConfig {
+            level: default_log_level(),
+        }
     }
 }
 
@@ -102,9 +107,15 @@ struct PipelineSection {
     exporters: Vec<Located<String>>,
 }
 
-pub(super) fn parse(node: &Node, err: &mut dyn FnMut(Pos, Option<String>, String)) -> ServiceConfig {
+pub(super) fn parse(
+    node: &Node,
+    err: &mut dyn FnMut(Pos, Option<String>, String),
+) -> ServiceConfig {
     let comp = Some("service".to_string());
-    let mut out = ServiceConfig { shutdown_timeout: std::time::Duration::from_secs(10), ..Default::default() };
+    let mut out = ServiceConfig {
+        shutdown_timeout: std::time::Duration::from_secs(10),
+        ..Default::default()
+    };
     match from_node::<ServiceSection>(node) {
         Ok(s) => {
             out.telemetry = s.telemetry;
@@ -112,7 +123,11 @@ pub(super) fn parse(node: &Node, err: &mut dyn FnMut(Pos, Option<String>, String
                 out.shutdown_timeout = t.get();
             }
             if s.pipelines.is_none() {
-                err(node.pos, comp.clone(), "`pipelines` is missing: define at least one, such as `metrics`".into());
+                err(
+                    node.pos,
+                    comp.clone(),
+                    "`pipelines` is missing: define at least one, such as `metrics`".into(),
+                );
             }
         }
         Err(e) => err(e.pos, comp.clone(), e.message),
@@ -124,7 +139,12 @@ pub(super) fn parse(node: &Node, err: &mut dyn FnMut(Pos, Option<String>, String
     let entries = match &pipelines.value {
         Value::Map(e) => e.as_slice(),
         _ => {
-            err(pipelines.pos, comp, "`pipelines` must be a map such as `metrics: {receivers: [...], exporters: [...]}`".into());
+            err(
+                pipelines.pos,
+                comp,
+                "`pipelines` must be a map such as `metrics: {receivers: [...], exporters: [...]}`"
+                    .into(),
+            );
             return out;
         }
     };
@@ -136,7 +156,13 @@ pub(super) fn parse(node: &Node, err: &mut dyn FnMut(Pos, Option<String>, String
         let pcomp = Some(format!("service.pipelines.{id}"));
         let signal = id.split('/').next().unwrap_or("");
         if signal != "metrics" {
-            err(k.pos, pcomp.clone(), format!("pipeline `{id}`: Sluice carries metrics only; name pipelines `metrics` or `metrics/<name>`"));
+            err(
+                k.pos,
+                pcomp.clone(),
+                format!(
+                    "pipeline `{id}`: Sluice carries metrics only; name pipelines `metrics` or `metrics/<name>`"
+                ),
+            );
             continue;
         }
         let section = match from_node::<PipelineSection>(v) {
@@ -148,11 +174,18 @@ pub(super) fn parse(node: &Node, err: &mut dyn FnMut(Pos, Option<String>, String
         };
         let mut ids = |list: Vec<Located<String>>, what: &str| -> Vec<Located<ComponentId>> {
             if list.is_empty() && what != "processors" {
-                err(v.pos, pcomp.clone(), format!("the pipeline must have at least one entry in `{what}`"));
+                err(
+                    v.pos,
+                    pcomp.clone(),
+                    format!("the pipeline must have at least one entry in `{what}`"),
+                );
             }
             list.into_iter()
                 .filter_map(|l| match ComponentId::parse(&l.value) {
-                    Ok(id) => Some(Located { value: id, pos: l.pos }),
+                    Ok(id) => Some(Located {
+                        value: id,
+                        pos: l.pos,
+                    }),
                     Err(m) => {
                         err(l.pos, pcomp.clone(), m);
                         None
@@ -163,7 +196,12 @@ pub(super) fn parse(node: &Node, err: &mut dyn FnMut(Pos, Option<String>, String
         let receivers = ids(section.receivers, "receivers");
         let processors = ids(section.processors, "processors");
         let exporters = ids(section.exporters, "exporters");
-        out.pipelines.push(PipelineConfig { id, receivers, processors, exporters });
+        out.pipelines.push(PipelineConfig {
+            id,
+            receivers,
+            processors,
+            exporters,
+        });
     }
     out
 }

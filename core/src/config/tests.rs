@@ -145,7 +145,8 @@ impl Registry for TestRegistry {
         (kind == "test_recv").then_some(parse_recv as ParseFn<dyn crate::component::ReceiverConfig>)
     }
     fn processor(&self, kind: &str) -> Option<ParseFn<dyn crate::component::ProcessorConfig>> {
-        (kind == "test_proc").then_some(parse_proc as ParseFn<dyn crate::component::ProcessorConfig>)
+        (kind == "test_proc")
+            .then_some(parse_proc as ParseFn<dyn crate::component::ProcessorConfig>)
     }
     fn exporter(&self, kind: &str) -> Option<ParseFn<dyn crate::component::ExporterConfig>> {
         (kind == "test_exp").then_some(parse_exp as ParseFn<dyn crate::component::ExporterConfig>)
@@ -175,7 +176,9 @@ fn load(text: &str) -> Result<Config, ConfigErrors> {
     load_str(
         yaml(text),
         FILE.into(),
-        LoadContext { base_dir: PathBuf::from("/etc/sluice") },
+        LoadContext {
+            base_dir: PathBuf::from("/etc/sluice"),
+        },
         &TestRegistry,
     )
 }
@@ -204,7 +207,12 @@ fn errors(text: &str) -> Vec<ConfigError> {
 /// Exactly one error.
 fn one_error(text: &str) -> ConfigError {
     let errs = errors(text);
-    assert_eq!(errs.len(), 1, "expected exactly one error, got:\n{}", ConfigErrors(errs.clone()));
+    assert_eq!(
+        errs.len(),
+        1,
+        "expected exactly one error, got:\n{}",
+        ConfigErrors(errs.clone())
+    );
     errs.into_iter().next().unwrap()
 }
 
@@ -212,7 +220,11 @@ fn one_error(text: &str) -> ConfigError {
 /// displays as `file:line:col: component: message`.
 #[track_caller]
 fn check(e: &ConfigError, line: u32, column: u32, component: Option<&str>, fragments: &[&str]) {
-    assert_eq!((e.pos.line, e.pos.column), (line, column), "position of: {e}");
+    assert_eq!(
+        (e.pos.line, e.pos.column),
+        (line, column),
+        "position of: {e}"
+    );
     assert_eq!(e.component.as_deref(), component, "component of: {e}");
     for f in fragments {
         assert!(e.message.contains(f), "message {:?} lacks {f:?}", e.message);
@@ -240,7 +252,10 @@ fn some_set_var() -> (&'static str, String) {
 const UNSET: &str = "SLUICE_CORE_TEST_SURELY_UNSET_3F9A";
 
 fn assert_unset() {
-    assert!(std::env::var_os(UNSET).is_none(), "{UNSET} must not be set for these tests");
+    assert!(
+        std::env::var_os(UNSET).is_none(),
+        "{UNSET} must not be set for these tests"
+    );
 }
 
 const VALID: &str = r#"
@@ -272,9 +287,18 @@ service:
 fn valid_config_loads_with_typed_values() {
     let (cfg, parsed) = load_ok(VALID);
     assert_eq!(cfg.source, PathBuf::from(FILE));
-    assert_eq!(cfg.receivers.keys().cloned().collect::<Vec<_>>(), [cid("test_recv"), cid("test_recv/b")]);
-    assert_eq!(cfg.processors.keys().cloned().collect::<Vec<_>>(), [cid("test_proc")]);
-    assert_eq!(cfg.exporters.keys().cloned().collect::<Vec<_>>(), [cid("test_exp")]);
+    assert_eq!(
+        cfg.receivers.keys().cloned().collect::<Vec<_>>(),
+        [cid("test_recv"), cid("test_recv/b")]
+    );
+    assert_eq!(
+        cfg.processors.keys().cloned().collect::<Vec<_>>(),
+        [cid("test_proc")]
+    );
+    assert_eq!(
+        cfg.exporters.keys().cloned().collect::<Vec<_>>(),
+        [cid("test_exp")]
+    );
     assert_eq!(
         parsed,
         [
@@ -292,7 +316,10 @@ fn valid_config_loads_with_typed_values() {
                 port: None,
                 label: None,
             }),
-            Parsed::Proc(TestProc { limit: 7, timeout: None }),
+            Parsed::Proc(TestProc {
+                limit: 7,
+                timeout: None
+            }),
             Parsed::Exp(TestExp {
                 endpoint: HttpUrl::parse("http://localhost:9090/api/v1/write").unwrap(),
                 timeout: None,
@@ -303,14 +330,27 @@ fn valid_config_loads_with_typed_values() {
 
     let svc = &cfg.service;
     assert_eq!(svc.shutdown_timeout, std::time::Duration::from_secs(10));
-    assert_eq!(svc.telemetry.metrics.address, Endpoint("127.0.0.1:8888".into()));
+    assert_eq!(
+        svc.telemetry.metrics.address,
+        Endpoint("127.0.0.1:8888".into())
+    );
     assert_eq!(svc.telemetry.metrics.level, service::TelemetryLevel::Normal);
     assert_eq!(svc.telemetry.logs.level, "info");
     assert_eq!(svc.pipelines.len(), 1);
     let p = &svc.pipelines[0];
     assert_eq!(p.id, "metrics");
-    let ids = |l: &[Located<ComponentId>]| l.iter().map(|l| (l.value.to_string(), l.pos.line, l.pos.column)).collect::<Vec<_>>();
-    assert_eq!(ids(&p.receivers), [("test_recv".to_string(), 16, 19), ("test_recv/b".to_string(), 16, 30)]);
+    let ids = |l: &[Located<ComponentId>]| {
+        l.iter()
+            .map(|l| (l.value.to_string(), l.pos.line, l.pos.column))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&p.receivers),
+        [
+            ("test_recv".to_string(), 16, 19),
+            ("test_recv/b".to_string(), 16, 30)
+        ]
+    );
     assert_eq!(ids(&p.processors), [("test_proc".to_string(), 17, 20)]);
     assert_eq!(ids(&p.exporters), [("test_exp".to_string(), 18, 19)]);
 }
@@ -345,7 +385,10 @@ service:
                 port: None,
                 label: None,
             }),
-            Parsed::Proc(TestProc { limit: 100, timeout: None }),
+            Parsed::Proc(TestProc {
+                limit: 100,
+                timeout: None
+            }),
         ]
     );
 }
@@ -390,10 +433,14 @@ exporters: {test_exp: {endpoint: "http://a:1"}}
 service: {pipelines: {metrics: {receivers: [test_recv, test_recv/2], exporters: [test_exp]}}}
 "#,
     );
-    let Parsed::Recv(r) = &parsed[0] else { panic!("{parsed:?}") };
+    let Parsed::Recv(r) = &parsed[0] else {
+        panic!("{parsed:?}")
+    };
     assert_eq!(r.port, Some(4317));
     assert_eq!(r.max_request_size, Some(ByteSize(1024)));
-    let Parsed::Recv(r) = &parsed[1] else { panic!("{parsed:?}") };
+    let Parsed::Recv(r) = &parsed[1] else {
+        panic!("{parsed:?}")
+    };
     assert_eq!(r.port, Some(1000));
 }
 
@@ -484,13 +531,22 @@ fn with_receiver(recv: &str) -> String {
 
 #[test]
 fn unknown_key_in_a_component_points_at_the_key() {
-    let e = one_error(&with_receiver("  test_recv:\n    endpoint: 1.2.3.4:5\n    endpiont: x\n"));
+    let e = one_error(&with_receiver(
+        "  test_recv:\n    endpoint: 1.2.3.4:5\n    endpiont: x\n",
+    ));
     check(
         &e,
         4,
         5,
         Some("receivers.test_recv"),
-        &["unknown field `endpiont`", "`endpoint`", "`timeout`", "`max_request_size`", "`port`", "`label`"],
+        &[
+            "unknown field `endpiont`",
+            "`endpoint`",
+            "`timeout`",
+            "`max_request_size`",
+            "`port`",
+            "`label`",
+        ],
     );
 }
 
@@ -508,7 +564,13 @@ exporters: {test_exp: {endpoint: "http://a:1"}}
 service: {pipelines: {metrics: {receivers: [test_recv], processors: [test_proc/x], exporters: [test_exp]}}}
 "#,
     );
-    check(&e, 6, 5, Some("processors.test_proc/x"), &["unknown field `colour`", "`limit`", "`timeout`"]);
+    check(
+        &e,
+        6,
+        5,
+        Some("processors.test_proc/x"),
+        &["unknown field `colour`", "`limit`", "`timeout`"],
+    );
 }
 
 #[test]
@@ -528,7 +590,10 @@ service: {pipelines: {metrics: {receivers: [test_recv], exporters: [test_exp]}}}
         4,
         3,
         Some("exporters.prometheusremotewrite/x"),
-        &["unknown exporter type `prometheusremotewrite`", "known types: test_exp"],
+        &[
+            "unknown exporter type `prometheusremotewrite`",
+            "known types: test_exp",
+        ],
     );
 }
 
@@ -542,7 +607,13 @@ exporters: {test_exp: {endpoint: "http://a:1"}}
 service: {pipelines: {metrics: {receivers: [nope], exporters: [test_exp]}}}
 "#,
     );
-    check(&e, 2, 3, Some("receivers.nope"), &["unknown receiver type `nope`", "known types: test_recv"]);
+    check(
+        &e,
+        2,
+        3,
+        Some("receivers.nope"),
+        &["unknown receiver type `nope`", "known types: test_recv"],
+    );
 }
 
 #[test]
@@ -557,45 +628,103 @@ service: {pipelines: {metrics: {receivers: [test_recv], exporters: [test_exp]}}}
 "#,
     );
     assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
-    check(&errs[0], 3, 3, None, &["invalid component id \"test_recv/\""]);
+    check(
+        &errs[0],
+        3,
+        3,
+        None,
+        &["invalid component id \"test_recv/\""],
+    );
 }
 
 #[test]
 fn bad_duration_is_reported_at_the_value() {
     let e = one_error(&with_receiver("  test_recv:\n    timeout: 5 parsecs\n"));
-    check(&e, 3, 14, Some("receivers.test_recv"), &["invalid duration \"5 parsecs\"", "parsecs"]);
+    check(
+        &e,
+        3,
+        14,
+        Some("receivers.test_recv"),
+        &["invalid duration \"5 parsecs\"", "parsecs"],
+    );
 }
 
 #[test]
 fn endpoint_without_port_is_reported_at_the_value() {
-    let e = one_error(&with_receiver("  test_recv:\n    port: 5\n    endpoint: nohost\n"));
-    check(&e, 4, 15, Some("receivers.test_recv"), &["invalid endpoint \"nohost\"", "host:port"]);
+    let e = one_error(&with_receiver(
+        "  test_recv:\n    port: 5\n    endpoint: nohost\n",
+    ));
+    check(
+        &e,
+        4,
+        15,
+        Some("receivers.test_recv"),
+        &["invalid endpoint \"nohost\"", "host:port"],
+    );
 }
 
 #[test]
 fn endpoint_with_port_out_of_range_is_reported_at_the_value() {
-    let e = one_error(&with_receiver("  test_recv:\n    endpoint: 1.2.3.4:99999\n"));
-    check(&e, 3, 15, Some("receivers.test_recv"), &["invalid endpoint \"1.2.3.4:99999\"", "\"99999\"", "0 to 65535"]);
+    let e = one_error(&with_receiver(
+        "  test_recv:\n    endpoint: 1.2.3.4:99999\n",
+    ));
+    check(
+        &e,
+        3,
+        15,
+        Some("receivers.test_recv"),
+        &[
+            "invalid endpoint \"1.2.3.4:99999\"",
+            "\"99999\"",
+            "0 to 65535",
+        ],
+    );
 }
 
 #[test]
 fn bad_size_is_reported_at_the_value() {
-    let e = one_error(&with_receiver("  test_recv:\n    max_request_size: 12 bananas\n"));
-    check(&e, 3, 23, Some("receivers.test_recv"), &["invalid size \"12 bananas\"", "MiB"]);
+    let e = one_error(&with_receiver(
+        "  test_recv:\n    max_request_size: 12 bananas\n",
+    ));
+    check(
+        &e,
+        3,
+        23,
+        Some("receivers.test_recv"),
+        &["invalid size \"12 bananas\"", "MiB"],
+    );
 }
 
 #[test]
 fn port_out_of_range_is_reported_at_the_value() {
     let e = one_error(&with_receiver("  test_recv:\n    port: 70000\n"));
-    check(&e, 3, 11, Some("receivers.test_recv"), &["expected a non-negative integer (at most 65535)"]);
+    check(
+        &e,
+        3,
+        11,
+        Some("receivers.test_recv"),
+        &["expected a non-negative integer (at most 65535)"],
+    );
 }
 
 #[test]
 fn wrong_kind_of_value_is_reported_at_the_value() {
     let e = one_error(&with_receiver("  test_recv:\n    timeout: [1s]\n"));
-    check(&e, 3, 14, Some("receivers.test_recv"), &["expected a string, found a list"]);
+    check(
+        &e,
+        3,
+        14,
+        Some("receivers.test_recv"),
+        &["expected a string, found a list"],
+    );
     let e = one_error(&with_receiver("  test_recv: [a]\n"));
-    check(&e, 2, 14, Some("receivers.test_recv"), &["expected a map, found a list"]);
+    check(
+        &e,
+        2,
+        14,
+        Some("receivers.test_recv"),
+        &["expected a map, found a list"],
+    );
 }
 
 #[test]
@@ -609,7 +738,13 @@ exporters:
 service: {pipelines: {metrics: {receivers: [test_recv], exporters: [test_exp]}}}
 "#,
     );
-    check(&e, 4, 15, Some("exporters.test_exp"), &["invalid URL \"ftp://example.com\"", "http://"]);
+    check(
+        &e,
+        4,
+        15,
+        Some("exporters.test_exp"),
+        &["invalid URL \"ftp://example.com\"", "http://"],
+    );
 }
 
 #[test]
@@ -624,7 +759,13 @@ service: {pipelines: {metrics: {receivers: [test_recv], exporters: [test_exp]}}}
 "#,
     );
     // The component's map starts at its first key.
-    check(&e, 4, 5, Some("exporters.test_exp"), &["missing field `endpoint`"]);
+    check(
+        &e,
+        4,
+        5,
+        Some("exporters.test_exp"),
+        &["missing field `endpoint`"],
+    );
 }
 
 #[test]
@@ -640,7 +781,13 @@ exporters: {test_exp: {endpoint: "http://a:1"}}
 service: {pipelines: {metrics: {receivers: [test_recv], processors: [test_proc], exporters: [test_exp]}}}
 "#,
     );
-    check(&e, 4, 5, Some("processors.test_proc"), &["`limit` must be at least 1"]);
+    check(
+        &e,
+        4,
+        5,
+        Some("processors.test_proc"),
+        &["`limit` must be at least 1"],
+    );
 }
 
 #[test]
@@ -672,21 +819,76 @@ service:
 "#,
     );
     assert_eq!(errs.len(), 8, "{}", ConfigErrors(errs.clone()));
-    check(&errs[0], 3, 14, Some("receivers.test_recv"), &["invalid duration"]);
-    check(&errs[1], 5, 15, Some("receivers.test_recv/2"), &["invalid endpoint \"nohost\""]);
-    check(&errs[2], 6, 3, Some("receivers.kafka"), &["unknown receiver type `kafka`"]);
-    check(&errs[3], 9, 12, Some("processors.test_proc"), &["expected a non-negative integer"]);
-    check(&errs[4], 13, 15, Some("exporters.test_exp"), &["invalid size \"lots\""]);
-    check(&errs[5], 17, 30, Some("service.pipelines.metrics"), &["references receiver `test_recv/3` which is not configured in `receivers`"]);
-    check(&errs[6], 18, 31, Some("service.pipelines.metrics"), &["references processor `test_proc` more than once"]);
-    check(&errs[7], 20, 5, Some("service.pipelines.logs"), &["pipeline `logs`", "metrics only"]);
+    check(
+        &errs[0],
+        3,
+        14,
+        Some("receivers.test_recv"),
+        &["invalid duration"],
+    );
+    check(
+        &errs[1],
+        5,
+        15,
+        Some("receivers.test_recv/2"),
+        &["invalid endpoint \"nohost\""],
+    );
+    check(
+        &errs[2],
+        6,
+        3,
+        Some("receivers.kafka"),
+        &["unknown receiver type `kafka`"],
+    );
+    check(
+        &errs[3],
+        9,
+        12,
+        Some("processors.test_proc"),
+        &["expected a non-negative integer"],
+    );
+    check(
+        &errs[4],
+        13,
+        15,
+        Some("exporters.test_exp"),
+        &["invalid size \"lots\""],
+    );
+    check(
+        &errs[5],
+        17,
+        30,
+        Some("service.pipelines.metrics"),
+        &["references receiver `test_recv/3` which is not configured in `receivers`"],
+    );
+    check(
+        &errs[6],
+        18,
+        31,
+        Some("service.pipelines.metrics"),
+        &["references processor `test_proc` more than once"],
+    );
+    check(
+        &errs[7],
+        20,
+        5,
+        Some("service.pipelines.logs"),
+        &["pipeline `logs`", "metrics only"],
+    );
 
     // The whole report: one line per error, each `file:line:col: component: message`.
     let text = ConfigErrors(errs.clone()).to_string();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 8);
-    assert!(lines[0].starts_with("pipeline.yaml:3:14: receivers.test_recv: invalid duration \"5 parsecs\""), "{text}");
-    assert!(lines[7].starts_with("pipeline.yaml:20:5: service.pipelines.logs: pipeline `logs`"), "{text}");
+    assert!(
+        lines[0]
+            .starts_with("pipeline.yaml:3:14: receivers.test_recv: invalid duration \"5 parsecs\""),
+        "{text}"
+    );
+    assert!(
+        lines[7].starts_with("pipeline.yaml:20:5: service.pipelines.logs: pipeline `logs`"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -732,8 +934,20 @@ service:
 "#,
     );
     assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
-    check(&errs[0], 7, 20, Some("service.pipelines.metrics/x"), &["references processor `batch` which is not configured in `processors`"]);
-    check(&errs[1], 8, 29, Some("service.pipelines.metrics/x"), &["references exporter `otlp` which is not configured in `exporters`"]);
+    check(
+        &errs[0],
+        7,
+        20,
+        Some("service.pipelines.metrics/x"),
+        &["references processor `batch` which is not configured in `processors`"],
+    );
+    check(
+        &errs[1],
+        8,
+        29,
+        Some("service.pipelines.metrics/x"),
+        &["references exporter `otlp` which is not configured in `exporters`"],
+    );
 }
 
 #[test]
@@ -751,7 +965,13 @@ service:
       exporters: [test_exp]
 "#,
     );
-    check(&e, 8, 44, Some("service.pipelines.metrics"), &["references processor `test_proc` more than once"]);
+    check(
+        &e,
+        8,
+        44,
+        Some("service.pipelines.metrics"),
+        &["references processor `test_proc` more than once"],
+    );
 }
 
 #[test]
@@ -766,7 +986,13 @@ service:
     traces: {receivers: [test_recv], exporters: [test_exp]}
 "#,
     );
-    check(&e, 6, 5, Some("service.pipelines.traces"), &["pipeline `traces`", "metrics only", "metrics/<name>"]);
+    check(
+        &e,
+        6,
+        5,
+        Some("service.pipelines.traces"),
+        &["pipeline `traces`", "metrics only", "metrics/<name>"],
+    );
 }
 
 #[test]
@@ -785,8 +1011,20 @@ service:
 "#,
     );
     assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
-    check(&errs[0], 6, 7, Some("service.pipelines.metrics/a"), &["missing field `exporters`"]);
-    check(&errs[1], 8, 7, Some("service.pipelines.metrics/b"), &["at least one entry in `receivers`"]);
+    check(
+        &errs[0],
+        6,
+        7,
+        Some("service.pipelines.metrics/a"),
+        &["missing field `exporters`"],
+    );
+    check(
+        &errs[1],
+        8,
+        7,
+        Some("service.pipelines.metrics/b"),
+        &["at least one entry in `receivers`"],
+    );
 }
 
 #[test]
@@ -803,7 +1041,18 @@ service:
       connectors: [x]
 "#,
     );
-    check(&e, 8, 7, Some("service.pipelines.metrics"), &["unknown field `connectors`", "`receivers`", "`processors`", "`exporters`"]);
+    check(
+        &e,
+        8,
+        7,
+        Some("service.pipelines.metrics"),
+        &[
+            "unknown field `connectors`",
+            "`receivers`",
+            "`processors`",
+            "`exporters`",
+        ],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,7 +1104,9 @@ service:
     );
     check(&e, 4, 3, Some("service"), &["`pipelines` is missing"]);
 
-    let e = one_error("receivers: {test_recv: }\nexporters: {test_exp: {endpoint: \"http://a:1\"}}\nservice:\n");
+    let e = one_error(
+        "receivers: {test_recv: }\nexporters: {test_exp: {endpoint: \"http://a:1\"}}\nservice:\n",
+    );
     check(&e, 3, 8, Some("service"), &["`pipelines` is missing"]);
 }
 
@@ -878,17 +1129,37 @@ fn missing_receivers_and_exporters_are_reported() {
     assert_eq!(errs.len(), 4, "{}", ConfigErrors(errs.clone()));
     check(&errs[0], 1, 1, None, &["no receivers are configured"]);
     check(&errs[1], 1, 1, None, &["no exporters are configured"]);
-    check(&errs[2], 3, 27, Some("service.pipelines.metrics"), &["references receiver `r`"]);
-    check(&errs[3], 3, 43, Some("service.pipelines.metrics"), &["references exporter `e`"]);
+    check(
+        &errs[2],
+        3,
+        27,
+        Some("service.pipelines.metrics"),
+        &["references receiver `r`"],
+    );
+    check(
+        &errs[3],
+        3,
+        43,
+        Some("service.pipelines.metrics"),
+        &["references exporter `e`"],
+    );
 }
 
 #[test]
 fn empty_receivers_section_is_reported_at_the_section() {
-    let errs = errors("receivers:\nexporters: {test_exp: {endpoint: \"http://a:1\"}}\nservice: {pipelines: {metrics: {receivers: [], exporters: [test_exp]}}}\n");
+    let errs = errors(
+        "receivers:\nexporters: {test_exp: {endpoint: \"http://a:1\"}}\nservice: {pipelines: {metrics: {receivers: [], exporters: [test_exp]}}}\n",
+    );
     // `receivers:` is empty and the pipeline's list too, each reported where it is.
     assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
     check(&errs[0], 1, 10, None, &["no receivers are configured"]);
-    check(&errs[1], 3, 32, Some("service.pipelines.metrics"), &["at least one entry in `receivers`"]);
+    check(
+        &errs[1],
+        3,
+        32,
+        Some("service.pipelines.metrics"),
+        &["at least one entry in `receivers`"],
+    );
 }
 
 #[test]
@@ -904,7 +1175,13 @@ recievers: {}
     );
     assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
     check(&errs[0], 3, 1, None, &["`extensions` are not supported"]);
-    check(&errs[1], 5, 1, None, &["unknown top-level key `recievers`", "`receivers`"]);
+    check(
+        &errs[1],
+        5,
+        1,
+        None,
+        &["unknown top-level key `recievers`", "`receivers`"],
+    );
 }
 
 #[test]
@@ -920,7 +1197,13 @@ service:
   pipelines: {metrics: {receivers: [test_recv], exporters: [test_exp]}}
 "#,
     );
-    check(&e, 6, 7, Some("service"), &["unknown field `adress`", "`address`"]);
+    check(
+        &e,
+        6,
+        7,
+        Some("service"),
+        &["unknown field `adress`", "`address`"],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,8 +1213,12 @@ service:
 #[test]
 fn env_variable_is_expanded() {
     let (name, value) = some_set_var();
-    let (_, parsed) = load_ok(&with_receiver(&format!("  test_recv:\n    label: \"<${{env:{name}}}>\"\n")));
-    let Parsed::Recv(r) = &parsed[0] else { panic!("{parsed:?}") };
+    let (_, parsed) = load_ok(&with_receiver(&format!(
+        "  test_recv:\n    label: \"<${{env:{name}}}>\"\n"
+    )));
+    let Parsed::Recv(r) = &parsed[0] else {
+        panic!("{parsed:?}")
+    };
     assert_eq!(r.label.as_deref(), Some(format!("<{value}>").as_str()));
 }
 
@@ -956,8 +1243,12 @@ fn env_default_is_used_when_unset_and_numbers_parse() {
 #[test]
 fn env_default_is_ignored_when_set() {
     let (name, value) = some_set_var();
-    let (_, parsed) = load_ok(&with_receiver(&format!("  test_recv:\n    label: ${{env:{name}:-fallback}}\n")));
-    let Parsed::Recv(r) = &parsed[0] else { panic!("{parsed:?}") };
+    let (_, parsed) = load_ok(&with_receiver(&format!(
+        "  test_recv:\n    label: ${{env:{name}:-fallback}}\n"
+    )));
+    let Parsed::Recv(r) = &parsed[0] else {
+        panic!("{parsed:?}")
+    };
     assert_eq!(r.label.as_deref(), Some(value.as_str()));
 }
 
@@ -967,20 +1258,30 @@ fn dollar_dollar_escapes_and_other_templates_are_kept() {
     let (_, parsed) = load_ok(&with_receiver(&format!(
         "  test_recv:\n    label: \"$${{env:HOME}} costs $$5, ${{tenant}}, $x, ${{env:{UNSET}:-a:-b}}\"\n"
     )));
-    let Parsed::Recv(r) = &parsed[0] else { panic!("{parsed:?}") };
-    assert_eq!(r.label.as_deref(), Some("${env:HOME} costs $5, ${tenant}, $x, a:-b"));
+    let Parsed::Recv(r) = &parsed[0] else {
+        panic!("{parsed:?}")
+    };
+    assert_eq!(
+        r.label.as_deref(),
+        Some("${env:HOME} costs $5, ${tenant}, $x, a:-b")
+    );
 }
 
 #[test]
 fn unset_env_variable_is_one_error_at_the_scalar_with_its_component() {
     assert_unset();
-    let e = one_error(&with_receiver(&format!("  test_recv:\n    port: 1\n    endpoint: ${{env:{UNSET}}}\n")));
+    let e = one_error(&with_receiver(&format!(
+        "  test_recv:\n    port: 1\n    endpoint: ${{env:{UNSET}}}\n"
+    )));
     check(
         &e,
         4,
         15,
         Some("receivers.test_recv"),
-        &[&format!("environment variable {UNSET} is not set"), &format!("${{env:{UNSET}:-value}}")],
+        &[
+            &format!("environment variable {UNSET} is not set"),
+            &format!("${{env:{UNSET}:-value}}"),
+        ],
     );
 }
 
@@ -1011,9 +1312,21 @@ service:
 #[test]
 fn invalid_env_reference_is_reported() {
     let e = one_error(&with_receiver("  test_recv:\n    label: \"${env:1BAD}\"\n"));
-    check(&e, 3, 12, Some("receivers.test_recv"), &["invalid environment variable name \"1BAD\""]);
+    check(
+        &e,
+        3,
+        12,
+        Some("receivers.test_recv"),
+        &["invalid environment variable name \"1BAD\""],
+    );
     let e = one_error(&with_receiver("  test_recv:\n    label: \"${env:OPEN\"\n"));
-    check(&e, 3, 12, Some("receivers.test_recv"), &["unclosed `${env:`"]);
+    check(
+        &e,
+        3,
+        12,
+        Some("receivers.test_recv"),
+        &["unclosed `${env:`"],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1033,7 +1346,11 @@ fn load_file_reads_and_names_the_file() {
     let errs = load_file(&path, &TestRegistry).unwrap_err();
     let first = &errs.0[0];
     assert_eq!(&*first.file, path.display().to_string());
-    assert!(errs.to_string().starts_with(&format!("{}:1:1: ", path.display())), "{errs}");
+    assert!(
+        errs.to_string()
+            .starts_with(&format!("{}:1:1: ", path.display())),
+        "{errs}"
+    );
     assert!(errs.0.iter().any(|e| e.to_string()
         == format!("{}:1:31: receivers.test_recv: expected a non-negative integer (at most 65535), found \"x\"", path.display())), "{errs}");
 }
@@ -1046,13 +1363,24 @@ fn load_file_reports_an_unreadable_file_without_a_position() {
     assert_eq!(errs.0.len(), 1);
     assert!(!errs.0[0].pos.is_known());
     let text = errs.to_string();
-    assert!(text.starts_with(&format!("{}: cannot read the config file: ", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "{}: cannot read the config file: ",
+            path.display()
+        )),
+        "{text}"
+    );
 }
 
 #[test]
 fn load_context_resolves_relative_paths() {
-    let ctx = LoadContext { base_dir: PathBuf::from("/etc/sluice") };
-    assert_eq!(ctx.resolve("certs/ca.pem"), PathBuf::from("/etc/sluice/certs/ca.pem"));
+    let ctx = LoadContext {
+        base_dir: PathBuf::from("/etc/sluice"),
+    };
+    assert_eq!(
+        ctx.resolve("certs/ca.pem"),
+        PathBuf::from("/etc/sluice/certs/ca.pem")
+    );
     assert_eq!(ctx.resolve("/abs/ca.pem"), PathBuf::from("/abs/ca.pem"));
 }
 
@@ -1094,8 +1422,22 @@ fn byte_size_parse() {
         assert_eq!(ByteSize::parse(s), Some(want), "{s:?}");
     }
     let bad = [
-        "", " ", "MiB", "-1", "-1KiB", "1.2.3MiB", ".", "12 bananas", "1e3", "1mib", "1 M B", "16EiB",
-        "18446744073709551616", "20000000TiB", "99999999999.5TiB", "0x10",
+        "",
+        " ",
+        "MiB",
+        "-1",
+        "-1KiB",
+        "1.2.3MiB",
+        ".",
+        "12 bananas",
+        "1e3",
+        "1mib",
+        "1 M B",
+        "16EiB",
+        "18446744073709551616",
+        "20000000TiB",
+        "99999999999.5TiB",
+        "0x10",
     ];
     for s in bad {
         assert_eq!(ByteSize::parse(s), None, "{s:?}");
@@ -1104,16 +1446,34 @@ fn byte_size_parse() {
 
 #[test]
 fn endpoint_parse() {
-    for s in ["127.0.0.1:4317", "localhost:4318", "[::1]:9090", "0.0.0.0:0", "my-host_1.example.com:65535"] {
+    for s in [
+        "127.0.0.1:4317",
+        "localhost:4318",
+        "[::1]:9090",
+        "0.0.0.0:0",
+        "my-host_1.example.com:65535",
+    ] {
         assert_eq!(Endpoint::parse(s), Ok(Endpoint(s.to_string())), "{s:?}");
     }
-    assert_eq!(Endpoint::parse("  localhost:1 "), Ok(Endpoint("localhost:1".into())));
+    assert_eq!(
+        Endpoint::parse("  localhost:1 "),
+        Ok(Endpoint("localhost:1".into()))
+    );
 
     let err = |s: &str| Endpoint::parse(s).unwrap_err();
-    assert!(err("nohost").contains("expected host:port"), "{}", err("nohost"));
+    assert!(
+        err("nohost").contains("expected host:port"),
+        "{}",
+        err("nohost")
+    );
     assert!(err("").contains("expected host:port"));
     let e = err("1.2.3.4:99999");
-    assert!(e.contains("invalid endpoint \"1.2.3.4:99999\"") && e.contains("\"99999\"") && e.contains("0 to 65535"), "{e}");
+    assert!(
+        e.contains("invalid endpoint \"1.2.3.4:99999\"")
+            && e.contains("\"99999\"")
+            && e.contains("0 to 65535"),
+        "{e}"
+    );
     assert!(err("host:").contains("port \"\""));
     assert!(err("host:http").contains("port \"http\""));
     assert!(err(":4317").contains("host \"\""));
@@ -1127,12 +1487,25 @@ fn endpoint_parse() {
 
 #[test]
 fn http_url_parse() {
-    for s in ["http://localhost:9090/api/v1/write", "https://example.com", "http://[::1]:8080/x?y=1"] {
+    for s in [
+        "http://localhost:9090/api/v1/write",
+        "https://example.com",
+        "http://[::1]:8080/x?y=1",
+    ] {
         let u = HttpUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-        assert_eq!(u.0.to_string().trim_end_matches('/'), s.trim_end_matches('/'));
+        assert_eq!(
+            u.0.to_string().trim_end_matches('/'),
+            s.trim_end_matches('/')
+        );
     }
-    assert_eq!(HttpUrl::parse(" https://a:1/p ").unwrap().0.to_string(), "https://a:1/p");
-    assert_eq!(HttpUrl::parse("https://a:1/p").unwrap().to_string(), "https://a:1/p");
+    assert_eq!(
+        HttpUrl::parse(" https://a:1/p ").unwrap().0.to_string(),
+        "https://a:1/p"
+    );
+    assert_eq!(
+        HttpUrl::parse("https://a:1/p").unwrap().to_string(),
+        "https://a:1/p"
+    );
 
     let err = |s: &str| HttpUrl::parse(s).unwrap_err();
     assert!(err("ftp://example.com").contains("must start with http:// or https://"));
@@ -1150,11 +1523,23 @@ fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DeError> {
 
 #[test]
 fn duration_deserializes_humantime_and_zero() {
-    assert_eq!(from_yaml::<Duration>("0").unwrap(), Duration(std::time::Duration::ZERO));
-    assert_eq!(from_yaml::<Duration>("200ms").unwrap(), Duration::from_millis(200));
+    assert_eq!(
+        from_yaml::<Duration>("0").unwrap(),
+        Duration(std::time::Duration::ZERO)
+    );
+    assert_eq!(
+        from_yaml::<Duration>("200ms").unwrap(),
+        Duration::from_millis(200)
+    );
     assert_eq!(from_yaml::<Duration>("5s").unwrap(), Duration::from_secs(5));
-    assert_eq!(from_yaml::<Duration>("1m30s").unwrap(), Duration::from_secs(90));
-    assert_eq!(from_yaml::<Duration>("1h").unwrap(), Duration::from_secs(3600));
+    assert_eq!(
+        from_yaml::<Duration>("1m30s").unwrap(),
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        from_yaml::<Duration>("1h").unwrap(),
+        Duration::from_secs(3600)
+    );
     assert_eq!(Duration::from_secs(90).to_string(), "1m 30s");
     for bad in ["5", "5 parsecs", "-1s", "soon", "\"\""] {
         let e = from_yaml::<Duration>(bad).unwrap_err();
@@ -1168,8 +1553,14 @@ fn byte_size_and_endpoint_deserialize_with_their_messages() {
     assert_eq!(from_yaml::<ByteSize>("16MiB").unwrap(), ByteSize::mib(16));
     assert_eq!(from_yaml::<ByteSize>("1024").unwrap(), ByteSize(1024));
     let e = from_yaml::<ByteSize>("lots").unwrap_err();
-    assert_eq!(e.message, "invalid size \"lots\"; write bytes or a number with a unit such as 512KiB, 16MiB, 1GB");
-    assert_eq!(from_yaml::<Endpoint>("\"[::1]:1\"").unwrap(), Endpoint("[::1]:1".into()));
+    assert_eq!(
+        e.message,
+        "invalid size \"lots\"; write bytes or a number with a unit such as 512KiB, 16MiB, 1GB"
+    );
+    assert_eq!(
+        from_yaml::<Endpoint>("\"[::1]:1\"").unwrap(),
+        Endpoint("[::1]:1".into())
+    );
     let e = from_yaml::<HttpUrl>("x: 1").unwrap_err();
     assert!(e.message.contains("expected a string, found a map"), "{e}");
 }
@@ -1177,7 +1568,10 @@ fn byte_size_and_endpoint_deserialize_with_their_messages() {
 #[test]
 fn located_values_carry_their_positions() {
     let v: Vec<Located<String>> = from_yaml("- a\n- bb\n-   ccc\n").unwrap();
-    let got: Vec<(&str, u32, u32)> = v.iter().map(|l| (l.value.as_str(), l.pos.line, l.pos.column)).collect();
+    let got: Vec<(&str, u32, u32)> = v
+        .iter()
+        .map(|l| (l.value.as_str(), l.pos.line, l.pos.column))
+        .collect();
     assert_eq!(got, [("a", 1, 3), ("bb", 2, 3), ("ccc", 3, 5)]);
 }
 
@@ -1188,12 +1582,21 @@ fn env_expand() {
     assert_eq!(env::expand("plain").unwrap(), "plain");
     assert_eq!(env::expand("").unwrap(), "");
     assert_eq!(env::expand(&format!("${{env:{name}}}")).unwrap(), value);
-    assert_eq!(env::expand(&format!("a${{env:{name}}}b${{env:{name}}}c")).unwrap(), format!("a{value}b{value}c"));
+    assert_eq!(
+        env::expand(&format!("a${{env:{name}}}b${{env:{name}}}c")).unwrap(),
+        format!("a{value}b{value}c")
+    );
     assert_eq!(env::expand(&format!("${{env:{name}:-x}}")).unwrap(), value);
     assert_eq!(env::expand(&format!("${{env:{UNSET}:-x}}")).unwrap(), "x");
     assert_eq!(env::expand(&format!("${{env:{UNSET}:-}}")).unwrap(), "");
-    assert_eq!(env::expand(&format!("${{env:{UNSET}:-a:-b}}")).unwrap(), "a:-b");
-    assert_eq!(env::expand(&format!("${{env:{UNSET}:-http://h:1/p}}")).unwrap(), "http://h:1/p");
+    assert_eq!(
+        env::expand(&format!("${{env:{UNSET}:-a:-b}}")).unwrap(),
+        "a:-b"
+    );
+    assert_eq!(
+        env::expand(&format!("${{env:{UNSET}:-http://h:1/p}}")).unwrap(),
+        "http://h:1/p"
+    );
     assert_eq!(env::expand("$$").unwrap(), "$");
     assert_eq!(env::expand("$$$$").unwrap(), "$$");
     assert_eq!(env::expand("a$$b").unwrap(), "a$b");
@@ -1201,22 +1604,59 @@ fn env_expand() {
     assert_eq!(env::expand("$").unwrap(), "$");
     assert_eq!(env::expand("5$").unwrap(), "5$");
     assert_eq!(env::expand("$HOME").unwrap(), "$HOME");
-    assert_eq!(env::expand("${tenant}/${env_x}").unwrap(), "${tenant}/${env_x}");
+    assert_eq!(
+        env::expand("${tenant}/${env_x}").unwrap(),
+        "${tenant}/${env_x}"
+    );
     assert_eq!(env::expand("x ${ENV:HOME}").unwrap(), "x ${ENV:HOME}");
     assert_eq!(env::expand("ünïcödé $$ ✓").unwrap(), "ünïcödé $ ✓");
     // The value is not expanded again.
-    assert_eq!(env::expand(&format!("$$${{env:{UNSET}:-$$}}")).unwrap(), "$$$");
+    assert_eq!(
+        env::expand(&format!("$$${{env:{UNSET}:-$$}}")).unwrap(),
+        "$$$"
+    );
 
     let e = env::expand(&format!("a ${{env:{UNSET}}} b")).unwrap_err();
-    assert_eq!(e, format!("environment variable {UNSET} is not set (give a default with ${{env:{UNSET}:-value}})"));
+    assert_eq!(
+        e,
+        format!(
+            "environment variable {UNSET} is not set (give a default with ${{env:{UNSET}:-value}})"
+        )
+    );
     // The first unset variable is named.
-    let e = env::expand(&format!("${{env:{name}}}${{env:{UNSET}_1}}${{env:{UNSET}_2}}")).unwrap_err();
+    let e = env::expand(&format!(
+        "${{env:{name}}}${{env:{UNSET}_1}}${{env:{UNSET}_2}}"
+    ))
+    .unwrap_err();
     assert!(e.contains(&format!("{UNSET}_1 is not set")), "{e}");
-    assert!(env::expand("${env:}").unwrap_err().contains("invalid environment variable name \"\""));
-    assert!(env::expand("${env:A-B}").unwrap_err().contains("invalid environment variable name \"A-B\""));
-    assert!(env::expand("${env:9}").unwrap_err().contains("invalid environment variable name"));
-    assert!(env::expand("${env: HOME}").unwrap_err().contains("invalid environment variable name"));
-    assert!(env::expand("${env:HOME").unwrap_err().contains("unclosed `${env:`"));
+    assert!(
+        env::expand("${env:}")
+            .unwrap_err()
+            .contains("invalid environment variable name \"\"")
+    );
+    assert!(
+        env::expand("${env:A-B}")
+            .unwrap_err()
+            .contains("invalid environment variable name \"A-B\"")
+    );
+    assert!(
+        env::expand("${env:9}")
+            .unwrap_err()
+            .contains("invalid environment variable name")
+    );
+    assert!(
+        env::expand("${env: HOME}")
+            .unwrap_err()
+            .contains("invalid environment variable name")
+    );
+    assert!(
+        env::expand("${env:HOME")
+            .unwrap_err()
+            .contains("unclosed `${env:`")
+    );
     // `_` may start a name.
-    assert_eq!(env::expand(&format!("${{env:_{UNSET}:-ok}}")).unwrap(), "ok");
+    assert_eq!(
+        env::expand(&format!("${{env:_{UNSET}:-ok}}")).unwrap(),
+        "ok"
+    );
 }

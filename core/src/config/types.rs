@@ -29,7 +29,9 @@ impl<'de> Deserialize<'de> for Duration {
             return Ok(Duration(StdDuration::ZERO));
         }
         humantime::parse_duration(t).map(Duration).map_err(|e| {
-            D::Error::custom(format!("invalid duration {s:?} ({e}); write it like 200ms, 5s or 1m"))
+            D::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write it like 200ms, 5s or 1m"
+            ))
         })
     }
 }
@@ -53,7 +55,9 @@ impl ByteSize {
     }
     pub fn parse(s: &str) -> Option<u64> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
@@ -100,19 +104,29 @@ impl Endpoint {
     pub fn parse(s: &str) -> Result<Endpoint, String> {
         let t = s.trim();
         let Some((host, port)) = t.rsplit_once(':') else {
-            return Err(format!("invalid endpoint {s:?}: expected host:port, such as 127.0.0.1:4317"));
+            return Err(format!(
+                "invalid endpoint {s:?}: expected host:port, such as 127.0.0.1:4317"
+            ));
         };
         if port.parse::<u16>().is_err() {
-            return Err(format!("invalid endpoint {s:?}: the port {port:?} is not a number from 0 to 65535"));
+            return Err(format!(
+                "invalid endpoint {s:?}: the port {port:?} is not a number from 0 to 65535"
+            ));
         }
         let host_ok = if let Some(inner) = host.strip_prefix('[') {
-            inner.strip_suffix(']').is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+            inner
+                .strip_suffix(']')
+                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
         } else {
             !host.is_empty()
-                && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
         };
         if !host_ok {
-            return Err(format!("invalid endpoint {s:?}: the host {host:?} is not a name or an address"));
+            return Err(format!(
+                "invalid endpoint {s:?}: the host {host:?} is not a name or an address"
+            ));
         }
         Ok(Endpoint(t.to_string()))
     }
@@ -137,10 +151,17 @@ pub struct HttpUrl(pub http::Uri);
 
 impl HttpUrl {
     pub fn parse(s: &str) -> Result<HttpUrl, String> {
-        let uri: http::Uri = s.trim().parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+        let uri: http::Uri = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("invalid URL {s:?}: {e}"))?;
         match uri.scheme_str() {
             Some("http") | Some("https") => {}
-            _ => return Err(format!("invalid URL {s:?}: it must start with http:// or https://")),
+            _ => {
+                return Err(format!(
+                    "invalid URL {s:?}: it must start with http:// or https://"
+                ));
+            }
         }
         if uri.authority().is_none() {
             return Err(format!("invalid URL {s:?}: no host"));

@@ -11,8 +11,14 @@ fn exemplar_ids_are_hex_and_round_trip() {
     };
     let json = serde_json::to_string(&ex).unwrap();
     assert!(json.contains(r#""spanId":"deadbeef00010203""#), "{json}");
-    assert!(json.contains(r#""traceId":"000102030405060708090a0b0c0d0e0f""#), "{json}");
-    assert!(json.contains(r#""timeUnixNano":"1700000000000000123""#), "{json}");
+    assert!(
+        json.contains(r#""traceId":"000102030405060708090a0b0c0d0e0f""#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""timeUnixNano":"1700000000000000123""#),
+        "{json}"
+    );
     let back: Exemplar = serde_json::from_str(&json).unwrap();
     assert_eq!(back, ex);
 }
@@ -20,7 +26,8 @@ fn exemplar_ids_are_hex_and_round_trip() {
 #[test]
 fn exemplar_accepts_numbers_snake_case_and_special_doubles() {
     let back: Exemplar =
-        serde_json::from_str(r#"{"time_unix_nano": 5, "as_double": "NaN", "span_id": ""}"#).unwrap();
+        serde_json::from_str(r#"{"time_unix_nano": 5, "as_double": "NaN", "span_id": ""}"#)
+            .unwrap();
     assert_eq!(back.time_unix_nano, 5);
     assert!(matches!(back.value, Some(exemplar::Value::AsDouble(v)) if v.is_nan()));
 }

@@ -17,7 +17,10 @@ fn batch(tenant: Option<&str>, tag: &str, points: usize) -> Batch {
         })
         .collect();
     Batch::new(
-        Context { tenant: tenant.map(Into::into), metadata: vec![] },
+        Context {
+            tenant: tenant.map(Into::into),
+            metadata: vec![],
+        },
         vec![ResourceMetrics {
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
@@ -42,7 +45,10 @@ fn queue(capacity: usize, policy: FullPolicy) -> (Queue, Arc<Telemetry>) {
 }
 
 fn queued_points(t: &Telemetry, tenant: &str) -> f64 {
-    t.value("sluice_exporter_queue_points", &[("exporter", EXPORTER), ("tenant", tenant)])
+    t.value(
+        "sluice_exporter_queue_points",
+        &[("exporter", EXPORTER), ("tenant", tenant)],
+    )
 }
 
 fn queued_bytes(t: &Telemetry) -> f64 {
@@ -57,7 +63,9 @@ fn dropped(t: &Telemetry, labels: &[(&str, &str)]) -> f64 {
 
 /// Pops with a timeout, so that a bug cannot hang the test run.
 async fn pop(q: &Queue) -> Option<Entry> {
-    tokio::time::timeout(Duration::from_secs(5), q.pop()).await.expect("pop did not return")
+    tokio::time::timeout(Duration::from_secs(5), q.pop())
+        .await
+        .expect("pop did not return")
 }
 
 #[tokio::test]
@@ -65,7 +73,13 @@ async fn new_queue_reports_its_capacity_and_is_empty() {
     let (q, t) = queue(1234, FullPolicy::Block);
     assert_eq!(q.exporter(), EXPORTER);
     assert_eq!(q.len_points(), 0);
-    assert_eq!(t.value("sluice_exporter_queue_capacity_points", &[("exporter", EXPORTER)]), 1234.0);
+    assert_eq!(
+        t.value(
+            "sluice_exporter_queue_capacity_points",
+            &[("exporter", EXPORTER)]
+        ),
+        1234.0
+    );
     assert!(q.has_room(1));
     assert!(q.has_room(1234));
 }
@@ -91,7 +105,11 @@ async fn push_and_pop_account_points_and_bytes_in_fifo_order() {
     let e = pop(&q).await.unwrap();
     assert_eq!((tag(&e), e.points), ("a", 4));
     assert_eq!(e.batch.context.tenant.as_deref(), Some("t1"));
-    assert!(e.bytes > 0 && e.bytes <= a_max_bytes, "{} vs {a_max_bytes}", e.bytes);
+    assert!(
+        e.bytes > 0 && e.bytes <= a_max_bytes,
+        "{} vs {a_max_bytes}",
+        e.bytes
+    );
     assert!(e.enqueued <= std::time::Instant::now());
     assert_eq!(q.len_points(), 6);
     assert!(q.has_room(4));
@@ -134,7 +152,10 @@ async fn block_policy_refuses_when_full_and_never_drops() {
     q.push(batch(None, "c", 2));
     assert_eq!(q.len_points(), 8);
     assert_eq!(dropped(&t, &[]), 0.0);
-    let tags: Vec<String> = [pop(&q).await, pop(&q).await, pop(&q).await].into_iter().map(|e| tag(&e.unwrap()).to_string()).collect();
+    let tags: Vec<String> = [pop(&q).await, pop(&q).await, pop(&q).await]
+        .into_iter()
+        .map(|e| tag(&e.unwrap()).to_string())
+        .collect();
     assert_eq!(tags, ["a", "b", "c"]);
 }
 
@@ -149,8 +170,17 @@ async fn drop_oldest_makes_room_and_counts_the_dropped_points() {
     // `a` made room for `c`.
     assert_eq!(q.len_points(), 8);
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 4.0);
-    assert_eq!(t.value("sluice_exporter_dropped_points_total", &[("reason", "queue_full")]), 4.0);
-    assert_eq!(dropped(&t, &[("tenant", "t1"), ("reason", "queue_full")]), 4.0);
+    assert_eq!(
+        t.value(
+            "sluice_exporter_dropped_points_total",
+            &[("reason", "queue_full")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        dropped(&t, &[("tenant", "t1"), ("reason", "queue_full")]),
+        4.0
+    );
     assert_eq!(dropped(&t, &[("tenant", "t2")]), 0.0);
     assert_eq!(queued_points(&t, "t1"), 4.0);
     assert_eq!(queued_points(&t, "t2"), 4.0);
@@ -159,8 +189,14 @@ async fn drop_oldest_makes_room_and_counts_the_dropped_points() {
     q.push(batch(Some("t2"), "d", 9));
     assert_eq!(q.len_points(), 9);
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 12.0);
-    assert_eq!(dropped(&t, &[("tenant", "t2"), ("reason", "queue_full")]), 4.0);
-    assert_eq!(dropped(&t, &[("tenant", "t1"), ("reason", "queue_full")]), 8.0);
+    assert_eq!(
+        dropped(&t, &[("tenant", "t2"), ("reason", "queue_full")]),
+        4.0
+    );
+    assert_eq!(
+        dropped(&t, &[("tenant", "t1"), ("reason", "queue_full")]),
+        8.0
+    );
     assert_eq!(queued_points(&t, "t1"), 0.0);
     assert_eq!(queued_points(&t, "t2"), 9.0);
 
@@ -177,7 +213,10 @@ async fn drop_oldest_takes_an_oversized_batch_by_emptying_the_queue() {
     q.push(batch(None, "b", 3));
     q.push(batch(None, "huge", 50));
     assert_eq!(q.len_points(), 50);
-    assert_eq!(dropped(&t, &[("tenant", ""), ("reason", "queue_full")]), 5.0);
+    assert_eq!(
+        dropped(&t, &[("tenant", ""), ("reason", "queue_full")]),
+        5.0
+    );
     // A batch that fits alongside nothing pushes the oversized one out.
     q.push(batch(None, "e", 1));
     assert_eq!(q.len_points(), 1);
@@ -224,7 +263,10 @@ async fn pop_waits_for_a_push() {
         async move { pop(&q).await.map(|e| (tag(&e).to_string(), e.points)) }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(!waiter.is_finished(), "pop returned from an empty, open queue");
+    assert!(
+        !waiter.is_finished(),
+        "pop returned from an empty, open queue"
+    );
     q.push(batch(None, "late", 3));
     assert_eq!(waiter.await.unwrap(), Some(("late".to_string(), 3)));
 }
@@ -243,7 +285,10 @@ async fn close_wakes_every_waiting_consumer() {
     assert!(waiters.iter().all(|w| !w.is_finished()));
     q.close();
     for w in waiters {
-        assert!(w.await.unwrap(), "a consumer got a batch from an empty queue");
+        assert!(
+            w.await.unwrap(),
+            "a consumer got a batch from an empty queue"
+        );
     }
 }
 
@@ -256,8 +301,14 @@ async fn drain_dropped_empties_and_counts_by_reason() {
     assert_eq!(q.drain_dropped("shutdown"), 12);
     assert_eq!(q.len_points(), 0);
     assert_eq!(dropped(&t, &[("reason", "shutdown")]), 12.0);
-    assert_eq!(dropped(&t, &[("tenant", "t1"), ("reason", "shutdown")]), 8.0);
-    assert_eq!(dropped(&t, &[("tenant", "t2"), ("reason", "shutdown")]), 4.0);
+    assert_eq!(
+        dropped(&t, &[("tenant", "t1"), ("reason", "shutdown")]),
+        8.0
+    );
+    assert_eq!(
+        dropped(&t, &[("tenant", "t2"), ("reason", "shutdown")]),
+        4.0
+    );
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 0.0);
     assert_eq!(queued_points(&t, "t1"), 0.0);
     assert_eq!(queued_points(&t, "t2"), 0.0);
@@ -317,12 +368,30 @@ async fn concurrent_consumers_get_every_batch_exactly_once() {
 
 #[test]
 fn full_policy_deserializes_from_config_names() {
-    let n = crate::config::Node { value: crate::config::Value::Str("drop_oldest".into()), pos: Default::default() };
-    assert_eq!(crate::config::from_node::<FullPolicy>(&n).unwrap(), FullPolicy::DropOldest);
-    let n = crate::config::Node { value: crate::config::Value::Str("block".into()), pos: Default::default() };
-    assert_eq!(crate::config::from_node::<FullPolicy>(&n).unwrap(), FullPolicy::Block);
-    let n = crate::config::Node { value: crate::config::Value::Str("drop_newest".into()), pos: Default::default() };
+    let n = crate::config::Node {
+        value: crate::config::Value::Str("drop_oldest".into()),
+        pos: Default::default(),
+    };
+    assert_eq!(
+        crate::config::from_node::<FullPolicy>(&n).unwrap(),
+        FullPolicy::DropOldest
+    );
+    let n = crate::config::Node {
+        value: crate::config::Value::Str("block".into()),
+        pos: Default::default(),
+    };
+    assert_eq!(
+        crate::config::from_node::<FullPolicy>(&n).unwrap(),
+        FullPolicy::Block
+    );
+    let n = crate::config::Node {
+        value: crate::config::Value::Str("drop_newest".into()),
+        pos: Default::default(),
+    };
     let e = crate::config::from_node::<FullPolicy>(&n).unwrap_err();
-    assert!(e.message.contains("drop_newest") && e.message.contains("drop_oldest"), "{e}");
+    assert!(
+        e.message.contains("drop_newest") && e.message.contains("drop_oldest"),
+        "{e}"
+    );
     assert_eq!(FullPolicy::default(), FullPolicy::Block);
 }

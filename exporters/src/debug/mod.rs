@@ -4,7 +4,9 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use sluice_core::batch::Batch;
-use sluice_core::component::{BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError, Validate};
+use sluice_core::component::{
+    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError, Validate,
+};
 use sluice_core::sending::{QueueSettings, SendingSettings};
 use std::io::Write;
 use std::sync::Arc;
@@ -32,11 +34,20 @@ impl Validate for DebugExporterConfig {}
 
 impl ExporterConfig for DebugExporterConfig {
     fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
-        Ok(Arc::new(DebugExporter { name: ctx.id.to_string(), verbosity: self.verbosity }))
+        Ok(Arc::new(DebugExporter {
+            name: ctx.id.to_string(),
+            verbosity: self.verbosity,
+        }))
     }
 
     fn sending(&self) -> SendingSettings {
-        SendingSettings { queue: QueueSettings { num_consumers: 1, ..self.sending_queue.clone() }, ..Default::default() }
+        SendingSettings {
+            queue: QueueSettings {
+                num_consumers: 1,
+                ..self.sending_queue.clone()
+            },
+            ..Default::default()
+        }
     }
 }
 
@@ -48,7 +59,12 @@ struct DebugExporter {
 impl Exporter for DebugExporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
-            let metrics: usize = batch.resource_metrics.iter().flat_map(|r| &r.scope_metrics).map(|s| s.metrics.len()).sum();
+            let metrics: usize = batch
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .map(|s| s.metrics.len())
+                .sum();
             let tenant = batch.context.tenant_label();
             match self.verbosity {
                 Verbosity::Basic => tracing::info!(
@@ -70,7 +86,8 @@ impl Exporter for DebugExporter {
                     )
                 }
                 Verbosity::Detailed => {
-                    let json = serde_json::to_string(&batch.to_request()).expect("a request always serializes");
+                    let json = serde_json::to_string(&batch.to_request())
+                        .expect("a request always serializes");
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{json}");
                 }

@@ -69,14 +69,31 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-pub(crate) fn sending(queue: &QueueSettings, retry: &RetrySettings, max_age: Option<Duration>) -> SendingSettings {
-    SendingSettings { queue: queue.clone(), retry: retry.clone(), max_age: max_age.map(Duration::get) }
+pub(crate) fn sending(
+    queue: &QueueSettings,
+    retry: &RetrySettings,
+    max_age: Option<Duration>,
+) -> SendingSettings {
+    SendingSettings {
+        queue: queue.clone(),
+        retry: retry.clone(),
+        max_age: max_age.map(Duration::get),
+    }
 }
 
-pub(crate) fn check_headers(headers: &BTreeMap<String, String>, node: &Node, errs: &mut Vec<DeError>) {
+pub(crate) fn check_headers(
+    headers: &BTreeMap<String, String>,
+    node: &Node,
+    errs: &mut Vec<DeError>,
+) {
     for (k, v) in headers {
-        if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(v).is_err() {
-            errs.push(DeError::new(node.pos, format!("header {k:?} is not a valid HTTP header name and value")));
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::HeaderValue::from_str(v).is_err()
+        {
+            errs.push(DeError::new(
+                node.pos,
+                format!("header {k:?} is not a valid HTTP header name and value"),
+            ));
         }
     }
 }
@@ -85,15 +102,31 @@ impl OtlpGrpcExporterConfig {
     /// The endpoint as a URI tonic can dial.
     pub fn uri(&self) -> Result<http::Uri, String> {
         let e = self.endpoint.trim();
-        let with_scheme = if e.contains("://") { e.to_string() } else { format!("http://{e}") };
-        let uri: http::Uri = with_scheme.parse().map_err(|err| format!("invalid endpoint {e:?}: {err}"))?;
+        let with_scheme = if e.contains("://") {
+            e.to_string()
+        } else {
+            format!("http://{e}")
+        };
+        let uri: http::Uri = with_scheme
+            .parse()
+            .map_err(|err| format!("invalid endpoint {e:?}: {err}"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => return Err(format!("endpoint {e:?}: TLS is not supported yet; use a plaintext endpoint")),
-            _ => return Err(format!("invalid endpoint {e:?}: expected host:port or http://host:port")),
+            Some("https") => {
+                return Err(format!(
+                    "endpoint {e:?}: TLS is not supported yet; use a plaintext endpoint"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "invalid endpoint {e:?}: expected host:port or http://host:port"
+                ));
+            }
         }
         if uri.port_u16().is_none() {
-            return Err(format!("invalid endpoint {e:?}: the port is missing (OTLP/gRPC is usually 4317)"));
+            return Err(format!(
+                "invalid endpoint {e:?}: the port is missing (OTLP/gRPC is usually 4317)"
+            ));
         }
         Ok(uri)
     }
@@ -119,7 +152,9 @@ impl OtlpHttpExporterConfig {
         if let Some(u) = &self.metrics_endpoint {
             return Some(u.to_string());
         }
-        self.endpoint.as_ref().map(|u| format!("{}/v1/metrics", u.to_string().trim_end_matches('/')))
+        self.endpoint
+            .as_ref()
+            .map(|u| format!("{}/v1/metrics", u.to_string().trim_end_matches('/')))
     }
 }
 
@@ -127,11 +162,20 @@ impl Validate for OtlpHttpExporterConfig {
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
         if self.endpoint.is_none() && self.metrics_endpoint.is_none() {
-            errs.push(DeError::new(node.pos, "set `endpoint` (base URL) or `metrics_endpoint` (full URL)"));
+            errs.push(DeError::new(
+                node.pos,
+                "set `endpoint` (base URL) or `metrics_endpoint` (full URL)",
+            ));
         }
-        for u in [&self.endpoint, &self.metrics_endpoint].into_iter().flatten() {
+        for u in [&self.endpoint, &self.metrics_endpoint]
+            .into_iter()
+            .flatten()
+        {
             if u.0.scheme_str() == Some("https") {
-                errs.push(DeError::new(node.pos, "https is not supported yet; use an http:// URL"));
+                errs.push(DeError::new(
+                    node.pos,
+                    "https is not supported yet; use an http:// URL",
+                ));
             }
         }
         check_headers(&self.headers, node, &mut errs);

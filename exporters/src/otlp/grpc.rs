@@ -7,7 +7,9 @@
 use super::config::{OtlpGrpcExporterConfig, sending};
 use futures::future::BoxFuture;
 use sluice_core::batch::Batch;
-use sluice_core::component::{BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError};
+use sluice_core::component::{
+    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
+};
 use sluice_core::compression::Compression;
 use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use sluice_core::sending::SendingSettings;
@@ -49,7 +51,10 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
 
 struct GrpcExporter {
     client: MetricsServiceClient<Channel>,
-    headers: Vec<(MetadataKey<tonic::metadata::Ascii>, MetadataValue<tonic::metadata::Ascii>)>,
+    headers: Vec<(
+        MetadataKey<tonic::metadata::Ascii>,
+        MetadataValue<tonic::metadata::Ascii>,
+    )>,
 }
 
 impl Exporter for GrpcExporter {
@@ -62,7 +67,10 @@ impl Exporter for GrpcExporter {
             match self.client.clone().export(req).await {
                 Ok(resp) => {
                     let ps = resp.into_inner().partial_success.unwrap_or_default();
-                    Ok(Delivered { rejected_points: ps.rejected_data_points.max(0) as u64, message: ps.error_message })
+                    Ok(Delivered {
+                        rejected_points: ps.rejected_data_points.max(0) as u64,
+                        message: ps.error_message,
+                    })
                 }
                 Err(status) => Err(classify(&status)),
             }
@@ -72,12 +80,21 @@ impl Exporter for GrpcExporter {
 
 pub(crate) fn classify(status: &Status) -> SendError {
     let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
-    let message = format!("OTLP/gRPC export failed: {:?}: {}", status.code(), status.message());
+    let message = format!(
+        "OTLP/gRPC export failed: {:?}: {}",
+        status.code(),
+        status.message()
+    );
     match status.code() {
-        Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::OutOfRange | Code::Unavailable | Code::DataLoss => {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => SendError::retryable(message, retry_after),
+        Code::ResourceExhausted if retry_after.is_some() => {
             SendError::retryable(message, retry_after)
         }
-        Code::ResourceExhausted if retry_after.is_some() => SendError::retryable(message, retry_after),
         _ => SendError::permanent(message),
     }
 }

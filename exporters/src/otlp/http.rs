@@ -6,7 +6,9 @@ use super::config::{HttpEncoding, OtlpHttpExporterConfig, sending};
 use futures::future::BoxFuture;
 use prost::Message;
 use sluice_core::batch::Batch;
-use sluice_core::component::{BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError};
+use sluice_core::component::{
+    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
+};
 use sluice_core::compression::{Compression, compress};
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
 use sluice_core::sending::SendingSettings;
@@ -18,14 +20,22 @@ impl ExporterConfig for OtlpHttpExporterConfig {
         let url = self.url().ok_or("no endpoint")?;
         let mut headers = http::HeaderMap::new();
         for (k, v) in &self.headers {
-            headers.insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?);
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes())?,
+                http::HeaderValue::from_str(v)?,
+            );
         }
         let client = reqwest::Client::builder()
             .timeout(self.timeout.get())
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .build()?;
-        Ok(Arc::new(HttpExporter { client, url, encoding: self.encoding, compression: self.compression }))
+        Ok(Arc::new(HttpExporter {
+            client,
+            url,
+            encoding: self.encoding,
+            compression: self.compression,
+        }))
     }
 
     fn sending(&self) -> SendingSettings {
@@ -46,9 +56,15 @@ impl Exporter for HttpExporter {
             let req = batch.to_request();
             let (body, ctype) = match self.encoding {
                 HttpEncoding::Proto => (req.encode_to_vec(), "application/x-protobuf"),
-                HttpEncoding::Json => (serde_json::to_vec(&req).expect("a request always serializes"), "application/json"),
+                HttpEncoding::Json => (
+                    serde_json::to_vec(&req).expect("a request always serializes"),
+                    "application/json",
+                ),
             };
-            let mut rb = self.client.post(&self.url).header(http::header::CONTENT_TYPE, ctype);
+            let mut rb = self
+                .client
+                .post(&self.url)
+                .header(http::header::CONTENT_TYPE, ctype);
             if let Some(enc) = self.compression.header() {
                 rb = rb.header(http::header::CONTENT_ENCODING, enc);
             }
@@ -56,17 +72,33 @@ impl Exporter for HttpExporter {
                 .body(compress(self.compression, &body))
                 .send()
                 .await
-                .map_err(|e| SendError::retryable(format!("OTLP/HTTP request to {} failed: {e}", self.url), None))?;
+                .map_err(|e| {
+                    SendError::retryable(
+                        format!("OTLP/HTTP request to {} failed: {e}", self.url),
+                        None,
+                    )
+                })?;
             let status = resp.status();
-            let retry_after = resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             let bytes = resp.bytes().await.unwrap_or_default();
             if status.is_success() {
                 let parsed = match self.encoding {
-                    HttpEncoding::Proto => ExportMetricsServiceResponse::decode(bytes.as_ref()).ok(),
-                    HttpEncoding::Json => serde_json::from_slice::<ExportMetricsServiceResponse>(&bytes).ok(),
+                    HttpEncoding::Proto => {
+                        ExportMetricsServiceResponse::decode(bytes.as_ref()).ok()
+                    }
+                    HttpEncoding::Json => {
+                        serde_json::from_slice::<ExportMetricsServiceResponse>(&bytes).ok()
+                    }
                 };
                 let ps = parsed.and_then(|r| r.partial_success).unwrap_or_default();
-                return Ok(Delivered { rejected_points: ps.rejected_data_points.max(0) as u64, message: ps.error_message });
+                return Ok(Delivered {
+                    rejected_points: ps.rejected_data_points.max(0) as u64,
+                    message: ps.error_message,
+                });
             }
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
             let message = format!("OTLP/HTTP {} answered {status}: {text}", self.url);
@@ -84,5 +116,8 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v.trim()).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }

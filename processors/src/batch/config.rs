@@ -24,7 +24,12 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { send_batch_size: default_send_batch_size(), send_batch_max_size: 0, timeout: default_timeout(), max_pending_points: None }
+        BatchConfig {
+            send_batch_size: default_send_batch_size(),
+            send_batch_max_size: 0,
+            timeout: default_timeout(),
+            max_pending_points: None,
+        }
     }
 }
 
@@ -37,7 +42,8 @@ fn default_timeout() -> Duration {
 
 impl BatchConfig {
     pub fn max_pending(&self) -> usize {
-        self.max_pending_points.unwrap_or(10 * self.send_batch_size.max(self.send_batch_max_size).max(1))
+        self.max_pending_points
+            .unwrap_or(10 * self.send_batch_size.max(self.send_batch_max_size).max(1))
     }
 }
 
@@ -45,7 +51,10 @@ impl Validate for BatchConfig {
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
         if self.send_batch_max_size != 0 && self.send_batch_max_size < self.send_batch_size {
-            errs.push(DeError::new(node.pos, "send_batch_max_size must be 0 (no limit) or at least send_batch_size"));
+            errs.push(DeError::new(
+                node.pos,
+                "send_batch_max_size must be 0 (no limit) or at least send_batch_size",
+            ));
         }
         if self.timeout.get().is_zero() {
             errs.push(DeError::new(node.pos, "timeout must be above 0"));

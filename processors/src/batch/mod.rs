@@ -10,7 +10,9 @@ pub use config::BatchConfig;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use sluice_core::batch::{Batch, Context};
-use sluice_core::component::{BoxError, Consumer, Processor, ProcessorConfig, ProcessorContext, Refusal};
+use sluice_core::component::{
+    BoxError, Consumer, Processor, ProcessorConfig, ProcessorContext, Refusal,
+};
 use sluice_core::telemetry::{ProcessorLabels, Telemetry};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,7 +83,11 @@ impl BatchProcessor {
     fn send(&self, mut batch: Batch, trigger: &str) -> bool {
         let max = self.cfg.send_batch_max_size;
         while !batch.resource_metrics.is_empty() {
-            let piece = if max > 0 && batch.point_count() > max { batch.split_off_front(max) } else { std::mem::take(&mut batch) };
+            let piece = if max > 0 && batch.point_count() > max {
+                batch.split_off_front(max)
+            } else {
+                std::mem::take(&mut batch)
+            };
             let ctx = piece.context.clone();
             match self.next.consume(piece.clone()) {
                 Ok(()) => {
@@ -150,7 +156,11 @@ impl Consumer for BatchProcessor {
                     points
                 }
             };
-            if total >= self.cfg.send_batch_size { Self::take(&mut s, &ctx) } else { None }
+            if total >= self.cfg.send_batch_size {
+                Self::take(&mut s, &ctx)
+            } else {
+                None
+            }
         };
         if let Some(b) = ready {
             self.send(b, "size");

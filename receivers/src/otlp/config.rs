@@ -42,7 +42,9 @@ pub struct GrpcConfig {
 
 impl Default for GrpcConfig {
     fn default() -> Self {
-        GrpcConfig { endpoint: default_grpc_endpoint() }
+        GrpcConfig {
+            endpoint: default_grpc_endpoint(),
+        }
     }
 }
 
@@ -56,7 +58,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { endpoint: default_http_endpoint() }
+        HttpConfig {
+            endpoint: default_http_endpoint(),
+        }
     }
 }
 
@@ -77,10 +81,16 @@ impl Validate for OtlpReceiverConfig {
     fn validate(&self, node: &Node, _ctx: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
-            errs.push(DeError::new(node.pos, "enable at least one protocol: `protocols: { grpc: {}, http: {} }`"));
+            errs.push(DeError::new(
+                node.pos,
+                "enable at least one protocol: `protocols: { grpc: {}, http: {} }`",
+            ));
         }
         if self.max_request_bytes.get() == 0 || self.max_decompressed_bytes.get() == 0 {
-            errs.push(DeError::new(node.pos, "max_request_bytes and max_decompressed_bytes must be above 0"));
+            errs.push(DeError::new(
+                node.pos,
+                "max_request_bytes and max_decompressed_bytes must be above 0",
+            ));
         }
         errs
     }

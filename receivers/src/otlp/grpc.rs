@@ -2,8 +2,12 @@
 
 use super::Shared;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
-use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
-use sluice_core::proto::otlp::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use sluice_core::proto::otlp::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -21,8 +25,13 @@ impl MetricsService for Service {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let md = request.metadata();
-        let context = self.0.context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string));
-        self.0.ingest(context, request.into_inner()).map(Response::new).map_err(|r| status(&r))
+        let context = self
+            .0
+            .context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string));
+        self.0
+            .ingest(context, request.into_inner())
+            .map(Response::new)
+            .map_err(|r| status(&r))
     }
 }
 
@@ -35,9 +44,11 @@ pub fn status(r: &Refusal) -> Status {
         RefusalKind::Invalid => Code::InvalidArgument,
     };
     match r.retry_after {
-        Some(d) if r.retryable() => {
-            Status::with_error_details(code, r.message.clone(), ErrorDetails::with_retry_info(Some(d)))
-        }
+        Some(d) if r.retryable() => Status::with_error_details(
+            code,
+            r.message.clone(),
+            ErrorDetails::with_retry_info(Some(d)),
+        ),
         _ => Status::new(code, r.message.clone()),
     }
 }
@@ -48,14 +59,23 @@ pub fn status(r: &Refusal) -> Status {
 fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
     let h = resp.headers_mut();
     let out_of_range = h.get("grpc-status").is_some_and(|v| v == "11");
-    let too_large = h.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.contains("too%20large") || m.contains("too large") || m.contains("size%20limit"));
+    let too_large = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.contains("too%20large") || m.contains("too large") || m.contains("size%20limit")
+        });
     if out_of_range && too_large {
         h.insert("grpc-status", http::HeaderValue::from_static("8"));
     }
     resp
 }
 
-pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationToken) -> Result<JoinHandle<()>, BoxError> {
+pub async fn serve(
+    shared: Arc<Shared>,
+    endpoint: &str,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, BoxError> {
     let listener = tokio::net::TcpListener::bind(endpoint)
         .await
         .map_err(|e| format!("cannot listen on {endpoint} (OTLP/gRPC): {e}"))?;
@@ -74,7 +94,9 @@ pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationTo
     Ok(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(tower::util::MapResponseLayer::new(oversize_is_resource_exhausted))
+            .layer(tower::util::MapResponseLayer::new(
+                oversize_is_resource_exhausted,
+            ))
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
             .await;

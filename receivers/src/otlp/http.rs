@@ -40,14 +40,27 @@ struct RpcStatus {
     message: String,
 }
 
-fn error(enc: Encoding, status: StatusCode, grpc_code: i32, message: String, retry_after: Option<u64>) -> Response {
+fn error(
+    enc: Encoding,
+    status: StatusCode,
+    grpc_code: i32,
+    message: String,
+    retry_after: Option<u64>,
+) -> Response {
     let body = match enc {
-        Encoding::Protobuf => RpcStatus { code: grpc_code, message }.encode_to_vec(),
-        Encoding::Json => serde_json::json!({ "code": grpc_code, "message": message }).to_string().into_bytes(),
+        Encoding::Protobuf => RpcStatus {
+            code: grpc_code,
+            message,
+        }
+        .encode_to_vec(),
+        Encoding::Json => serde_json::json!({ "code": grpc_code, "message": message })
+            .to_string()
+            .into_bytes(),
     };
     let mut resp = (status, [(header::CONTENT_TYPE, enc.content_type())], body).into_response();
     if let Some(secs) = retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     resp
 }
@@ -58,8 +71,16 @@ const RESOURCE_EXHAUSTED: i32 = 8;
 const UNAVAILABLE: i32 = 14;
 
 async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let enc = match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
@@ -69,7 +90,9 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
                 Encoding::Json,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 INVALID_ARGUMENT,
-                format!("unsupported Content-Type {ctype:?}; use application/x-protobuf or application/json"),
+                format!(
+                    "unsupported Content-Type {ctype:?}; use application/x-protobuf or application/json"
+                ),
                 None,
             );
         }
@@ -82,28 +105,41 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
                 enc,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 RESOURCE_EXHAUSTED,
-                format!("the request body is larger than max_request_bytes ({} bytes)", shared.max_request_bytes),
+                format!(
+                    "the request body is larger than max_request_bytes ({} bytes)",
+                    shared.max_request_bytes
+                ),
                 None,
             );
         }
     };
-    let content_encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
     let data = match decompress(content_encoding, &raw, shared.max_decompressed_bytes) {
         Ok(d) => d,
         Err(e) => {
             let (status, reason) = match e {
                 DecompressError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-                DecompressError::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
+                DecompressError::Unsupported(_) => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+                }
                 DecompressError::Corrupt(..) => (StatusCode::BAD_REQUEST, "malformed"),
             };
             shared.refuse_unread(reason);
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE { RESOURCE_EXHAUSTED } else { INVALID_ARGUMENT };
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                RESOURCE_EXHAUSTED
+            } else {
+                INVALID_ARGUMENT
+            };
             return error(enc, status, code, e.to_string(), None);
         }
     };
     let request = match enc {
-        Encoding::Protobuf => ExportMetricsServiceRequest::decode(data.as_slice()).map_err(|e| format!("malformed protobuf: {e}")),
-        Encoding::Json => serde_json::from_slice::<ExportMetricsServiceRequest>(&data).map_err(|e| format!("malformed OTLP/JSON: {e}")),
+        Encoding::Protobuf => ExportMetricsServiceRequest::decode(data.as_slice())
+            .map_err(|e| format!("malformed protobuf: {e}")),
+        Encoding::Json => serde_json::from_slice::<ExportMetricsServiceRequest>(&data)
+            .map_err(|e| format!("malformed OTLP/JSON: {e}")),
     };
     let request = match request {
         Ok(r) => r,
@@ -112,14 +148,24 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             return error(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, msg, None);
         }
     };
-    let context = shared.context(|k| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string));
+    let context = shared.context(|k| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
     match shared.ingest(context, request) {
         Ok(resp) => {
             let body = match enc {
                 Encoding::Protobuf => resp.encode_to_vec(),
                 Encoding::Json => serde_json::to_vec(&resp).expect("a response always serializes"),
             };
-            (StatusCode::OK, [(header::CONTENT_TYPE, enc.content_type())], body).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, enc.content_type())],
+                body,
+            )
+                .into_response()
         }
         Err(r) => refusal(enc, &r),
     }
@@ -130,15 +176,35 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
 fn refusal(enc: Encoding, r: &Refusal) -> Response {
     let retry = r.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
     match r.kind {
-        RefusalKind::Full | RefusalKind::ShuttingDown => {
-            error(enc, StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, r.message.clone(), retry)
-        }
-        RefusalKind::Limited => error(enc, StatusCode::TOO_MANY_REQUESTS, RESOURCE_EXHAUSTED, r.message.clone(), retry),
-        RefusalKind::Invalid => error(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, r.message.clone(), None),
+        RefusalKind::Full | RefusalKind::ShuttingDown => error(
+            enc,
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE,
+            r.message.clone(),
+            retry,
+        ),
+        RefusalKind::Limited => error(
+            enc,
+            StatusCode::TOO_MANY_REQUESTS,
+            RESOURCE_EXHAUSTED,
+            r.message.clone(),
+            retry,
+        ),
+        RefusalKind::Invalid => error(
+            enc,
+            StatusCode::BAD_REQUEST,
+            INVALID_ARGUMENT,
+            r.message.clone(),
+            None,
+        ),
     }
 }
 
-pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationToken) -> Result<JoinHandle<()>, BoxError> {
+pub async fn serve(
+    shared: Arc<Shared>,
+    endpoint: &str,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, BoxError> {
     let listener = tokio::net::TcpListener::bind(endpoint)
         .await
         .map_err(|e| format!("cannot listen on {endpoint} (OTLP/HTTP): {e}"))?;
@@ -150,7 +216,9 @@ pub async fn serve(shared: Arc<Shared>, endpoint: &str, shutdown: CancellationTo
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(shared);
     Ok(tokio::spawn(async move {
-        let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "OTLP/HTTP server failed");
         }

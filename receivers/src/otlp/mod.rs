@@ -26,16 +26,24 @@ impl ReceiverConfig for OtlpReceiverConfig {
                 name: ctx.id.to_string(),
                 next: ctx.next,
                 telemetry: ctx.telemetry,
-                metadata_keys: cfg.metadata_keys.iter().map(|k| k.to_ascii_lowercase()).collect(),
+                metadata_keys: cfg
+                    .metadata_keys
+                    .iter()
+                    .map(|k| k.to_ascii_lowercase())
+                    .collect(),
                 max_request_bytes: cfg.max_request_bytes.get(),
                 max_decompressed_bytes: cfg.max_decompressed_bytes.get(),
             });
             let mut tasks = Vec::new();
             if let Some(g) = &cfg.protocols.grpc {
-                tasks.push(grpc::serve(shared.clone(), g.endpoint.as_str(), ctx.shutdown.clone()).await?);
+                tasks.push(
+                    grpc::serve(shared.clone(), g.endpoint.as_str(), ctx.shutdown.clone()).await?,
+                );
             }
             if let Some(h) = &cfg.protocols.http {
-                tasks.push(http::serve(shared.clone(), h.endpoint.as_str(), ctx.shutdown.clone()).await?);
+                tasks.push(
+                    http::serve(shared.clone(), h.endpoint.as_str(), ctx.shutdown.clone()).await?,
+                );
             }
             Ok(tokio::spawn(async move {
                 futures::future::join_all(tasks).await;
@@ -57,27 +65,41 @@ pub(crate) struct Shared {
 impl Shared {
     /// The batch context from the request's headers or metadata.
     fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
-        let mut metadata: Vec<(Arc<str>, Arc<str>)> =
-            self.metadata_keys.iter().filter_map(|k| get(k).map(|v| (Arc::from(k.as_str()), Arc::from(v)))).collect();
+        let mut metadata: Vec<(Arc<str>, Arc<str>)> = self
+            .metadata_keys
+            .iter()
+            .filter_map(|k| get(k).map(|v| (Arc::from(k.as_str()), Arc::from(v))))
+            .collect();
         metadata.sort();
-        Context { tenant: None, metadata }
+        Context {
+            tenant: None,
+            metadata,
+        }
     }
 
     /// Validates, hands the request to the pipeline and builds the response. Points that are not
     /// valid OTLP are left out and reported as a partial success.
-    fn ingest(&self, context: Context, request: ExportMetricsServiceRequest) -> Result<ExportMetricsServiceResponse, Refusal> {
+    fn ingest(
+        &self,
+        context: Context,
+        request: ExportMetricsServiceRequest,
+    ) -> Result<ExportMetricsServiceResponse, Refusal> {
         let tenant = context.tenant_label().to_string();
         let (request, rejected) = validate::sanitize(request);
         if let Some(r) = &rejected {
-            self.telemetry.receiver_refused(&self.name, &tenant, "invalid", r.points);
+            self.telemetry
+                .receiver_refused(&self.name, &tenant, "invalid", r.points);
         }
         let batch = Batch::from_request(context, request);
         let points = batch.point_count() as u64;
         if points > 0 {
             match self.next.consume(batch) {
-                Ok(()) => self.telemetry.receiver_accepted(&self.name, &tenant, points),
+                Ok(()) => self
+                    .telemetry
+                    .receiver_accepted(&self.name, &tenant, points),
                 Err(refusal) => {
-                    self.telemetry.receiver_refused(&self.name, &tenant, refusal.reason(), points);
+                    self.telemetry
+                        .receiver_refused(&self.name, &tenant, refusal.reason(), points);
                     return Err(refusal);
                 }
             }

@@ -11,7 +11,9 @@ pub struct Rejected {
     pub message: String,
 }
 
-pub fn sanitize(mut req: ExportMetricsServiceRequest) -> (ExportMetricsServiceRequest, Option<Rejected>) {
+pub fn sanitize(
+    mut req: ExportMetricsServiceRequest,
+) -> (ExportMetricsServiceRequest, Option<Rejected>) {
     let mut points = 0u64;
     let mut first: Option<String> = None;
     for rm in &mut req.resource_metrics {
@@ -44,10 +46,15 @@ fn check_metric(m: &mut Metric) -> Result<u64, String> {
         return Err("a metric has an empty name".into());
     }
     match &mut m.data {
-        None => Err(format!("metric {:?} has no data (gauge, sum, histogram, exponential_histogram or summary)", m.name)),
+        None => Err(format!(
+            "metric {:?} has no data (gauge, sum, histogram, exponential_histogram or summary)",
+            m.name
+        )),
         Some(Data::Histogram(h)) => {
             let before = h.data_points.len();
-            h.data_points.retain(|p| p.bucket_counts.is_empty() || p.bucket_counts.len() == p.explicit_bounds.len() + 1);
+            h.data_points.retain(|p| {
+                p.bucket_counts.is_empty() || p.bucket_counts.len() == p.explicit_bounds.len() + 1
+            });
             Ok((before - h.data_points.len()) as u64)
         }
         Some(_) => Ok(0),
