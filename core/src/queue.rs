@@ -85,6 +85,12 @@ impl Queue {
                 || s.points + points <= self.capacity)
     }
 
+    /// Under `drop_oldest`, whether the queue holds more than its capacity (senders' batches
+    /// included), so that a sender whose attempt failed should give its batch up to make room.
+    pub fn should_yield_oldest(&self) -> bool {
+        self.policy == FullPolicy::DropOldest && self.state.lock().points > self.capacity
+    }
+
     pub fn len_points(&self) -> usize {
         self.state.lock().points
     }

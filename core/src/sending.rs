@@ -123,7 +123,7 @@ impl ExporterRuntime {
                 let (w, q) = (worker.clone(), queue.clone());
                 tokio::spawn(async move {
                     while let Some(entry) = q.pop().await {
-                        w.deliver(&entry).await;
+                        w.deliver(&entry, &q).await;
                         q.release(&entry);
                     }
                 })
@@ -162,7 +162,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn deliver(&self, entry: &Entry) {
+    async fn deliver(&self, entry: &Entry, queue: &Queue) {
         let tenant = entry.batch.context.tenant_label().to_string();
         let labels = ExporterLabels {
             exporter: self.name.clone(),
@@ -212,6 +212,12 @@ impl Worker {
                 tracing::error!(exporter = %self.name, points, error = %err.message, "send failed; dropping the batch");
                 self.telemetry
                     .exporter_dropped(&self.name, &tenant, reason, points);
+                return;
+            }
+            if queue.should_yield_oldest() {
+                tracing::warn!(exporter = %self.name, points, error = %err.message, "queue full (drop_oldest); dropping the oldest batch");
+                self.telemetry
+                    .exporter_dropped(&self.name, &tenant, "queue_full", points);
                 return;
             }
             let mut wait = backoff.next_wait();
