@@ -70,9 +70,26 @@ pub enum TelemetryLevel {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
-    /// `error`, `warn`, `info` (default) or `debug`; `RUST_LOG` overrides it.
-    #[serde(default = "default_log_level")]
+    /// `error`, `warn`, `info` (default), `debug`, `trace`, or directives such as
+    /// `info,sluice_exporters=debug`; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level", deserialize_with = "log_filter")]
     pub level: String,
+}
+
+fn log_filter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let s = String::deserialize(d)?;
+    let ok = s.split(',').map(str::trim).all(|directive| {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    });
+    if ok {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "invalid log level {s:?}: use off, error, warn, info, debug or trace, or directives such as info,sluice_exporters=debug"
+        )))
+    }
 }
 
 impl Default for LogsConfig {
