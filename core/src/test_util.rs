@@ -58,7 +58,9 @@ pub fn gauge_batch(name: &str, n: usize) -> Batch {
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
                     name: name.into(),
-                    data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -1,1 +1,562 @@
+use super::grpc::classify;
+use super::http::parse_retry_after;
+use super::*;
+use ::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prost::Message;
+use sluice_core::batch::Batch;
+use sluice_core::component::{ComponentId, ExporterConfig, ExporterContext};
+use sluice_core::compression::Compression;
+use sluice_core::config::types::{Duration as CfgDuration, HttpUrl};
+use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use sluice_core::proto::otlp::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use sluice_core::sending::{ExporterRuntime, QueueSettings, RetrySettings};
+use sluice_core::telemetry::Telemetry;
+use sluice_core::test_util::gauge_batch;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
+/// Fails the test if `fut` takes longer than 20s, instead of hanging.
+async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("timed out")
+}
+
+const ALL_CODES: [Code; 17] = [
+    Code::Ok,
+    Code::Cancelled,
+    Code::Unknown,
+    Code::InvalidArgument,
+    Code::DeadlineExceeded,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::PermissionDenied,
+    Code::ResourceExhausted,
+    Code::FailedPrecondition,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unimplemented,
+    Code::Internal,
+    Code::Unavailable,
+    Code::DataLoss,
+    Code::Unauthenticated,
+];
+
+const RETRYABLE: [Code; 6] = [
+    Code::Cancelled,
+    Code::DeadlineExceeded,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unavailable,
+    Code::DataLoss,
+];
+
+// Guarantees: every gRPC code is classified per the OTLP spec: the six transient codes are
+// retryable, RESOURCE_EXHAUSTED only with RetryInfo (whose delay is returned), all others permanent.
+#[test]
+fn classify_follows_the_otlp_retry_rules_for_every_code() {
+    for code in ALL_CODES {
+        let e = classify(&Status::new(code, "boom"));
+        assert_eq!(e.retryable, RETRYABLE.contains(&code), "{code:?}");
+        assert_eq!(e.retry_after, None, "{code:?}");
+        assert!(e.message.contains("boom"), "{code:?}: {}", e.message);
+
+        let delay = Duration::from_secs(3);
+        let with_info =
+            Status::with_error_details(code, "boom", ErrorDetails::with_retry_info(Some(delay)));
+        let e = classify(&with_info);
+        let retryable = RETRYABLE.contains(&code) || code == Code::ResourceExhausted;
+        assert_eq!(e.retryable, retryable, "{code:?} with RetryInfo");
+        assert_eq!(
+            e.retry_after,
+            retryable.then_some(delay),
+            "{code:?} with RetryInfo"
+        );
+    }
+}
+
+// Guarantees: Retry-After is read as seconds or as an HTTP date (a past date means now), and
+// anything else is ignored.
+#[test]
+fn parse_retry_after_reads_seconds_and_http_dates() {
+    assert_eq!(parse_retry_after("5"), Some(Duration::from_secs(5)));
+    assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+    assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
+
+    let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+    let d = parse_retry_after(&later).expect("an HTTP date");
+    assert!(
+        d > Duration::from_secs(27) && d <= Duration::from_secs(30),
+        "{later} -> {d:?}"
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+        Some(Duration::ZERO)
+    );
+
+    for bad in ["", "soon", "-1", "1.5", "Wed, 21 Oct 2015"] {
+        assert_eq!(parse_retry_after(bad), None, "{bad:?}");
+    }
+}
+
+/// One request an in-test server received.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The body after Content-Encoding.
+    fn decoded_body(&self) -> Vec<u8> {
+        match self.header("content-encoding") {
+            None => self.body.clone(),
+            Some("gzip") => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(self.body.as_slice())
+                    .read_to_end(&mut out)
+                    .expect("a gzip body");
+                out
+            }
+            Some(other) => panic!("unexpected Content-Encoding {other}"),
+        }
+    }
+
+    fn protobuf(&self) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest::decode(self.decoded_body().as_slice())
+            .expect("an OTLP protobuf body")
+    }
+}
+
+/// An OTLP/HTTP server answering request `n` (from 0) with `answer(n)`.
+struct HttpServer {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpServer {
+    async fn start(answer: impl Fn(usize) -> Response + Send + Sync + 'static) -> HttpServer {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer);
+        let rec = received.clone();
+        let app = axum::Router::new().route(
+            "/v1/metrics",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let (rec, answer) = (rec.clone(), answer.clone());
+                async move {
+                    let n = {
+                        let mut r = rec.lock().unwrap();
+                        r.push(Received {
+                            headers,
+                            body: body.to_vec(),
+                        });
+                        r.len() - 1
+                    };
+                    answer(n)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        HttpServer {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn ok_protobuf(partial: Option<ExportMetricsPartialSuccess>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportMetricsServiceResponse {
+            partial_success: partial,
+        }
+        .encode_to_vec(),
+    )
+        .into_response()
+}
+
+fn http_config(addr: SocketAddr) -> OtlpHttpExporterConfig {
+    OtlpHttpExporterConfig {
+        endpoint: Some(HttpUrl::parse(&format!("http://{addr}")).unwrap()),
+        metrics_endpoint: None,
+        encoding: HttpEncoding::Proto,
+        compression: Compression::default(),
+        timeout: CfgDuration::from_secs(5),
+        headers: BTreeMap::new(),
+        sending_queue: QueueSettings::default(),
+        retry_on_failure: RetrySettings::default(),
+        max_age: None,
+    }
+}
+
+/// The outcome of running batches through the real sending engine.
+struct Run {
+    telemetry: Arc<Telemetry>,
+    exporter: String,
+    took: Duration,
+}
+
+impl Run {
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut all = vec![("exporter", self.exporter.as_str())];
+        all.extend_from_slice(labels);
+        self.telemetry.value(name, &all)
+    }
+    fn sent(&self) -> f64 {
+        self.value("sluice_exporter_sent_points_total", &[])
+    }
+    fn retries(&self) -> f64 {
+        self.value("sluice_exporter_retries_total", &[])
+    }
+    fn dropped(&self, reason: &str) -> f64 {
+        self.value(
+            "sluice_exporter_dropped_points_total",
+            &[("reason", reason)],
+        )
+    }
+}
+
+/// Builds the exporter, queues `batches` in its sending engine and shuts it down with a deadline
+/// long enough for every send and retry these tests expect.
+async fn run(id: &str, cfg: &dyn ExporterConfig, batches: Vec<Batch>) -> Run {
+    let telemetry = Arc::new(Telemetry::new());
+    let id = ComponentId::parse(id).unwrap();
+    let exporter = cfg
+        .build(ExporterContext {
+            id: id.clone(),
+            telemetry: telemetry.clone(),
+        })
+        .expect("the exporter builds");
+    let start = Instant::now();
+    let runtime = ExporterRuntime::spawn(id.clone(), exporter, cfg.sending(), telemetry.clone());
+    for b in batches {
+        assert!(runtime.queue.has_room(b.point_count()));
+        runtime.queue.push(b);
+    }
+    within(runtime.shutdown(tokio::time::Instant::now() + Duration::from_secs(10))).await;
+    Run {
+        telemetry,
+        exporter: id.to_string(),
+        took: start.elapsed(),
+    }
+}
+
+// Guarantees: a 503 with Retry-After is retried after the time the server asked for, and the
+// batch is then delivered exactly once (same body) and counted as sent, with one retry.
+#[tokio::test]
+async fn http_503_is_retried_after_retry_after() {
+    let server = HttpServer::start(|n| {
+        if n == 0 {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "busy",
+            )
+                .into_response()
+        } else {
+            ok_protobuf(None)
+        }
+    })
+    .await;
+    let batch = gauge_batch("m", 5);
+    let r = run(
+        "otlp_http/test",
+        &http_config(server.addr),
+        vec![batch.clone()],
+    )
+    .await;
+    let got = server.received();
+    assert_eq!(got.len(), 2, "one failed attempt, one delivery");
+    assert_eq!(got[0].protobuf(), batch.to_request());
+    assert_eq!(got[1].protobuf(), batch.to_request());
+    assert_eq!(r.sent(), 5.0);
+    assert_eq!(r.retries(), 1.0);
+    assert_eq!(r.value("sluice_exporter_failed_points_total", &[]), 5.0);
+    assert_eq!(r.value("sluice_exporter_dropped_points_total", &[]), 0.0);
+    assert!(
+        r.took >= Duration::from_millis(900),
+        "Retry-After: 1 not honoured: delivered after {:?}",
+        r.took
+    );
+}
+
+// Guarantees: a 400 is permanent: the batch is dropped with reason permanent_error after one
+// attempt, without retrying.
+#[tokio::test]
+async fn http_400_is_dropped_without_retry() {
+    let server = HttpServer::start(|_| (StatusCode::BAD_REQUEST, "bad data").into_response()).await;
+    let r = run(
+        "otlp_http/test",
+        &http_config(server.addr),
+        vec![gauge_batch("m", 4)],
+    )
+    .await;
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(r.dropped("permanent_error"), 4.0);
+    assert_eq!(r.retries(), 0.0);
+    assert_eq!(r.sent(), 0.0);
+}
+
+// Guarantees: points the server rejects in a partial success are counted as dropped with reason
+// rejected, and only the rest as sent; the batch is not resent.
+#[tokio::test]
+async fn http_partial_success_counts_rejected_points() {
+    let server = HttpServer::start(|_| {
+        ok_protobuf(Some(ExportMetricsPartialSuccess {
+            rejected_data_points: 2,
+            error_message: "two points were stale".into(),
+        }))
+    })
+    .await;
+    let r = run(
+        "otlp_http/test",
+        &http_config(server.addr),
+        vec![gauge_batch("m", 5)],
+    )
+    .await;
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(r.dropped("rejected"), 2.0);
+    assert_eq!(r.sent(), 3.0);
+    assert_eq!(r.retries(), 0.0);
+}
+
+// Guarantees: requests go to `<endpoint>/v1/metrics` with the configured headers, as gzip-compressed
+// OTLP protobuf by default, and the body decodes to the batch.
+#[tokio::test]
+async fn http_sends_headers_and_gzip_protobuf_by_default() {
+    let server = HttpServer::start(|_| ok_protobuf(None)).await;
+    let mut cfg = http_config(server.addr);
+    cfg.headers = BTreeMap::from([
+        ("Authorization".to_string(), "Bearer s3cret".to_string()),
+        ("X-Scope-OrgID".to_string(), "tenant-1".to_string()),
+    ]);
+    let batch = gauge_batch("m", 3);
+    let r = run("otlp_http/test", &cfg, vec![batch.clone()]).await;
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    assert_eq!(req.header("authorization"), Some("Bearer s3cret"));
+    assert_eq!(req.header("x-scope-orgid"), Some("tenant-1"));
+    assert_eq!(req.header("content-encoding"), Some("gzip"));
+    assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
+    assert!(req.header("user-agent").unwrap().starts_with("sluice/"));
+    assert_eq!(req.protobuf(), batch.to_request());
+    assert_eq!(r.sent(), 3.0);
+}
+
+// Guarantees: with `encoding: json` the body is OTLP/JSON (camelCase fields, 64-bit integers as
+// strings) that decodes to the batch, and a JSON response is understood.
+#[tokio::test]
+async fn http_json_encoding_sends_otlp_json() {
+    let server = HttpServer::start(|_| {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"partialSuccess":{"rejectedDataPoints":"1","errorMessage":"one bad"}}"#,
+        )
+            .into_response()
+    })
+    .await;
+    let mut cfg = http_config(server.addr);
+    cfg.encoding = HttpEncoding::Json;
+    let batch = gauge_batch("m", 3);
+    let r = run("otlp_http/test", &cfg, vec![batch.clone()]).await;
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("content-type"), Some("application/json"));
+    assert_eq!(got[0].header("content-encoding"), Some("gzip"));
+    let body = got[0].decoded_body();
+    let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+    let point =
+        &json["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["gauge"]["dataPoints"][0];
+    assert_eq!(point["timeUnixNano"], "1700000000000000000", "{json}");
+    let decoded: ExportMetricsServiceRequest = serde_json::from_slice(&body).unwrap();
+    assert_eq!(decoded, batch.to_request());
+    assert_eq!(r.dropped("rejected"), 1.0);
+    assert_eq!(r.sent(), 2.0);
+}
+
+// Guarantees: `compression: none` sends the body as is, without Content-Encoding.
+#[tokio::test]
+async fn http_without_compression_sends_a_plain_body() {
+    let server = HttpServer::start(|_| ok_protobuf(None)).await;
+    let mut cfg = http_config(server.addr);
+    cfg.compression = Compression::None;
+    let batch = gauge_batch("m", 2);
+    run("otlp_http/test", &cfg, vec![batch.clone()]).await;
+    let got = server.received();
+    assert_eq!(got[0].header("content-encoding"), None);
+    assert_eq!(
+        ExportMetricsServiceRequest::decode(got[0].body.as_slice()).unwrap(),
+        batch.to_request()
+    );
+}
+
+/// An OTLP/gRPC server recording each call's metadata and request; answers the first calls with
+/// `failures`, in order, then with success.
+#[derive(Clone, Default)]
+struct GrpcSink {
+    received: Arc<Mutex<Vec<(tonic::metadata::MetadataMap, ExportMetricsServiceRequest)>>>,
+    failures: Arc<Mutex<Vec<Status>>>,
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, Status> {
+        let md = request.metadata().clone();
+        self.received
+            .lock()
+            .unwrap()
+            .push((md, request.into_inner()));
+        let mut failures = self.failures.lock().unwrap();
+        if !failures.is_empty() {
+            return Err(failures.remove(0));
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+struct GrpcServer {
+    addr: SocketAddr,
+    sink: GrpcSink,
+    task: JoinHandle<()>,
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GrpcServer {
+    async fn start(failures: Vec<Status>) -> GrpcServer {
+        let sink = GrpcSink {
+            failures: Arc::new(Mutex::new(failures)),
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let svc = MetricsServiceServer::new(sink.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await
+                .unwrap();
+        });
+        GrpcServer { addr, sink, task }
+    }
+
+    fn received(&self) -> Vec<(tonic::metadata::MetadataMap, ExportMetricsServiceRequest)> {
+        self.sink.received.lock().unwrap().clone()
+    }
+}
+
+fn grpc_config(addr: SocketAddr) -> OtlpGrpcExporterConfig {
+    OtlpGrpcExporterConfig {
+        endpoint: addr.to_string(),
+        compression: Compression::default(),
+        timeout: CfgDuration::from_secs(5),
+        headers: BTreeMap::new(),
+        sending_queue: QueueSettings::default(),
+        retry_on_failure: RetrySettings::default(),
+        max_age: None,
+    }
+}
+
+// Guarantees: the `otlp` exporter delivers the batch unchanged over gRPC (gzip by default), with the
+// configured headers as call metadata (keys lowercased), and counts it as sent.
+#[tokio::test]
+async fn grpc_delivers_the_batch_with_headers_as_metadata() {
+    let server = GrpcServer::start(Vec::new()).await;
+    let mut cfg = grpc_config(server.addr);
+    cfg.headers = BTreeMap::from([
+        ("Authorization".to_string(), "Bearer s3cret".to_string()),
+        ("X-Scope-OrgID".to_string(), "tenant-1".to_string()),
+    ]);
+    let batch = gauge_batch("m", 4);
+    let r = run("otlp/test", &cfg, vec![batch.clone()]).await;
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    let (md, req) = &got[0];
+    assert_eq!(req, &batch.to_request());
+    assert_eq!(md.get("authorization").unwrap(), "Bearer s3cret");
+    assert_eq!(md.get("x-scope-orgid").unwrap(), "tenant-1");
+    assert_eq!(md.get("grpc-encoding").unwrap(), "gzip");
+    assert_eq!(r.sent(), 4.0);
+    assert_eq!(r.retries(), 0.0);
+}
+
+// Guarantees: over gRPC, UNAVAILABLE is retried (waiting at least the server's RetryInfo delay) and
+// the batch then delivered; INVALID_ARGUMENT is dropped as permanent_error without retry.
+#[tokio::test]
+async fn grpc_retries_transient_codes_and_drops_permanent_ones() {
+    let delay = Duration::from_millis(300);
+    let server = GrpcServer::start(vec![Status::with_error_details(
+        Code::Unavailable,
+        "busy",
+        ErrorDetails::with_retry_info(Some(delay)),
+    )])
+    .await;
+    let r = run(
+        "otlp/test",
+        &grpc_config(server.addr),
+        vec![gauge_batch("m", 3)],
+    )
+    .await;
+    assert_eq!(server.received().len(), 2);
+    assert_eq!(r.sent(), 3.0);
+    assert_eq!(r.retries(), 1.0);
+    assert!(r.took >= delay, "RetryInfo not honoured: {:?}", r.took);
+
+    let server = GrpcServer::start(vec![Status::invalid_argument("bad data")]).await;
+    let r = run(
+        "otlp/test",
+        &grpc_config(server.addr),
+        vec![gauge_batch("m", 3)],
+    )
+    .await;
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(r.dropped("permanent_error"), 3.0);
+    assert_eq!(r.retries(), 0.0);
+    assert_eq!(r.sent(), 0.0);
+}

@@ -29,14 +29,19 @@ impl ProcessorConfig for BatchConfig {
             state: Mutex::new(State::default()),
             stop: CancellationToken::new(),
         });
-        let ticker = p.clone();
+        // The ticker holds a weak reference, so a processor dropped without `shutdown` ends it.
+        let ticker = Arc::downgrade(&p);
+        let (period, stop) = (self.timeout.get(), p.stop.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ticker.cfg.timeout.get());
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => { ticker.flush_all("timeout"); }
-                    _ = ticker.stop.cancelled() => break,
+                    _ = tick.tick() => match ticker.upgrade() {
+                        Some(p) => { p.flush_all("timeout"); }
+                        None => break,
+                    },
+                    _ = stop.cancelled() => break,
                 }
             }
         });
