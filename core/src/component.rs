@@ -164,6 +164,12 @@ pub trait Exporter: Send + Sync {
         Box::pin(async { Ok(()) })
     }
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>>;
+    /// Called once the engine's senders have stopped: an exporter with a sending stage of its own
+    /// (see [`Delivered::handed_off`]) sends what it holds until `deadline`, then drops and counts
+    /// the rest.
+    fn shutdown(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A successful send; the peer may still have rejected some points (OTLP partial success).
@@ -171,6 +177,9 @@ pub trait Exporter: Send + Sync {
 pub struct Delivered {
     pub rejected_points: u64,
     pub message: String,
+    /// The exporter took the batch into a sending stage of its own (e.g. remote_write's per-series
+    /// shards), which counts what it sends and drops; the engine counts nothing for it.
+    pub handed_off: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

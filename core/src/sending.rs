@@ -92,6 +92,7 @@ pub struct SendingSettings {
 pub struct ExporterRuntime {
     pub id: ComponentId,
     pub queue: Arc<Queue>,
+    exporter: Arc<dyn Exporter>,
     workers: Vec<JoinHandle<()>>,
     hard_stop: CancellationToken,
 }
@@ -113,7 +114,7 @@ impl ExporterRuntime {
         let hard_stop = CancellationToken::new();
         let worker = Arc::new(Worker {
             name,
-            exporter,
+            exporter: exporter.clone(),
             settings: settings.clone(),
             telemetry,
             hard_stop: hard_stop.clone(),
@@ -132,6 +133,7 @@ impl ExporterRuntime {
         ExporterRuntime {
             id,
             queue,
+            exporter,
             workers,
             hard_stop,
         }
@@ -150,6 +152,7 @@ impl ExporterRuntime {
                 tracing::warn!(exporter = %self.id, points = dropped, "shutdown deadline passed; queued points dropped");
             }
         }
+        self.exporter.shutdown(deadline).await;
     }
 }
 

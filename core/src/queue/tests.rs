@@ -68,6 +68,13 @@ async fn pop(q: &Queue) -> Option<Entry> {
         .expect("pop did not return")
 }
 
+/// Pops and releases at once (a delivered batch); returns its tag and points.
+async fn pop_release(q: &Queue) -> Option<(String, usize)> {
+    let e = pop(q).await?;
+    q.release(&e);
+    Some((tag(&e).to_string(), e.points))
+}
+
 #[tokio::test]
 async fn new_queue_reports_its_capacity_and_is_empty() {
     let (q, t) = queue(1234, FullPolicy::Block);
@@ -82,10 +89,11 @@ async fn new_queue_reports_its_capacity_and_is_empty() {
     );
     assert!(q.has_room(1));
     assert!(q.has_room(1234));
+    assert!(!q.should_yield_oldest());
 }
 
 #[tokio::test]
-async fn push_and_pop_account_points_and_bytes_in_fifo_order() {
+async fn push_pop_release_account_points_and_bytes_in_fifo_order() {
     let (q, t) = queue(10, FullPolicy::Block);
     let a = batch(Some("t1"), "a", 4);
     let a_max_bytes = prost::Message::encoded_len(&a.to_request());
@@ -111,6 +119,14 @@ async fn push_and_pop_account_points_and_bytes_in_fifo_order() {
         e.bytes
     );
     assert!(e.enqueued <= std::time::Instant::now());
+
+    // A popped batch is being sent: it still holds its room until released.
+    assert_eq!(q.len_points(), 10);
+    assert!(!q.has_room(1));
+    assert_eq!(queued_points(&t, "t1"), 4.0);
+    assert_eq!(queued_bytes(&t), bytes_before);
+
+    q.release(&e);
     assert_eq!(q.len_points(), 6);
     assert!(q.has_room(4));
     assert!(!q.has_room(5));
@@ -118,8 +134,7 @@ async fn push_and_pop_account_points_and_bytes_in_fifo_order() {
     assert_eq!(queued_points(&t, "t2"), 6.0);
     assert_eq!(queued_bytes(&t), bytes_before - e.bytes as f64);
 
-    let e = pop(&q).await.unwrap();
-    assert_eq!((tag(&e), e.points), ("b", 6));
+    assert_eq!(pop_release(&q).await, Some(("b".into(), 6)));
     assert_eq!(q.len_points(), 0);
     assert_eq!(queued_points(&t, "t2"), 0.0);
     assert_eq!(queued_bytes(&t), 0.0);
@@ -133,12 +148,14 @@ async fn batch_larger_than_capacity_is_taken_when_empty_only() {
     assert!(q.has_room(100));
     q.push(batch(None, "big", 8));
     assert_eq!(q.len_points(), 8);
-    // Now over capacity: nothing more until it drains.
+    // Now over capacity: nothing more until it is sent.
     assert!(!q.has_room(0));
     assert!(!q.has_room(1));
     assert!(!q.has_room(100));
     let e = pop(&q).await.unwrap();
     assert_eq!(e.points, 8);
+    assert!(!q.has_room(1), "the batch being sent still counts");
+    q.release(&e);
     assert!(q.has_room(100));
 }
 
@@ -151,11 +168,15 @@ async fn block_policy_refuses_when_full_and_never_drops() {
     // A push past `has_room` (a concurrent overshoot) is kept, not dropped.
     q.push(batch(None, "c", 2));
     assert_eq!(q.len_points(), 8);
+    assert!(
+        !q.should_yield_oldest(),
+        "only drop_oldest gives up batches"
+    );
     assert_eq!(dropped(&t, &[]), 0.0);
-    let tags: Vec<String> = [pop(&q).await, pop(&q).await, pop(&q).await]
-        .into_iter()
-        .map(|e| tag(&e.unwrap()).to_string())
-        .collect();
+    let mut tags = Vec::new();
+    for _ in 0..3 {
+        tags.push(pop_release(&q).await.unwrap().0);
+    }
     assert_eq!(tags, ["a", "b", "c"]);
 }
 
@@ -200,8 +221,7 @@ async fn drop_oldest_makes_room_and_counts_the_dropped_points() {
     assert_eq!(queued_points(&t, "t1"), 0.0);
     assert_eq!(queued_points(&t, "t2"), 9.0);
 
-    let e = pop(&q).await.unwrap();
-    assert_eq!((tag(&e), e.points), ("d", 9));
+    assert_eq!(pop_release(&q).await, Some(("d".into(), 9)));
     assert_eq!(q.len_points(), 0);
     assert_eq!(queued_bytes(&t), 0.0);
 }
@@ -217,11 +237,11 @@ async fn drop_oldest_takes_an_oversized_batch_by_emptying_the_queue() {
         dropped(&t, &[("tenant", ""), ("reason", "queue_full")]),
         5.0
     );
-    // A batch that fits alongside nothing pushes the oversized one out.
+    // The next batch pushes the oversized one out.
     q.push(batch(None, "e", 1));
     assert_eq!(q.len_points(), 1);
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 55.0);
-    assert_eq!(tag(&pop(&q).await.unwrap()), "e");
+    assert_eq!(pop_release(&q).await, Some(("e".into(), 1)));
 }
 
 #[tokio::test]
@@ -230,7 +250,34 @@ async fn drop_oldest_does_not_drop_when_the_batch_fits() {
     q.push(batch(None, "a", 5));
     q.push(batch(None, "b", 5));
     assert_eq!(q.len_points(), 10);
+    assert!(!q.should_yield_oldest());
     assert_eq!(dropped(&t, &[]), 0.0);
+}
+
+#[tokio::test]
+async fn drop_oldest_cannot_drop_batches_being_sent_and_asks_senders_to_yield() {
+    let (q, t) = queue(10, FullPolicy::DropOldest);
+    q.push(batch(None, "a", 4));
+    let a = pop(&q).await.unwrap();
+    q.push(batch(None, "b", 4));
+    // `a` is being sent: only `b` can make room for `c`.
+    q.push(batch(None, "c", 4));
+    assert_eq!(dropped(&t, &[("reason", "queue_full")]), 4.0);
+    assert_eq!(q.len_points(), 8);
+    assert!(!q.should_yield_oldest());
+    // `c` goes too, and still `d` does not fit beside `a`: the queue overshoots, and the sender of `a`
+    // is asked to give it up.
+    q.push(batch(None, "d", 8));
+    assert_eq!(dropped(&t, &[("reason", "queue_full")]), 8.0);
+    assert_eq!(q.len_points(), 12);
+    assert!(q.should_yield_oldest());
+    q.release(&a);
+    assert_eq!(q.len_points(), 8);
+    assert!(!q.should_yield_oldest());
+    assert_eq!(pop_release(&q).await, Some(("d".into(), 8)));
+    assert_eq!(q.len_points(), 0);
+    assert_eq!(queued_points(&t, ""), 0.0);
+    assert_eq!(queued_bytes(&t), 0.0);
 }
 
 #[tokio::test]
@@ -240,10 +287,12 @@ async fn close_drains_then_pop_returns_none() {
     q.push(batch(None, "b", 2));
     q.close();
     assert!(!q.has_room(1), "a closed queue takes nothing");
-    assert_eq!(tag(&pop(&q).await.unwrap()), "a");
-    assert_eq!(tag(&pop(&q).await.unwrap()), "b");
+    assert!(!q.has_room(0));
+    assert_eq!(pop_release(&q).await, Some(("a".into(), 1)));
+    assert_eq!(pop_release(&q).await, Some(("b".into(), 2)));
     assert!(pop(&q).await.is_none());
     assert!(pop(&q).await.is_none(), "stays closed");
+    assert_eq!(q.len_points(), 0);
 }
 
 #[tokio::test]
@@ -260,7 +309,7 @@ async fn pop_waits_for_a_push() {
     let q = Arc::new(q);
     let waiter = tokio::spawn({
         let q = q.clone();
-        async move { pop(&q).await.map(|e| (tag(&e).to_string(), e.points)) }
+        async move { pop_release(&q).await }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
@@ -320,8 +369,26 @@ async fn drain_dropped_empties_and_counts_by_reason() {
     assert!(q.has_room(100));
     q.push(batch(None, "d", 1));
     q.close();
-    assert_eq!(tag(&pop(&q).await.unwrap()), "d");
+    assert_eq!(pop_release(&q).await, Some(("d".into(), 1)));
     assert!(pop(&q).await.is_none());
+}
+
+#[tokio::test]
+async fn drain_dropped_leaves_batches_being_sent_to_their_senders() {
+    let (q, t) = queue(100, FullPolicy::Block);
+    q.push(batch(Some("t1"), "a", 3));
+    q.push(batch(Some("t2"), "b", 4));
+    let a = pop(&q).await.unwrap();
+    assert_eq!(q.drain_dropped("shutdown"), 4);
+    assert_eq!(dropped(&t, &[("reason", "shutdown")]), 4.0);
+    assert_eq!(dropped(&t, &[("tenant", "t1")]), 0.0);
+    // `a` still holds its room until its sender is done with it.
+    assert_eq!(q.len_points(), 3);
+    assert_eq!(queued_points(&t, "t1"), 3.0);
+    q.release(&a);
+    assert_eq!(q.len_points(), 0);
+    assert_eq!(queued_points(&t, "t1"), 0.0);
+    assert_eq!(queued_bytes(&t), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,19 +402,27 @@ async fn concurrent_consumers_get_every_batch_exactly_once() {
                 let mut got = Vec::new();
                 while let Some(e) = pop(&q).await {
                     got.push(tag(&e).parse::<usize>().unwrap());
+                    tokio::task::yield_now().await;
+                    q.release(&e);
                 }
                 got
             })
         })
         .collect();
-    let mut pushed = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for i in 0..500usize {
         let points = i % 7 + 1;
         while !q.has_room(points) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no room for batch {i}: {} points held",
+                q.len_points()
+            );
             tokio::task::yield_now().await;
         }
         q.push(batch(None, &i.to_string(), points));
-        pushed += points;
+        // Queued and in-flight points together stay within the capacity (one producer: no overshoot).
+        assert!(q.len_points() <= 50, "{}", q.len_points());
     }
     q.close();
     let mut all = Vec::new();
@@ -359,7 +434,6 @@ async fn concurrent_consumers_get_every_batch_exactly_once() {
     }
     all.sort_unstable();
     assert_eq!(all, (0..500).collect::<Vec<_>>());
-    assert_eq!(pushed, (0..500).map(|i| i % 7 + 1).sum::<usize>());
     assert_eq!(q.len_points(), 0);
     assert_eq!(queued_points(&t, ""), 0.0);
     assert_eq!(queued_bytes(&t), 0.0);
@@ -368,30 +442,18 @@ async fn concurrent_consumers_get_every_batch_exactly_once() {
 
 #[test]
 fn full_policy_deserializes_from_config_names() {
-    let n = crate::config::Node {
-        value: crate::config::Value::Str("drop_oldest".into()),
-        pos: Default::default(),
+    let node = |s: &str| crate::config::Node {
+        value: crate::config::Value::Str(s.into()),
+        pos: crate::config::Pos { line: 3, column: 7 },
     };
-    assert_eq!(
-        crate::config::from_node::<FullPolicy>(&n).unwrap(),
-        FullPolicy::DropOldest
-    );
-    let n = crate::config::Node {
-        value: crate::config::Value::Str("block".into()),
-        pos: Default::default(),
-    };
-    assert_eq!(
-        crate::config::from_node::<FullPolicy>(&n).unwrap(),
-        FullPolicy::Block
-    );
-    let n = crate::config::Node {
-        value: crate::config::Value::Str("drop_newest".into()),
-        pos: Default::default(),
-    };
-    let e = crate::config::from_node::<FullPolicy>(&n).unwrap_err();
+    let parse = |s: &str| crate::config::from_node::<FullPolicy>(&node(s));
+    assert_eq!(parse("drop_oldest").unwrap(), FullPolicy::DropOldest);
+    assert_eq!(parse("block").unwrap(), FullPolicy::Block);
+    let e = parse("drop_newest").unwrap_err();
     assert!(
         e.message.contains("drop_newest") && e.message.contains("drop_oldest"),
         "{e}"
     );
+    assert_eq!((e.pos.line, e.pos.column), (3, 7));
     assert_eq!(FullPolicy::default(), FullPolicy::Block);
 }
