@@ -6,6 +6,7 @@ use sluice_core::component::{
 };
 use sluice_exporters::debug::DebugExporterConfig;
 use sluice_exporters::otlp::{OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
+use sluice_exporters::remote_write::RemoteWriteConfig;
 use sluice_processors::batch::BatchConfig;
 use sluice_receivers::otlp::OtlpReceiverConfig;
 
@@ -35,6 +36,9 @@ impl Registry for Components {
                 Some(|n, c| Ok(Box::new(parse_config::<OtlpHttpExporterConfig>(n, c)?)))
             }
             "debug" => Some(|n, c| Ok(Box::new(parse_config::<DebugExporterConfig>(n, c)?))),
+            "prometheus_remote_write" | "prometheusremotewrite" => {
+                Some(|n, c| Ok(Box::new(parse_config::<RemoteWriteConfig>(n, c)?)))
+            }
             _ => None,
         }
     }
@@ -47,6 +51,7 @@ impl Registry for Components {
                 "otlp (alias otlp_grpc)",
                 "otlp_http (alias otlphttp)",
                 "debug",
+                "prometheus_remote_write (alias prometheusremotewrite)",
             ],
         }
     }

@@ -251,6 +251,9 @@ impl Class {
 
 /// A component config that can check itself beyond what deserialization checks.
 pub trait Validate {
+    /// Makes relative paths relative to the config file's folder (called before `validate`).
+    fn resolve_paths(&mut self, _ctx: &crate::config::LoadContext) {}
+
     /// Problems found, each with the position it concerns (use the config node's position when no
     /// better one is known).
     fn validate(&self, _node: &Node, _ctx: &crate::config::LoadContext) -> Vec<DeError> {
@@ -263,7 +266,8 @@ pub fn parse_config<C>(node: &Node, ctx: &crate::config::LoadContext) -> Result<
 where
     C: serde::de::DeserializeOwned + Validate,
 {
-    let c: C = crate::config::from_node(node).map_err(|e| vec![e])?;
+    let mut c: C = crate::config::from_node(node).map_err(|e| vec![e])?;
+    c.resolve_paths(ctx);
     let errs = c.validate(node, ctx);
     if errs.is_empty() { Ok(c) } else { Err(errs) }
 }

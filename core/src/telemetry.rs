@@ -73,6 +73,10 @@ pub struct Telemetry {
     pub exporter_queue_points: Family<ExporterLabels, Gauge>,
     pub exporter_queue_bytes: Family<ExporterLabels, Gauge>,
     pub exporter_queue_capacity: Family<ExporterOnlyLabels, Gauge>,
+    /// Shards of a sharded exporter (remote_write).
+    pub exporter_shards: Family<ExporterOnlyLabels, Gauge>,
+    /// Samples held by a sharded exporter's shards (queued to them or being sent).
+    pub exporter_shard_samples: Family<ExporterOnlyLabels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -99,6 +103,8 @@ impl Telemetry {
             exporter_queue_points: Family::default(),
             exporter_queue_bytes: Family::default(),
             exporter_queue_capacity: Family::default(),
+            exporter_shards: Family::default(),
+            exporter_shard_samples: Family::default(),
         };
         r.register(
             "sluice_receiver_accepted_points",
@@ -160,6 +166,8 @@ impl Telemetry {
             "Capacity of an exporter's queue",
             t.exporter_queue_capacity.clone(),
         );
+        r.register("sluice_exporter_shards", "Shards of a sharded exporter (remote_write)", t.exporter_shards.clone());
+        r.register("sluice_exporter_shard_samples", "Samples held by a sharded exporter's shards", t.exporter_shard_samples.clone());
         *t.registry.lock() = r;
         t
     }

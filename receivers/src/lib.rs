@@ -2,3 +2,4 @@
 //! pipelines; a refusal from the pipeline becomes the protocol's retryable status.
 
 pub mod otlp;
+pub mod remote_write;

@@ -86,8 +86,7 @@ impl Exporter for DebugExporter {
                     )
                 }
                 Verbosity::Detailed => {
-                    let json = serde_json::to_string(&batch.to_request())
-                        .expect("a request always serializes");
+                    let json = sluice_core::otlp_json::to_json_string(&batch.to_request());
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{json}");
                 }

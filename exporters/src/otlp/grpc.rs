@@ -70,6 +70,7 @@ impl Exporter for GrpcExporter {
                     Ok(Delivered {
                         rejected_points: ps.rejected_data_points.max(0) as u64,
                         message: ps.error_message,
+                        ..Default::default()
                     })
                 }
                 Err(status) => Err(classify(&status)),

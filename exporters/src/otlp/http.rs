@@ -57,7 +57,7 @@ impl Exporter for HttpExporter {
             let (body, ctype) = match self.encoding {
                 HttpEncoding::Proto => (req.encode_to_vec(), "application/x-protobuf"),
                 HttpEncoding::Json => (
-                    serde_json::to_vec(&req).expect("a request always serializes"),
+                    sluice_core::otlp_json::to_json_vec(&req),
                     "application/json",
                 ),
             };
@@ -98,6 +98,7 @@ impl Exporter for HttpExporter {
                 return Ok(Delivered {
                     rejected_points: ps.rejected_data_points.max(0) as u64,
                     message: ps.error_message,
+                    ..Default::default()
                 });
             }
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();

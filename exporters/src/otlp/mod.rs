@@ -5,6 +5,7 @@ mod config;
 mod grpc;
 mod http;
 
+pub(crate) use http::parse_retry_after;
 pub use config::{HttpEncoding, OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Ok(resp) => {
             let body = match enc {
                 Encoding::Protobuf => resp.encode_to_vec(),
-                Encoding::Json => serde_json::to_vec(&resp).expect("a response always serializes"),
+                Encoding::Json => sluice_core::otlp_json::to_json_vec(&resp),
             };
             (
                 StatusCode::OK,

@@ -1,0 +1,109 @@
+//! OTLP -> Prometheus translation, shared by the `prometheus_remote_write` and `prometheus`
+//! exporters, per the OpenTelemetry "Prometheus and OpenMetrics compatibility" specification:
+//! metric names with unit and type suffixes, attribute keys sanitized into label names, `job` and
+//! `instance` from the resource, other resource attributes in `target_info`, scope labels,
+//! histograms as `_bucket{le}` / `_sum` / `_count`, summaries with `quantile`, exponential
+//! histograms as native histograms, and points flagged "no recorded value" as StaleNaN.
+
+mod delta;
+pub mod names;
+mod native;
+mod translate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use delta::{DEFAULT_MAX_IDLE, DEFAULT_MAX_SERIES};
+pub use translate::{DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, reason, translate};
+
+/// The NaN Prometheus uses as the staleness marker; no other NaN may carry this bit pattern.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN)
+}
+
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN
+}
+
+/// A Prometheus metric type, as in remote_write metadata and `# TYPE` lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MetricType {
+    #[default]
+    Unknown,
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Metadata {
+    pub metric_type: MetricType,
+    /// The family name (without `_bucket`, `_sum`, `_count`, `_total` is part of it for counters).
+    pub family: String,
+    pub help: String,
+    /// The unit word (`seconds`, `bytes`), empty when none.
+    pub unit: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub timestamp_ms: i64,
+    pub value: f64,
+    /// The series' start (created) time, 0 when unknown.
+    pub start_timestamp_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    /// Sorted by name; `trace_id` and `span_id` (hex) when the OTLP exemplar had them.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+/// A native histogram (from an OTLP exponential histogram), in Prometheus' span/delta encoding.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct NativeHistogram {
+    pub timestamp_ms: i64,
+    pub start_timestamp_ms: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub schema: i32,
+    pub zero_threshold: f64,
+    pub zero_count: u64,
+    pub positive_spans: Vec<(i32, u32)>,
+    pub positive_deltas: Vec<i64>,
+    pub negative_spans: Vec<(i32, u32)>,
+    pub negative_deltas: Vec<i64>,
+    /// Set for a gauge histogram (delta temporality is not used here).
+    pub reset_hint_gauge: bool,
+    /// A stale marker: the sum is StaleNaN.
+    pub stale: bool,
+}
+
+/// One Prometheus series with its samples. Labels are sorted by name, unique, with no empty name
+/// or value, and include `__name__`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Series {
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<Sample>,
+    pub histograms: Vec<NativeHistogram>,
+    pub exemplars: Vec<Exemplar>,
+    pub metadata: Metadata,
+}
+
+impl Series {
+    pub fn name(&self) -> &str {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == "__name__")
+            .map_or("", |(_, v)| v)
+    }
+}

@@ -1,0 +1,718 @@
+//! Batch -> Prometheus series.
+//!
+//! Labels of a series, by precedence (a higher layer's label wins over a lower one's with the same
+//! name, it is not joined):
+//!
+//! 1. `__name__`, `le`, `quantile`: set by the translation itself.
+//! 2. `job` and `instance` from `service.namespace`/`service.name` and `service.instance.id`. The
+//!    spec says they MUST be built from those attributes because they identify the target; the
+//!    Collector's `createAttributes` likewise writes them over point attributes of the same name.
+//!    When the resource has no `service.name` (no `service.instance.id`), a point attribute `job`
+//!    (`instance`) stays.
+//! 3. `otel_scope_name` / `otel_scope_version` (spec: MUST be added "on all metric points").
+//! 4. Point attributes, keys sanitized; keys that collide after sanitizing get their values joined
+//!    with `;` in bytewise order of the original keys (spec, "Metric Attributes").
+//! 5. `resource_to_labels` attributes: they only fill labels the point does not have, like
+//!    Prometheus' `promote_resource_attributes` and external labels, which "never override metric
+//!    attributes".
+//!
+//! Empty values are dropped (Prometheus treats an empty label as absent); values that are empty
+//! are also left out of `;` joins so that no stray separators appear.
+
+use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
+use super::names::{self, NameKind};
+use super::native::ExpHist;
+use super::values::{any_value_string, float_string, hex};
+use super::{Exemplar, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan};
+use crate::batch::{Batch, metric_points};
+use crate::proto::otlp::common::v1::KeyValue;
+use crate::proto::otlp::metrics::v1::{
+    AggregationTemporality, Exemplar as OtlpExemplar, ExponentialHistogramDataPoint,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar,
+    metric::Data, number_data_point,
+};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use super::delta::DeltaToCumulative;
+
+/// How OTLP is turned into Prometheus series.
+#[derive(Clone, Debug)]
+pub struct TranslateOptions {
+    /// Add unit and type suffixes (`_seconds`, `_bytes`, `_ratio`, `_total`) to metric names.
+    pub add_metric_suffixes: bool,
+    /// Resource attributes copied onto every series of the resource as labels (besides `job` and
+    /// `instance`, which are always set when the resource has `service.name` /
+    /// `service.instance.id`).
+    pub resource_to_labels: Vec<String>,
+    /// Emit one `target_info` series per resource with its other attributes.
+    pub target_info: bool,
+    /// Add `otel_scope_name` and `otel_scope_version` labels.
+    pub scope_labels: bool,
+    pub delta: DeltaPolicy,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions {
+            add_metric_suffixes: true,
+            resource_to_labels: Vec::new(),
+            target_info: true,
+            scope_labels: true,
+            delta: DeltaPolicy::Drop,
+        }
+    }
+}
+
+/// What to do with delta-temporality sums and histograms, which Prometheus cannot represent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaPolicy {
+    /// Drop them, counted with reason `delta_temporality` (default).
+    #[default]
+    Drop,
+    /// Accumulate them into cumulative series (stateful, per series; see [`DeltaToCumulative`]).
+    ToCumulative,
+}
+
+/// The result of translating one batch.
+#[derive(Clone, Debug, Default)]
+pub struct Translation {
+    /// Series with their samples in timestamp order; one entry per distinct label set.
+    pub series: Vec<Series>,
+    /// Points that could not be translated, by reason (`delta_temporality`, `invalid_name`, ...).
+    pub dropped: Vec<(&'static str, u64)>,
+}
+
+/// Reasons in [`Translation::dropped`].
+pub mod reason {
+    /// A delta sum or histogram while `DeltaPolicy::Drop` (or no state was given).
+    pub const DELTA_TEMPORALITY: &str = "delta_temporality";
+    /// A sum or histogram with `AGGREGATION_TEMPORALITY_UNSPECIFIED` (or an unknown value).
+    pub const UNSPECIFIED_TEMPORALITY: &str = "unspecified_temporality";
+    /// The metric name has no valid character left.
+    pub const INVALID_NAME: &str = "invalid_name";
+    /// An exponential histogram with scale below -4, or buckets Prometheus cannot index.
+    pub const INVALID_SCALE: &str = "invalid_scale";
+    /// A number point without a value (and not flagged "no recorded value").
+    pub const MISSING_VALUE: &str = "missing_value";
+    /// A delta point not newer than the last one of its series.
+    pub const DELTA_OUT_OF_ORDER: &str = "delta_out_of_order";
+}
+
+const NAME: &str = "__name__";
+const TARGET_INFO: &str = "target_info";
+const NO_RECORDED_VALUE: u32 = 1;
+/// OpenMetrics' limit on the characters of an exemplar's labels; beyond it only the trace and
+/// span ids are kept.
+const MAX_EXEMPLAR_RUNES: usize = 128;
+
+type Labels = Vec<(String, String)>;
+
+/// Translates a batch. `delta_state` is used when `opts.delta` is `ToCumulative`; without it
+/// delta points are dropped like with `DeltaPolicy::Drop`.
+pub fn translate(batch: &Batch, opts: &TranslateOptions, delta_state: Option<&mut DeltaToCumulative>) -> Translation {
+    let now = Instant::now();
+    let mut delta = delta_state.filter(|_| opts.delta == DeltaPolicy::ToCumulative);
+    if let Some(d) = delta.as_deref_mut() {
+        d.sweep(now);
+    }
+    let mut t = Translator {
+        opts,
+        delta,
+        now,
+        tenant: batch.context.tenant.clone(),
+        out: SeriesSet::default(),
+        dropped: Vec::new(),
+        label_names: HashMap::new(),
+    };
+    for rm in &batch.resource_metrics {
+        t.resource(rm);
+    }
+    let mut series = t.out.series;
+    for s in &mut series {
+        s.samples.sort_by_key(|s| s.timestamp_ms);
+        s.histograms.sort_by_key(|h| h.timestamp_ms);
+        s.exemplars.sort_by_key(|e| e.timestamp_ms);
+        if s.metadata.family == TARGET_INFO && s.name() == TARGET_INFO {
+            // Several resources of one job/instance in a batch: one sample per timestamp.
+            s.samples.dedup_by_key(|s| s.timestamp_ms);
+        }
+    }
+    Translation {
+        series,
+        dropped: t.dropped,
+    }
+}
+
+/// Labels shared by every point of a scope: `job`/`instance`, scope labels, promoted resource
+/// attributes.
+struct Shared<'c> {
+    identity: &'c [(String, String)],
+    scope: Labels,
+    promoted: &'c [(String, String)],
+}
+
+struct Translator<'a, 'o> {
+    opts: &'o TranslateOptions,
+    delta: Option<&'o mut DeltaToCumulative>,
+    now: Instant,
+    tenant: Option<Arc<str>>,
+    out: SeriesSet,
+    dropped: Vec<(&'static str, u64)>,
+    /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
+    label_names: HashMap<&'a str, Option<Rc<str>>>,
+}
+
+/// What a metric's points turn into.
+struct Family {
+    name: String,
+    metadata: Metadata,
+    /// Keep the points' start times (counters, histograms, summaries; not gauges).
+    start_times: bool,
+    /// Delta points to accumulate.
+    delta: bool,
+}
+
+impl<'a> Translator<'a, '_> {
+    fn drop_points(&mut self, reason: &'static str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        match self.dropped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += n as u64,
+            None => self.dropped.push((reason, n as u64)),
+        }
+    }
+
+    fn resource(&mut self, rm: &'a ResourceMetrics) {
+        let attrs: &'a [KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
+        let get = |key: &str| {
+            attrs
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.as_ref())
+                .map(any_value_string)
+                .filter(|v| !v.is_empty())
+        };
+        let mut identity = Labels::new();
+        if let Some(name) = get("service.name") {
+            let job = match get("service.namespace") {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name,
+            };
+            identity.push(("job".to_string(), job));
+        }
+        if let Some(instance) = get("service.instance.id") {
+            identity.push(("instance".to_string(), instance));
+        }
+        let promoted = if self.opts.resource_to_labels.is_empty() {
+            Labels::new()
+        } else {
+            let keys = &self.opts.resource_to_labels;
+            self.attribute_labels(attrs.iter().filter(|kv| keys.contains(&kv.key)))
+        };
+
+        let mut latest: Option<u64> = None;
+        for sm in &rm.scope_metrics {
+            let mut scope = Labels::new();
+            if let Some(s) = sm.scope.as_ref().filter(|_| self.opts.scope_labels) {
+                if !s.name.is_empty() {
+                    scope.push(("otel_scope_name".to_string(), s.name.clone()));
+                }
+                if !s.version.is_empty() {
+                    scope.push(("otel_scope_version".to_string(), s.version.clone()));
+                }
+            }
+            let shared = Shared {
+                identity: &identity,
+                scope,
+                promoted: &promoted,
+            };
+            for m in &sm.metrics {
+                self.metric(m, &shared, &mut latest);
+            }
+        }
+
+        if let Some(latest) = latest.filter(|_| self.opts.target_info && !identity.is_empty()) {
+            self.target_info(attrs, identity, latest);
+        }
+    }
+
+    /// One `target_info` gauge (value 1, at the resource's latest point) with the resource's
+    /// non-identifying attributes plus `job`/`instance`, when there are such attributes. Skipped
+    /// when the resource has neither `job` nor `instance`: the spec allows one `target_info` per
+    /// job/instance, and without them unrelated resources would share one series.
+    fn target_info(&mut self, attrs: &'a [KeyValue], identity: Labels, latest_ns: u64) {
+        const IDENTIFYING: [&str; 3] = ["service.name", "service.namespace", "service.instance.id"];
+        let others = self.attribute_labels(attrs.iter().filter(|kv| !IDENTIFYING.contains(&kv.key.as_str())));
+        if others.iter().all(|(k, _)| k == "job" || k == "instance") {
+            return;
+        }
+        let mut labels = identity;
+        labels.extend(others);
+        finish_labels(&mut labels);
+        set_label(&mut labels, NAME, TARGET_INFO.to_string());
+        let metadata = Metadata {
+            metric_type: MetricType::Gauge,
+            family: TARGET_INFO.to_string(),
+            help: "Target metadata".to_string(),
+            unit: String::new(),
+        };
+        let i = self.out.slot(labels, &metadata);
+        self.out.series[i].samples.push(Sample {
+            timestamp_ms: ms(latest_ns),
+            value: 1.0,
+            start_timestamp_ms: 0,
+        });
+    }
+
+    fn metric(&mut self, m: &'a Metric, shared: &Shared, latest: &mut Option<u64>) {
+        let Some(data) = &m.data else { return };
+        let hint = prometheus_type_hint(m);
+        let (kind, metric_type, temporality, start_times) = match data {
+            Data::Gauge(_) => {
+                let t = if hint == Some("unknown") {
+                    MetricType::Unknown
+                } else {
+                    MetricType::Gauge
+                };
+                (NameKind::Gauge, t, None, false)
+            }
+            Data::Sum(s) if s.is_monotonic => {
+                (NameKind::Counter, MetricType::Counter, Some(s.aggregation_temporality), true)
+            }
+            Data::Sum(s) => {
+                let t = match hint {
+                    Some("info") => MetricType::Info,
+                    Some("stateset") => MetricType::StateSet,
+                    _ => MetricType::Gauge,
+                };
+                (NameKind::UpDownCounter, t, Some(s.aggregation_temporality), false)
+            }
+            Data::Histogram(h) => {
+                (NameKind::Histogram, MetricType::Histogram, Some(h.aggregation_temporality), true)
+            }
+            Data::ExponentialHistogram(h) => {
+                (NameKind::Histogram, MetricType::Histogram, Some(h.aggregation_temporality), true)
+            }
+            Data::Summary(_) => (NameKind::Summary, MetricType::Summary, None, true),
+        };
+        let delta = match temporality.map(AggregationTemporality::try_from) {
+            None | Some(Ok(AggregationTemporality::Cumulative)) => false,
+            Some(Ok(AggregationTemporality::Delta)) if self.delta.is_some() => true,
+            Some(Ok(AggregationTemporality::Delta)) => {
+                self.drop_points(reason::DELTA_TEMPORALITY, metric_points(m));
+                return;
+            }
+            Some(Ok(AggregationTemporality::Unspecified) | Err(_)) => {
+                self.drop_points(reason::UNSPECIFIED_TEMPORALITY, metric_points(m));
+                return;
+            }
+        };
+        let Some(name) = names::metric_name(&m.name, &m.unit, kind, self.opts.add_metric_suffixes) else {
+            self.drop_points(reason::INVALID_NAME, metric_points(m));
+            return;
+        };
+        // The family is the name as in a text-format `# TYPE` line: for counters that includes
+        // `_total` (format 0.0.4 and remote-write 1 metadata use `http_requests_total`); for
+        // histograms and summaries it is the base name without `_bucket`/`_sum`/`_count`.
+        let family = Family {
+            metadata: Metadata {
+                metric_type,
+                family: name.clone(),
+                help: m.description.clone(),
+                unit: names::unit_word(&m.unit),
+            },
+            name,
+            start_times,
+            delta,
+        };
+        match data {
+            Data::Gauge(g) => self.numbers(&g.data_points, &family, false, shared, latest),
+            Data::Sum(s) => self.numbers(&s.data_points, &family, s.is_monotonic, shared, latest),
+            Data::Histogram(h) => {
+                for p in &h.data_points {
+                    self.histogram(p, &family, shared, latest);
+                }
+            }
+            Data::ExponentialHistogram(h) => {
+                for p in &h.data_points {
+                    self.exponential(p, &family, shared, latest);
+                }
+            }
+            Data::Summary(s) => {
+                for p in &s.data_points {
+                    self.summary(p, &family, shared, latest);
+                }
+            }
+        }
+    }
+
+    /// Gauges and sums; exemplars are kept on counters only (the spec drops them elsewhere).
+    fn numbers(
+        &mut self,
+        points: &'a [NumberDataPoint],
+        family: &Family,
+        exemplars: bool,
+        shared: &Shared,
+        latest: &mut Option<u64>,
+    ) {
+        for p in points {
+            let stale = p.flags & NO_RECORDED_VALUE != 0;
+            let value = match p.value {
+                Some(number_data_point::Value::AsDouble(d)) => d,
+                Some(number_data_point::Value::AsInt(i)) => i as f64,
+                None if stale => 0.0,
+                None => {
+                    self.drop_points(reason::MISSING_VALUE, 1);
+                    continue;
+                }
+            };
+            let mut labels = self.point_labels(&p.attributes, shared);
+            set_label(&mut labels, NAME, family.name.clone());
+            let (value, start_ns) = if stale {
+                (stale_nan(), p.start_time_unix_nano)
+            } else if family.delta {
+                match self.accumulate(&labels, DeltaKind::Sum, p.start_time_unix_nano, p.time_unix_nano, Acc::Number(value))
+                {
+                    Some((start, Acc::Number(v))) => (v, start),
+                    _ => continue,
+                }
+            } else {
+                (value, p.start_time_unix_nano)
+            };
+            let i = self.out.slot(labels, &family.metadata);
+            self.out.series[i].samples.push(Sample {
+                timestamp_ms: ms(p.time_unix_nano),
+                value,
+                start_timestamp_ms: if family.start_times { ms(start_ns) } else { 0 },
+            });
+            if exemplars && !stale {
+                for e in &p.exemplars {
+                    let e = self.exemplar(e);
+                    self.out.series[i].exemplars.push(e);
+                }
+            }
+            *latest = (*latest).max(Some(p.time_unix_nano));
+        }
+    }
+
+    fn histogram(&mut self, p: &'a HistogramDataPoint, family: &Family, shared: &Shared, latest: &mut Option<u64>) {
+        let stale = p.flags & NO_RECORDED_VALUE != 0;
+        let base = self.point_labels(&p.attributes, shared);
+        let mut bounds = Cow::Borrowed(&p.explicit_bounds[..]);
+        let mut counts = Cow::Borrowed(&p.bucket_counts[..]);
+        let (mut count, mut sum, mut start_ns) = (p.count, p.sum, p.start_time_unix_nano);
+        if family.delta && !stale {
+            let mut key = base.clone();
+            set_label(&mut key, NAME, family.name.clone());
+            let delta = Acc::Histogram {
+                bounds: p.explicit_bounds.clone(),
+                counts: p.bucket_counts.clone(),
+                count: p.count,
+                sum: p.sum,
+            };
+            match self.accumulate(&key, DeltaKind::Histogram, start_ns, p.time_unix_nano, delta) {
+                Some((
+                    start,
+                    Acc::Histogram {
+                        bounds: b,
+                        counts: c,
+                        count: n,
+                        sum: s,
+                    },
+                )) => {
+                    (bounds, counts) = (Cow::Owned(b), Cow::Owned(c));
+                    (count, sum, start_ns) = (n, s, start);
+                }
+                _ => return,
+            }
+        }
+        let value = |v: f64| if stale { stale_nan() } else { v };
+        let sample = |v: f64| Sample {
+            timestamp_ms: ms(p.time_unix_nano),
+            value: value(v),
+            start_timestamp_ms: ms(start_ns),
+        };
+        let name = &family.name;
+        if let Some(sum) = sum {
+            self.push(&base, &[(NAME, format!("{name}_sum"))], &family.metadata, sample(sum));
+        }
+        self.push(&base, &[(NAME, format!("{name}_count"))], &family.metadata, sample(count as f64));
+        // Buckets: cumulative counts over ascending bounds, then `+Inf` = count. A bound of +Inf
+        // or NaN in the OTLP data is skipped (the `+Inf` bucket always comes from the count).
+        let bucket_name = format!("{name}_bucket");
+        let mut buckets: Vec<(f64, usize)> = Vec::with_capacity(bounds.len() + 1);
+        let mut cumulative = 0u64;
+        for (&bound, &c) in bounds.iter().zip(counts.iter()) {
+            cumulative = cumulative.saturating_add(c);
+            if bound.is_nan() || bound == f64::INFINITY {
+                continue;
+            }
+            let labels = [(NAME, bucket_name.clone()), ("le", float_string(bound))];
+            let i = self.push(&base, &labels, &family.metadata, sample(cumulative as f64));
+            buckets.push((bound, i));
+        }
+        let labels = [(NAME, bucket_name), ("le", "+Inf".to_string())];
+        let inf = self.push(&base, &labels, &family.metadata, sample(count as f64));
+        if !stale {
+            // Each exemplar goes to the first bucket whose upper bound holds its value.
+            for e in &p.exemplars {
+                let e = self.exemplar(e);
+                let i = buckets.iter().find(|(b, _)| e.value <= *b).map_or(inf, |(_, i)| *i);
+                self.out.series[i].exemplars.push(e);
+            }
+        }
+        *latest = (*latest).max(Some(p.time_unix_nano));
+    }
+
+    fn exponential(
+        &mut self,
+        p: &'a ExponentialHistogramDataPoint,
+        family: &Family,
+        shared: &Shared,
+        latest: &mut Option<u64>,
+    ) {
+        let stale = p.flags & NO_RECORDED_VALUE != 0;
+        let Some(mut hist) = ExpHist::from_point(p) else {
+            self.drop_points(reason::INVALID_SCALE, 1);
+            return;
+        };
+        let mut labels = self.point_labels(&p.attributes, shared);
+        set_label(&mut labels, NAME, family.name.clone());
+        let mut start_ns = p.start_time_unix_nano;
+        if family.delta && !stale {
+            match self.accumulate(&labels, DeltaKind::Exponential, start_ns, p.time_unix_nano, Acc::Exponential(hist))
+            {
+                Some((start, Acc::Exponential(h))) => (hist, start_ns) = (h, start),
+                _ => return,
+            }
+        }
+        let (ts, start) = (ms(p.time_unix_nano), ms(start_ns));
+        let native = if stale {
+            NativeHistogram {
+                timestamp_ms: ts,
+                start_timestamp_ms: start,
+                sum: stale_nan(),
+                schema: hist.scale,
+                zero_threshold: hist.zero_threshold,
+                stale: true,
+                ..Default::default()
+            }
+        } else {
+            match hist.to_native(ts, start) {
+                Some(h) => h,
+                None => {
+                    self.drop_points(reason::INVALID_SCALE, 1);
+                    return;
+                }
+            }
+        };
+        let i = self.out.slot(labels, &family.metadata);
+        self.out.series[i].histograms.push(native);
+        if !stale {
+            for e in &p.exemplars {
+                let e = self.exemplar(e);
+                self.out.series[i].exemplars.push(e);
+            }
+        }
+        *latest = (*latest).max(Some(p.time_unix_nano));
+    }
+
+    fn summary(&mut self, p: &'a SummaryDataPoint, family: &Family, shared: &Shared, latest: &mut Option<u64>) {
+        let stale = p.flags & NO_RECORDED_VALUE != 0;
+        let base = self.point_labels(&p.attributes, shared);
+        let sample = |v: f64| Sample {
+            timestamp_ms: ms(p.time_unix_nano),
+            value: if stale { stale_nan() } else { v },
+            start_timestamp_ms: ms(p.start_time_unix_nano),
+        };
+        let name = &family.name;
+        self.push(&base, &[(NAME, format!("{name}_sum"))], &family.metadata, sample(p.sum));
+        self.push(&base, &[(NAME, format!("{name}_count"))], &family.metadata, sample(p.count as f64));
+        for q in &p.quantile_values {
+            let labels = [(NAME, name.clone()), ("quantile", float_string(q.quantile))];
+            self.push(&base, &labels, &family.metadata, sample(q.value));
+        }
+        *latest = (*latest).max(Some(p.time_unix_nano));
+    }
+
+    /// Pushes a sample on the series `base` + `extra` labels; returns the series' index.
+    fn push(&mut self, base: &Labels, extra: &[(&str, String)], metadata: &Metadata, sample: Sample) -> usize {
+        let mut labels = Labels::with_capacity(base.len() + extra.len());
+        labels.extend(base.iter().cloned());
+        for (k, v) in extra {
+            set_label(&mut labels, k, v.clone());
+        }
+        let i = self.out.slot(labels, metadata);
+        self.out.series[i].samples.push(sample);
+        i
+    }
+
+    /// Runs a delta point through the state; `None` (counted) when it was refused.
+    fn accumulate(&mut self, labels: &Labels, kind: DeltaKind, start_ns: u64, time_ns: u64, delta: Acc) -> Option<(u64, Acc)> {
+        let state = self.delta.as_deref_mut()?;
+        let key = DeltaKey {
+            tenant: self.tenant.clone(),
+            kind,
+            labels: labels.clone(),
+        };
+        match state.accumulate(key, start_ns, time_ns, delta, self.now) {
+            Ok((start, acc)) => Some((start, acc.clone())),
+            Err(Refused::OutOfOrder) => {
+                self.drop_points(reason::DELTA_OUT_OF_ORDER, 1);
+                None
+            }
+        }
+    }
+
+    /// A point's labels without `__name__`: sorted, unique, non-empty, by the precedence in the
+    /// module documentation.
+    fn point_labels(&mut self, attrs: &'a [KeyValue], shared: &Shared) -> Labels {
+        let attr_labels = self.attribute_labels(attrs.iter());
+        if shared.identity.is_empty() && shared.scope.is_empty() && shared.promoted.is_empty() {
+            return attr_labels;
+        }
+        let mut labels = Labels::with_capacity(
+            shared.identity.len() + shared.scope.len() + attr_labels.len() + shared.promoted.len() + 3,
+        );
+        labels.extend(shared.identity.iter().cloned());
+        labels.extend(shared.scope.iter().cloned());
+        labels.extend(attr_labels);
+        labels.extend(shared.promoted.iter().cloned());
+        finish_labels(&mut labels);
+        labels
+    }
+
+    /// Attributes as labels: keys sanitized (cached per call), empty values and invalid keys left
+    /// out, colliding keys joined with `;` in bytewise order of the original keys. Sorted, unique.
+    fn attribute_labels(&mut self, attrs: impl Iterator<Item = &'a KeyValue>) -> Labels {
+        let mut named: Vec<(Rc<str>, &'a str, String)> = Vec::new();
+        for kv in attrs {
+            let value = kv.value.as_ref().map(any_value_string).unwrap_or_default();
+            if value.is_empty() {
+                continue;
+            }
+            let name = self
+                .label_names
+                .entry(kv.key.as_str())
+                .or_insert_with(|| names::label_name(&kv.key).map(Rc::from));
+            if let Some(name) = name {
+                named.push((name.clone(), kv.key.as_str(), value));
+            }
+        }
+        named.sort_by(|a, b| (&*a.0, a.1).cmp(&(&*b.0, b.1)));
+        let mut labels = Labels::with_capacity(named.len());
+        for (name, _, value) in named {
+            match labels.last_mut() {
+                Some((last, joined)) if **last == *name => {
+                    joined.push(';');
+                    joined.push_str(&value);
+                }
+                _ => labels.push((name.to_string(), value)),
+            }
+        }
+        labels
+    }
+
+    /// An OTLP exemplar: `trace_id`/`span_id` in lowercase hex plus the filtered attributes
+    /// (sanitized), unless all labels together exceed OpenMetrics' 128 characters, in which case
+    /// only the ids are kept.
+    fn exemplar(&mut self, e: &'a OtlpExemplar) -> Exemplar {
+        let value = match e.value {
+            Some(exemplar::Value::AsDouble(d)) => d,
+            Some(exemplar::Value::AsInt(i)) => i as f64,
+            None => 0.0,
+        };
+        let mut ids = Labels::new();
+        if !e.trace_id.is_empty() {
+            ids.push(("trace_id".to_string(), hex(&e.trace_id)));
+        }
+        if !e.span_id.is_empty() {
+            ids.push(("span_id".to_string(), hex(&e.span_id)));
+        }
+        let attrs = self.attribute_labels(e.filtered_attributes.iter());
+        let runes: usize = ids
+            .iter()
+            .chain(&attrs)
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum();
+        let mut labels = ids;
+        if runes <= MAX_EXEMPLAR_RUNES {
+            labels.extend(attrs);
+        }
+        finish_labels(&mut labels);
+        Exemplar {
+            labels,
+            value,
+            timestamp_ms: ms(e.time_unix_nano),
+        }
+    }
+}
+
+fn prometheus_type_hint(m: &Metric) -> Option<&str> {
+    use crate::proto::otlp::common::v1::any_value::Value;
+    m.metadata
+        .iter()
+        .find(|kv| kv.key == "prometheus.type")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// Nanoseconds since the epoch -> milliseconds.
+fn ms(ns: u64) -> i64 {
+    (ns / 1_000_000) as i64
+}
+
+/// Sorts by name and keeps the first label of each name (earlier entries have precedence).
+fn finish_labels(labels: &mut Labels) {
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels.dedup_by(|later, earlier| later.0 == earlier.0);
+}
+
+/// Sets a label in a sorted label list, replacing one of the same name.
+fn set_label(labels: &mut Labels, name: &str, value: String) {
+    match labels.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+        Ok(i) => labels[i].1 = value,
+        Err(i) => labels.insert(i, (name.to_string(), value)),
+    }
+}
+
+/// Series by label set, in order of first appearance.
+#[derive(Default)]
+struct SeriesSet {
+    series: Vec<Series>,
+    /// Label-set hash -> the latest series with that hash; `chain` links to earlier ones.
+    heads: HashMap<u64, usize>,
+    chain: Vec<Option<usize>>,
+    hasher: RandomState,
+}
+
+impl SeriesSet {
+    /// The index of the series with these labels, created with `metadata` if new.
+    fn slot(&mut self, labels: Labels, metadata: &Metadata) -> usize {
+        let hash = self.hasher.hash_one(&labels);
+        let mut at = self.heads.get(&hash).copied();
+        while let Some(i) = at {
+            if self.series[i].labels == labels {
+                return i;
+            }
+            at = self.chain[i];
+        }
+        let i = self.series.len();
+        self.chain.push(self.heads.insert(hash, i));
+        self.series.push(Series {
+            labels,
+            metadata: metadata.clone(),
+            ..Default::default()
+        });
+        i
+    }
+}
