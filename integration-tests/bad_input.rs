@@ -102,7 +102,7 @@ fn start() -> (Sluice, Http) {
             .enable_all()
             .build()
             .unwrap(),
-        client: reqwest::Client::new(),
+        client: support::http_client(),
         url: s.http_url("otlp"),
     };
     (s, http)

@@ -225,7 +225,7 @@ mod reqwest {
             .build()
             .unwrap();
         rt.block_on(async {
-            let r = ::reqwest::Client::new()
+            let r = super::support::http_client()
                 .post(url)
                 .header("content-type", "application/x-protobuf")
                 .body(body)

@@ -16,7 +16,7 @@ fn post_protobuf(url: &str, body: Vec<u8>) -> u16 {
         .build()
         .unwrap();
     rt.block_on(async {
-        reqwest::Client::new()
+        support::http_client()
             .post(url)
             .header("content-type", "application/x-protobuf")
             .body(body)

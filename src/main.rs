@@ -36,6 +36,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for every HTTPS client in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {

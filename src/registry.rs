@@ -6,9 +6,11 @@ use sluice_core::component::{
 };
 use sluice_exporters::debug::DebugExporterConfig;
 use sluice_exporters::otlp::{OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
+use sluice_exporters::prometheus::PrometheusExporterConfig;
 use sluice_exporters::remote_write::RemoteWriteConfig;
 use sluice_processors::batch::BatchConfig;
 use sluice_receivers::otlp::OtlpReceiverConfig;
+use sluice_receivers::remote_write::RemoteWriteReceiverConfig;
 
 pub struct Components;
 
@@ -16,6 +18,9 @@ impl Registry for Components {
     fn receiver(&self, kind: &str) -> Option<ParseFn<dyn ReceiverConfig>> {
         match kind {
             "otlp" => Some(|n, c| Ok(Box::new(parse_config::<OtlpReceiverConfig>(n, c)?))),
+            "prometheus_remote_write" | "prometheusremotewrite" => {
+                Some(|n, c| Ok(Box::new(parse_config::<RemoteWriteReceiverConfig>(n, c)?)))
+            }
             _ => None,
         }
     }
@@ -39,19 +44,26 @@ impl Registry for Components {
             "prometheus_remote_write" | "prometheusremotewrite" => {
                 Some(|n, c| Ok(Box::new(parse_config::<RemoteWriteConfig>(n, c)?)))
             }
+            "prometheus" => {
+                Some(|n, c| Ok(Box::new(parse_config::<PrometheusExporterConfig>(n, c)?)))
+            }
             _ => None,
         }
     }
 
     fn kinds(&self, class: Class) -> &'static [&'static str] {
         match class {
-            Class::Receiver => &["otlp"],
+            Class::Receiver => &[
+                "otlp",
+                "prometheus_remote_write (alias prometheusremotewrite)",
+            ],
             Class::Processor => &["batch"],
             Class::Exporter => &[
                 "otlp (alias otlp_grpc)",
                 "otlp_http (alias otlphttp)",
                 "debug",
                 "prometheus_remote_write (alias prometheusremotewrite)",
+                "prometheus",
             ],
         }
     }

@@ -183,6 +183,7 @@ impl Worker {
                 }
             };
             let err = match result {
+                Ok(d) if d.handed_off => return,
                 Ok(d) => {
                     let sent = points.saturating_sub(d.rejected_points);
                     self.telemetry

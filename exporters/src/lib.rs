@@ -3,4 +3,5 @@
 
 pub mod debug;
 pub mod otlp;
+pub mod prometheus;
 pub mod remote_write;

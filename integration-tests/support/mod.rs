@@ -39,7 +39,8 @@ impl Sluice {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--config"])
             .arg(&path)
-            .env("RUST_LOG", "info")
+            // SLUICE_TEST_LOG=debug shows more of Sluice's log in failing tests.
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -154,6 +155,7 @@ fn listening(line: &str) -> Option<(String, SocketAddr)> {
             .map(|v| v.trim_matches('"').to_string())
     };
     if line.contains("receiver listening") {
+        // "OTLP/HTTP receiver listening" and "remote_write receiver listening" are `<id>/http`.
         let proto = if line.contains("OTLP/gRPC") {
             "grpc"
         } else {
@@ -490,4 +492,10 @@ pub fn numbers(reqs: &[ExportMetricsServiceRequest]) -> Vec<u64> {
     }
     out.sort();
     out
+}
+
+/// An HTTP client (reqwest is built with rustls, which needs its crypto provider installed).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

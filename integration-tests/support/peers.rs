@@ -78,6 +78,39 @@ impl Peer {
         p
     }
 
+    /// VictoriaMetrics serving HTTPS with a certificate for 127.0.0.1 signed by a fresh CA; returns
+    /// the peer and the CA's PEM file.
+    pub fn victoria_metrics_tls() -> (Peer, std::path::PathBuf) {
+        require("/usr/bin/victoria-metrics");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl").args(args).current_dir(d).stderr(Stdio::null()).status().unwrap().success();
+            assert!(ok, "openssl {args:?}");
+        };
+        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sluice-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "server.pem"]);
+        let port = free_port();
+        let child = Command::new("/usr/bin/victoria-metrics")
+            .arg(format!("-storageDataPath={}", d.join("data").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-tls")
+            .arg(format!("-tlsCertFile={}", d.join("server.pem").display()))
+            .arg(format!("-tlsKeyFile={}", d.join("server.key").display()))
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ca = d.join("ca.pem");
+        let p = Peer { addr: format!("127.0.0.1:{port}").parse().unwrap(), child, _dir: dir };
+        super::wait_until(Duration::from_secs(30), "victoria-metrics (TLS) listening", || std::net::TcpStream::connect(p.addr).is_ok());
+        (p, ca)
+    }
+
     fn wait_ready(&self, path: &str) {
         let url = format!("http://{}{}", self.addr, path);
         super::wait_until(Duration::from_secs(30), &format!("{url} ready"), || {

@@ -3,3 +3,10 @@
 
 pub mod otlp;
 pub mod remote_write;
+
+/// An HTTP client for tests (reqwest is built with rustls, which needs its crypto provider).
+#[cfg(test)]
+pub(crate) fn test_http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

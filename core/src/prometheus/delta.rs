@@ -26,6 +26,8 @@ pub struct DeltaToCumulative {
     max_series: usize,
     max_idle: Duration,
     last_sweep: Option<Instant>,
+    /// Counts accumulations: orders series by recency without ties.
+    tick: u64,
 }
 
 impl Default for DeltaToCumulative {
@@ -104,6 +106,8 @@ struct Entry {
     start_ns: u64,
     last_ns: u64,
     seen: Instant,
+    /// The `tick` of the last point.
+    order: u64,
     acc: Acc,
 }
 
@@ -126,6 +130,7 @@ impl DeltaToCumulative {
             max_series: max_series.max(1),
             max_idle,
             last_sweep: None,
+            tick: 0,
         }
     }
 
@@ -168,16 +173,20 @@ impl DeltaToCumulative {
         if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
             self.evict_oldest();
         }
+        self.tick += 1;
+        let order = self.tick;
         let entry = match self.series.entry(key) {
             MapEntry::Vacant(v) => v.insert(Entry {
                 start_ns,
                 last_ns: time_ns,
                 seen: now,
+                order,
                 acc: delta,
             }),
             MapEntry::Occupied(o) => {
                 let entry = o.into_mut();
                 entry.seen = now;
+                entry.order = order;
                 if time_ns <= entry.last_ns {
                     return Err(Refused::OutOfOrder);
                 }
@@ -199,17 +208,9 @@ impl DeltaToCumulative {
         if n == 0 {
             return;
         }
-        let mut seen: Vec<Instant> = self.series.values().map(|e| e.seen).collect();
-        let (_, cutoff, _) = seen.select_nth_unstable(n - 1);
+        let mut orders: Vec<u64> = self.series.values().map(|e| e.order).collect();
+        let (_, cutoff, _) = orders.select_nth_unstable(n - 1);
         let cutoff = *cutoff;
-        let mut left = n;
-        self.series.retain(|_, e| {
-            if left > 0 && e.seen <= cutoff {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        self.series.retain(|_, e| e.order > cutoff);
     }
 }

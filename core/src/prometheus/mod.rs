@@ -15,7 +15,9 @@ mod values;
 mod tests;
 
 pub use delta::{DEFAULT_MAX_IDLE, DEFAULT_MAX_SERIES};
-pub use translate::{DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, reason, translate};
+pub use translate::{
+    DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, reason, translate,
+};
 
 /// The NaN Prometheus uses as the staleness marker; no other NaN may carry this bit pattern.
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;

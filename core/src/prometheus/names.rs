@@ -83,7 +83,8 @@ fn is_metric_char(c: char) -> bool {
 /// Splits on every character outside `[a-zA-Z0-9:]` (the underscore included), dropping empty
 /// tokens: this replaces invalid characters, collapses runs and trims leading/trailing `_`.
 fn tokens(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !is_metric_char(c)).filter(|t| !t.is_empty())
+    s.split(|c: char| !is_metric_char(c))
+        .filter(|t| !t.is_empty())
 }
 
 /// The main and per parts of a unit as name tokens; annotations (`{packets}`) and `1` give none.
@@ -127,7 +128,12 @@ pub fn unit_word(unit: &str) -> String {
 /// already there, then `per_<unit>` likewise; for counters remove every `total` token and append
 /// one; for gauges with unit `1` remove every `ratio` token and append one; join with `_`; prefix
 /// `_` when the result starts with a digit. Without suffixes only the characters are escaped.
-pub fn metric_name(otel_name: &str, unit: &str, kind: NameKind, add_suffixes: bool) -> Option<String> {
+pub fn metric_name(
+    otel_name: &str,
+    unit: &str,
+    kind: NameKind,
+    add_suffixes: bool,
+) -> Option<String> {
     let name = if add_suffixes {
         let mut toks: Vec<&str> = tokens(otel_name).collect();
         let (main, per) = unit_tokens(unit);
@@ -172,7 +178,11 @@ pub fn metric_name(otel_name: &str, unit: &str, kind: NameKind, add_suffixes: bo
 /// invalid.
 pub fn label_name(key: &str) -> Option<String> {
     let reserved = key.len() >= 4 && key.starts_with("__") && key.ends_with("__");
-    let inner = if reserved { &key[2..key.len() - 2] } else { key };
+    let inner = if reserved {
+        &key[2..key.len() - 2]
+    } else {
+        key
+    };
     let mut out = String::with_capacity(key.len() + 4);
     if reserved {
         out.push_str("__");

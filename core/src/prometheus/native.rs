@@ -20,6 +20,9 @@ const MAX_INLINE_GAP: i64 = 2;
 /// Widest dense bucket range kept when adding histograms; wider sums are merged to a coarser scale.
 const MAX_DENSE_WIDTH: i64 = 1 << 14;
 
+/// A Prometheus bucket span: offset and length.
+type Span = (i32, u32);
+
 /// Dense buckets at some scale: `counts[k]` belongs to OTLP index `offset + k`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Dense {
@@ -96,8 +99,8 @@ impl Dense {
     /// Prometheus spans (`(offset, length)`, the first offset absolute, later ones relative to the
     /// end of the previous span) and deltas (each bucket count minus the previous one). Empty
     /// buckets at the edges are left out; `None` when an index does not fit Prometheus' `i32`.
-    pub(crate) fn spans(&self) -> Option<(Vec<(i32, u32)>, Vec<i64>)> {
-        let mut spans: Vec<(i32, u32)> = Vec::new();
+    pub(crate) fn spans(&self) -> Option<(Vec<Span>, Vec<i64>)> {
+        let mut spans: Vec<Span> = Vec::new();
         let mut deltas = Vec::new();
         let mut prev_count = 0i64;
         let mut last_idx: Option<i64> = None;
@@ -206,7 +209,11 @@ impl ExpHist {
     }
 
     /// The native histogram; `None` when a bucket index does not fit.
-    pub(crate) fn to_native(&self, timestamp_ms: i64, start_timestamp_ms: i64) -> Option<NativeHistogram> {
+    pub(crate) fn to_native(
+        &self,
+        timestamp_ms: i64,
+        start_timestamp_ms: i64,
+    ) -> Option<NativeHistogram> {
         let (positive_spans, positive_deltas) = self.positive.spans()?;
         let (negative_spans, negative_deltas) = self.negative.spans()?;
         Some(NativeHistogram {

@@ -18,6 +18,19 @@
 //!
 //! Empty values are dropped (Prometheus treats an empty label as absent); values that are empty
 //! are also left out of `;` joins so that no stray separators appear.
+//!
+//! Other choices:
+//!
+//! - Start times (`start_timestamp_ms`) are kept on counters, histograms and summaries, the types
+//!   that have a created timestamp in Prometheus; gauges (including non-monotonic sums) get 0.
+//! - With `DeltaPolicy::ToCumulative`, delta non-monotonic sums are accumulated too (the running
+//!   sum of an up-down counter's deltas is its current value, which is what the Collector's
+//!   `deltatocumulative` processor produces); the spec only requires it for monotonic sums and
+//!   otherwise says to drop, which `DeltaPolicy::Drop` does for every delta point.
+//! - A number point without a value (and without the "no recorded value" flag) is dropped
+//!   (`missing_value`) rather than exported as 0.
+//! - Exemplars are kept on counters, histogram buckets (the first bucket whose `le` holds the
+//!   value) and native histograms, and dropped on gauges and summaries (spec, "Exemplars").
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
 use super::names::{self, NameKind};
@@ -115,7 +128,11 @@ type Labels = Vec<(String, String)>;
 
 /// Translates a batch. `delta_state` is used when `opts.delta` is `ToCumulative`; without it
 /// delta points are dropped like with `DeltaPolicy::Drop`.
-pub fn translate(batch: &Batch, opts: &TranslateOptions, delta_state: Option<&mut DeltaToCumulative>) -> Translation {
+pub fn translate(
+    batch: &Batch,
+    opts: &TranslateOptions,
+    delta_state: Option<&mut DeltaToCumulative>,
+) -> Translation {
     let now = Instant::now();
     let mut delta = delta_state.filter(|_| opts.delta == DeltaPolicy::ToCumulative);
     if let Some(d) = delta.as_deref_mut() {
@@ -249,7 +266,11 @@ impl<'a> Translator<'a, '_> {
     /// job/instance, and without them unrelated resources would share one series.
     fn target_info(&mut self, attrs: &'a [KeyValue], identity: Labels, latest_ns: u64) {
         const IDENTIFYING: [&str; 3] = ["service.name", "service.namespace", "service.instance.id"];
-        let others = self.attribute_labels(attrs.iter().filter(|kv| !IDENTIFYING.contains(&kv.key.as_str())));
+        let others = self.attribute_labels(
+            attrs
+                .iter()
+                .filter(|kv| !IDENTIFYING.contains(&kv.key.as_str())),
+        );
         if others.iter().all(|(k, _)| k == "job" || k == "instance") {
             return;
         }
@@ -283,23 +304,37 @@ impl<'a> Translator<'a, '_> {
                 };
                 (NameKind::Gauge, t, None, false)
             }
-            Data::Sum(s) if s.is_monotonic => {
-                (NameKind::Counter, MetricType::Counter, Some(s.aggregation_temporality), true)
-            }
+            Data::Sum(s) if s.is_monotonic => (
+                NameKind::Counter,
+                MetricType::Counter,
+                Some(s.aggregation_temporality),
+                true,
+            ),
             Data::Sum(s) => {
                 let t = match hint {
                     Some("info") => MetricType::Info,
                     Some("stateset") => MetricType::StateSet,
                     _ => MetricType::Gauge,
                 };
-                (NameKind::UpDownCounter, t, Some(s.aggregation_temporality), false)
+                (
+                    NameKind::UpDownCounter,
+                    t,
+                    Some(s.aggregation_temporality),
+                    false,
+                )
             }
-            Data::Histogram(h) => {
-                (NameKind::Histogram, MetricType::Histogram, Some(h.aggregation_temporality), true)
-            }
-            Data::ExponentialHistogram(h) => {
-                (NameKind::Histogram, MetricType::Histogram, Some(h.aggregation_temporality), true)
-            }
+            Data::Histogram(h) => (
+                NameKind::Histogram,
+                MetricType::Histogram,
+                Some(h.aggregation_temporality),
+                true,
+            ),
+            Data::ExponentialHistogram(h) => (
+                NameKind::Histogram,
+                MetricType::Histogram,
+                Some(h.aggregation_temporality),
+                true,
+            ),
             Data::Summary(_) => (NameKind::Summary, MetricType::Summary, None, true),
         };
         let delta = match temporality.map(AggregationTemporality::try_from) {
@@ -314,7 +349,8 @@ impl<'a> Translator<'a, '_> {
                 return;
             }
         };
-        let Some(name) = names::metric_name(&m.name, &m.unit, kind, self.opts.add_metric_suffixes) else {
+        let Some(name) = names::metric_name(&m.name, &m.unit, kind, self.opts.add_metric_suffixes)
+        else {
             self.drop_points(reason::INVALID_NAME, metric_points(m));
             return;
         };
@@ -378,8 +414,13 @@ impl<'a> Translator<'a, '_> {
             let (value, start_ns) = if stale {
                 (stale_nan(), p.start_time_unix_nano)
             } else if family.delta {
-                match self.accumulate(&labels, DeltaKind::Sum, p.start_time_unix_nano, p.time_unix_nano, Acc::Number(value))
-                {
+                match self.accumulate(
+                    &labels,
+                    DeltaKind::Sum,
+                    p.start_time_unix_nano,
+                    p.time_unix_nano,
+                    Acc::Number(value),
+                ) {
                     Some((start, Acc::Number(v))) => (v, start),
                     _ => continue,
                 }
@@ -402,7 +443,13 @@ impl<'a> Translator<'a, '_> {
         }
     }
 
-    fn histogram(&mut self, p: &'a HistogramDataPoint, family: &Family, shared: &Shared, latest: &mut Option<u64>) {
+    fn histogram(
+        &mut self,
+        p: &'a HistogramDataPoint,
+        family: &Family,
+        shared: &Shared,
+        latest: &mut Option<u64>,
+    ) {
         let stale = p.flags & NO_RECORDED_VALUE != 0;
         let base = self.point_labels(&p.attributes, shared);
         let mut bounds = Cow::Borrowed(&p.explicit_bounds[..]);
@@ -417,7 +464,13 @@ impl<'a> Translator<'a, '_> {
                 count: p.count,
                 sum: p.sum,
             };
-            match self.accumulate(&key, DeltaKind::Histogram, start_ns, p.time_unix_nano, delta) {
+            match self.accumulate(
+                &key,
+                DeltaKind::Histogram,
+                start_ns,
+                p.time_unix_nano,
+                delta,
+            ) {
                 Some((
                     start,
                     Acc::Histogram {
@@ -441,9 +494,19 @@ impl<'a> Translator<'a, '_> {
         };
         let name = &family.name;
         if let Some(sum) = sum {
-            self.push(&base, &[(NAME, format!("{name}_sum"))], &family.metadata, sample(sum));
+            self.push(
+                &base,
+                &[(NAME, format!("{name}_sum"))],
+                &family.metadata,
+                sample(sum),
+            );
         }
-        self.push(&base, &[(NAME, format!("{name}_count"))], &family.metadata, sample(count as f64));
+        self.push(
+            &base,
+            &[(NAME, format!("{name}_count"))],
+            &family.metadata,
+            sample(count as f64),
+        );
         // Buckets: cumulative counts over ascending bounds, then `+Inf` = count. A bound of +Inf
         // or NaN in the OTLP data is skipped (the `+Inf` bucket always comes from the count).
         let bucket_name = format!("{name}_bucket");
@@ -464,7 +527,10 @@ impl<'a> Translator<'a, '_> {
             // Each exemplar goes to the first bucket whose upper bound holds its value.
             for e in &p.exemplars {
                 let e = self.exemplar(e);
-                let i = buckets.iter().find(|(b, _)| e.value <= *b).map_or(inf, |(_, i)| *i);
+                let i = buckets
+                    .iter()
+                    .find(|(b, _)| e.value <= *b)
+                    .map_or(inf, |(_, i)| *i);
                 self.out.series[i].exemplars.push(e);
             }
         }
@@ -487,8 +553,13 @@ impl<'a> Translator<'a, '_> {
         set_label(&mut labels, NAME, family.name.clone());
         let mut start_ns = p.start_time_unix_nano;
         if family.delta && !stale {
-            match self.accumulate(&labels, DeltaKind::Exponential, start_ns, p.time_unix_nano, Acc::Exponential(hist))
-            {
+            match self.accumulate(
+                &labels,
+                DeltaKind::Exponential,
+                start_ns,
+                p.time_unix_nano,
+                Acc::Exponential(hist),
+            ) {
                 Some((start, Acc::Exponential(h))) => (hist, start_ns) = (h, start),
                 _ => return,
             }
@@ -524,7 +595,13 @@ impl<'a> Translator<'a, '_> {
         *latest = (*latest).max(Some(p.time_unix_nano));
     }
 
-    fn summary(&mut self, p: &'a SummaryDataPoint, family: &Family, shared: &Shared, latest: &mut Option<u64>) {
+    fn summary(
+        &mut self,
+        p: &'a SummaryDataPoint,
+        family: &Family,
+        shared: &Shared,
+        latest: &mut Option<u64>,
+    ) {
         let stale = p.flags & NO_RECORDED_VALUE != 0;
         let base = self.point_labels(&p.attributes, shared);
         let sample = |v: f64| Sample {
@@ -533,8 +610,18 @@ impl<'a> Translator<'a, '_> {
             start_timestamp_ms: ms(p.start_time_unix_nano),
         };
         let name = &family.name;
-        self.push(&base, &[(NAME, format!("{name}_sum"))], &family.metadata, sample(p.sum));
-        self.push(&base, &[(NAME, format!("{name}_count"))], &family.metadata, sample(p.count as f64));
+        self.push(
+            &base,
+            &[(NAME, format!("{name}_sum"))],
+            &family.metadata,
+            sample(p.sum),
+        );
+        self.push(
+            &base,
+            &[(NAME, format!("{name}_count"))],
+            &family.metadata,
+            sample(p.count as f64),
+        );
         for q in &p.quantile_values {
             let labels = [(NAME, name.clone()), ("quantile", float_string(q.quantile))];
             self.push(&base, &labels, &family.metadata, sample(q.value));
@@ -543,7 +630,13 @@ impl<'a> Translator<'a, '_> {
     }
 
     /// Pushes a sample on the series `base` + `extra` labels; returns the series' index.
-    fn push(&mut self, base: &Labels, extra: &[(&str, String)], metadata: &Metadata, sample: Sample) -> usize {
+    fn push(
+        &mut self,
+        base: &Labels,
+        extra: &[(&str, String)],
+        metadata: &Metadata,
+        sample: Sample,
+    ) -> usize {
         let mut labels = Labels::with_capacity(base.len() + extra.len());
         labels.extend(base.iter().cloned());
         for (k, v) in extra {
@@ -555,7 +648,14 @@ impl<'a> Translator<'a, '_> {
     }
 
     /// Runs a delta point through the state; `None` (counted) when it was refused.
-    fn accumulate(&mut self, labels: &Labels, kind: DeltaKind, start_ns: u64, time_ns: u64, delta: Acc) -> Option<(u64, Acc)> {
+    fn accumulate(
+        &mut self,
+        labels: &Labels,
+        kind: DeltaKind,
+        start_ns: u64,
+        time_ns: u64,
+        delta: Acc,
+    ) -> Option<(u64, Acc)> {
         let state = self.delta.as_deref_mut()?;
         let key = DeltaKey {
             tenant: self.tenant.clone(),
@@ -579,7 +679,11 @@ impl<'a> Translator<'a, '_> {
             return attr_labels;
         }
         let mut labels = Labels::with_capacity(
-            shared.identity.len() + shared.scope.len() + attr_labels.len() + shared.promoted.len() + 3,
+            shared.identity.len()
+                + shared.scope.len()
+                + attr_labels.len()
+                + shared.promoted.len()
+                + 3,
         );
         labels.extend(shared.identity.iter().cloned());
         labels.extend(shared.scope.iter().cloned());

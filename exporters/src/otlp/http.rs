@@ -25,6 +25,7 @@ impl ExporterConfig for OtlpHttpExporterConfig {
                 http::HeaderValue::from_str(v)?,
             );
         }
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(self.timeout.get())
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))

@@ -25,7 +25,7 @@ impl Client {
         for (k, v) in &cfg.headers {
             headers.insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?);
         }
-        let http = reqwest::Client::builder()
+        let http = tls(&cfg.tls, reqwest::Client::builder())?
             .timeout(cfg.timeout.get())
             .user_agent(concat!("Sluice/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
@@ -93,6 +93,24 @@ impl Client {
             _ => Outcome::Permanent(message),
         }
     }
+}
+
+/// Applies TLS settings (rustls with the ring provider, installed once per process).
+pub fn tls(cfg: &super::config::TlsConfig, mut b: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, sluice_core::component::BoxError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
+    if let Some(ca) = &cfg.ca_file {
+        for cert in reqwest::Certificate::from_pem_bundle(&read(ca)?)? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&cfg.cert_file, &cfg.key_file) {
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        b = b.identity(reqwest::Identity::from_pem(&pem)?);
+    }
+    Ok(b.danger_accept_invalid_certs(cfg.insecure_skip_verify))
 }
 
 /// Base64 for the basic-auth header (RFC 4648, with padding).

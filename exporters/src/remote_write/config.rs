@@ -28,6 +28,9 @@ pub struct RemoteWriteConfig {
     /// A file holding the bearer token, read at start (relative to the config file).
     pub bearer_token_file: Option<String>,
     pub basic_auth: Option<BasicAuth>,
+    /// TLS for `https://` endpoints.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Header carrying each batch's tenant (`X-Scope-OrgID`, `THANOS-TENANT`); none by default.
     pub tenant_header: Option<String>,
     /// Tenant used for the header / `${tenant}` when a batch has none (default `anonymous`).
@@ -65,6 +68,21 @@ pub enum Protocol {
     #[default]
     V1,
     V2,
+}
+
+/// TLS settings of an HTTPS client. Without `ca_file` the system's trust store is used.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificate(s) to trust, besides the system's.
+    pub ca_file: Option<String>,
+    /// PEM client certificate, for mutual TLS (with `key_file`).
+    pub cert_file: Option<String>,
+    /// PEM private key of the client certificate.
+    pub key_file: Option<String>,
+    /// Do not verify the server's certificate (testing only; default false).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -208,9 +226,15 @@ impl RemoteWriteConfig {
 
 impl Validate for RemoteWriteConfig {
     fn resolve_paths(&mut self, ctx: &LoadContext) {
-        if let Some(p) = &self.bearer_token_file {
-            self.bearer_token_file = Some(ctx.resolve(p).display().to_string());
-        }
+        let resolve = |p: &mut Option<String>| {
+            if let Some(path) = p {
+                *path = ctx.resolve(path).display().to_string();
+            }
+        };
+        resolve(&mut self.bearer_token_file);
+        resolve(&mut self.tls.ca_file);
+        resolve(&mut self.tls.cert_file);
+        resolve(&mut self.tls.key_file);
     }
 
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
@@ -220,12 +244,11 @@ impl Validate for RemoteWriteConfig {
                 .and_then(|m| m.iter().find(|(k, _)| k.key_text() == key))
                 .map_or(node.pos, |(_, v)| v.pos)
         };
-        match HttpUrl::parse(&self.url_for("tenant")) {
-            Ok(u) if u.0.scheme_str() == Some("https") => {
-                errs.push(DeError::new(at("endpoint"), "https is not supported yet; use an http:// URL"))
-            }
-            Ok(_) => {}
-            Err(m) => errs.push(DeError::new(at("endpoint"), m)),
+        if let Err(m) = HttpUrl::parse(&self.url_for("tenant")) {
+            errs.push(DeError::new(at("endpoint"), m));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            errs.push(DeError::new(at("tls"), "tls: cert_file and key_file go together"));
         }
         for (k, v) in &self.headers {
             if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {

@@ -143,6 +143,7 @@ impl ShardSet {
         let mut set = self;
         set.samples_in = 0;
         set.last_update = Instant::now();
+        tracing::debug!(exporter = %shared.name, out, nanos, in_rate, backlog, current, "shard update");
         if out == 0 || shared.last_success.lock().elapsed() > interval {
             return set;
         }

@@ -138,7 +138,7 @@ async fn post_protobuf(
     req: &ExportMetricsServiceRequest,
     headers: &[(&str, &str)],
 ) -> reqwest::Response {
-    let mut rb = reqwest::Client::new()
+    let mut rb = crate::test_http_client()
         .post(url)
         .header("content-type", "application/x-protobuf")
         .body(req.encode_to_vec());
@@ -241,7 +241,7 @@ async fn invalid_points_are_reported_as_partial_success() {
 
     let resp = within(
         "HTTP export",
-        reqwest::Client::new()
+        crate::test_http_client()
             .post(r.http_url())
             .header("content-type", "application/json")
             .body(serde_json::to_vec(&req).unwrap())
@@ -357,7 +357,7 @@ async fn shutdown_ends_the_task_and_releases_the_ports() {
     )
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::test_http_client();
     let resp = within(
         "HTTP export",
         http.post(r.http_url())

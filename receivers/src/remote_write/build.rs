@@ -5,11 +5,13 @@
 //!   the instance. Every other label but `__name__` becomes a point attribute, unchanged.
 //! - The metric name is `__name__`, unchanged. The OTLP type comes from the Prometheus type: a
 //!   counter whose name ends in `_total` becomes a cumulative monotonic Sum; every other float
-//!   series becomes a Gauge, and when its Prometheus type is not gauge or unknown (a counter
+//!   series becomes a Gauge, and when its Prometheus type is not gauge (untyped, a counter
 //!   without `_total`, the `_bucket`/`_sum`/`_count` series of a classic histogram, a summary's
-//!   quantiles, info, stateset), the type is kept in the metric's metadata as `prometheus.type`.
-//!   That way each series leaves through the remote_write exporter under the name it came with
-//!   (the exporter only adds `_total` to monotonic Sums that lack it).
+//!   quantiles, info, stateset), the type is kept in the metric's metadata as `prometheus.type`
+//!   (`unknown`, `counter`, `histogram`, ...). That way each series leaves through the
+//!   remote_write exporter under the name it came with (the exporter only adds `_total` to
+//!   monotonic Sums that lack it). Classic histograms and summaries are not reassembled: their
+//!   series may arrive in different requests (senders shard by series).
 //! - Native histograms become exponential histograms (custom-bucket ones explicit histograms).
 //! - A StaleNaN keeps its exact bits and the point gets the "no recorded value" flag.
 //! - Exemplars go to the point of their series (in the same request) closest in time.
@@ -586,7 +588,8 @@ fn number_kind(name: &str, t: MetricType) -> (Kind, Option<&'static str>) {
     match t {
         MetricType::Counter if name.ends_with("_total") => (Kind::Counter, None),
         MetricType::Counter => (Kind::Gauge, Some("counter")),
-        MetricType::Gauge | MetricType::Unknown => (Kind::Gauge, None),
+        MetricType::Gauge => (Kind::Gauge, None),
+        MetricType::Unknown => (Kind::Gauge, Some("unknown")),
         MetricType::Histogram => (Kind::Gauge, Some("histogram")),
         MetricType::GaugeHistogram => (Kind::Gauge, Some("gaugehistogram")),
         MetricType::Summary => (Kind::Gauge, Some("summary")),

@@ -235,9 +235,10 @@ impl MetadataCache {
                 help: truncate(&m.help),
                 unit: truncate(&m.unit),
             };
+            let full = families.len() >= MAX_FAMILIES;
             match families.get_mut(m.metric_family_name.as_str()) {
                 Some(f) => *f = family,
-                None if families.len() < MAX_FAMILIES => {
+                None if !full => {
                     families.insert(m.metric_family_name.clone(), family);
                 }
                 None => {}
