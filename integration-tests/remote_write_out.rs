@@ -417,3 +417,68 @@ fn https_endpoint_with_a_private_ca() {
     GrpcClient::connect(&skip.grpc_url("otlp")).export(request(vec![gauge("tls.skip", "", vec![number(vec![], T0, 1.0)])])).unwrap();
     wait_until(Duration::from_secs(20), "sent without verification", || skip.metric("sluice_exporter_sent_points_total", &[]) >= 1.0);
 }
+
+/// Static headers, bearer token and basic auth are sent; the tenant goes into the tenant header and
+/// the templated URL (the default tenant for batches without one).
+#[test]
+fn auth_headers_and_tenant_header_and_templated_url() {
+    let sink = RwSink::start(RwBehaviour::Accept);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let yaml = format!(
+        r#"
+receivers:
+  otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:0" }} }} }}
+exporters:
+  prometheus_remote_write/bearer:
+    endpoint: "http://{addr}/insert/${{tenant}}/api/v1/write"
+    bearer_token_file: {token:?}
+    tenant_header: X-Scope-OrgID
+    default_tenant: team-a
+    headers: {{ X-Custom: yes }}
+    queue_config: {{ batch_send_deadline: 50ms }}
+  prometheus_remote_write/basic:
+    endpoint: "http://{addr}/basic"
+    basic_auth: {{ username: user, password: pass }}
+    queue_config: {{ batch_send_deadline: 50ms }}
+service:
+  telemetry: {{ metrics: {{ address: "127.0.0.1:0" }} }}
+  pipelines:
+    metrics: {{ receivers: [otlp], exporters: [prometheus_remote_write/bearer, prometheus_remote_write/basic] }}
+"#,
+        addr = sink.addr,
+        token = dir.path().join("token").display().to_string(),
+    );
+    let s = Sluice::start(&yaml, &["otlp/grpc", "telemetry"]);
+    GrpcClient::connect(&s.grpc_url("otlp")).export(request(vec![gauge("g", "", vec![number(vec![], T0, 1.0)])])).unwrap();
+    wait_until(Duration::from_secs(10), "both exporters sent", || sink.requests().len() >= 2);
+    let reqs = sink.requests();
+    let bearer = reqs.iter().find(|r| r.path.starts_with("/insert/")).expect("templated URL");
+    assert_eq!(bearer.path, "/insert/team-a/api/v1/write");
+    assert_eq!(bearer.headers["authorization"], "Bearer s3cret");
+    assert_eq!(bearer.headers["x-scope-orgid"], "team-a");
+    assert_eq!(bearer.headers["x-custom"], "yes");
+    let basic = reqs.iter().find(|r| r.path == "/basic").unwrap();
+    assert_eq!(basic.headers["authorization"], "Basic dXNlcjpwYXNz");
+    assert!(basic.headers.get("x-scope-orgid").is_none());
+}
+
+/// Reserved headers cannot be overridden: the config is refused with the position.
+#[test]
+fn reserved_headers_are_refused_in_the_config() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", "--config", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(exporter_config("http://127.0.0.1:1/w", "").replace("    queue_config", "    headers: { Content-Type: text/plain }\n    queue_config").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":7:14: exporters.prometheus_remote_write: header \"Content-Type\" is set by the protocol"), "{err}");
+}

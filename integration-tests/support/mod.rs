@@ -168,6 +168,12 @@ fn listening(line: &str) -> Option<(String, SocketAddr)> {
     if line.contains("self-telemetry on") {
         return Some(("telemetry".into(), field("address=")?.parse().ok()?));
     }
+    if line.contains("prometheus exporter listening") {
+        // The `prometheus` exporter's /metrics endpoint is `<exporter id>/http`.
+        let id = field("exporter=")?;
+        let addr = field("endpoint=")?.parse().ok()?;
+        return Some((format!("{id}/http"), addr));
+    }
     None
 }
 

@@ -147,6 +147,7 @@ impl Peer {
 /// One decoded request as the sink saw it.
 #[derive(Clone, Debug)]
 pub struct RwRequest {
+    pub path: String,
     pub headers: http::HeaderMap,
     /// v1 form; v2 requests are converted (labels resolved from symbols).
     pub v1: v1::WriteRequest,
@@ -190,10 +191,10 @@ impl RwSink {
             let addr = l.local_addr().unwrap();
             let app = Router::new().route(
                 "/{*path}",
-                post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+                post(move |uri: http::Uri, headers: http::HeaderMap, body: axum::body::Bytes| {
                     let st = st.clone();
                     let behaviour = behaviour.clone();
-                    async move { handle(st, behaviour, headers, body).await }
+                    async move { handle(st, behaviour, uri.path().to_string(), headers, body).await }
                 }),
             );
             tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -218,6 +219,7 @@ impl RwSink {
 async fn handle(
     st: Arc<Mutex<RwState>>,
     behaviour: RwBehaviour,
+    path: String,
     headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
@@ -255,7 +257,7 @@ async fn handle(
     };
     let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
     let histograms: usize = req.timeseries.iter().map(|t| t.histograms.len()).sum();
-    st.lock().unwrap().requests.push(RwRequest { headers, v1: req, v2: v2req, snappy_framed });
+    st.lock().unwrap().requests.push(RwRequest { path, headers, v1: req, v2: v2req, snappy_framed });
     let mut r = http::StatusCode::NO_CONTENT.into_response();
     if is_v2 {
         r.headers_mut().insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());

@@ -107,7 +107,10 @@ pub fn parse(text: &str) -> Result<Node, (Pos, String)> {
     if text.trim().is_empty() {
         return Ok(Node::null(Pos { line: 1, column: 1 }));
     }
-    serde_saphyr::from_str::<Node>(text).map_err(|e| {
+    // YAML 1.2 core schema booleans: `yes`, `no`, `on`, `off` stay strings (`X-Custom: yes`).
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
         let pos = e
             .location()
             .map(|l| Pos {
