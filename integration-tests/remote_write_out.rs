@@ -141,10 +141,28 @@ fn sender_rules_headers_labels_timestamps_staleness_histograms() {
         counter("http.server.requests", "{request}", vec![number(vec![kv("b", "2"), kv("a", "1"), kv("empty", "")], T0 + 1_000_000_000, 5.0)]),
         gauge("queue.depth", "", vec![number(vec![kv("state", "live")], T0 + 1_000_000_000, 3.0), stale]),
         histogram("http.server.request.duration", T0 + 1_500_000_000),
+        Metric {
+            name: "rpc.latency".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    time_unix_nano: T0 + 1_000_000_000,
+                    count: 3,
+                    sum: 6.0,
+                    quantile_values: vec![
+                        summary_data_point::ValueAtQuantile { quantile: 0.5, value: 2.0 },
+                        summary_data_point::ValueAtQuantile { quantile: 0.99, value: 3.0 },
+                    ],
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        },
     ]))
     .unwrap();
-    // 1 counter, 2 gauge (one stale), 3 buckets + sum + count, 1 target_info.
-    wait_until(Duration::from_secs(10), "samples at the sink", || sink.samples() >= 9);
+    // 1 counter, 2 gauge (one stale), 3 buckets + sum + count, 2 quantiles + sum + count,
+    // 1 target_info.
+    wait_until(Duration::from_secs(10), "samples at the sink", || sink.samples() >= 13);
     let reqs = sink.requests();
     for r in &reqs {
         assert_eq!(r.headers["content-encoding"], "snappy");
@@ -175,6 +193,10 @@ fn sender_rules_headers_labels_timestamps_staleness_histograms() {
     assert_eq!(buckets, HashMap::from([("0.5".into(), 2.0), ("1".into(), 5.0), ("+Inf".into(), 10.0)]));
     assert_eq!(by_name["http_server_request_duration_seconds_sum"][0].1, 7.5);
     assert_eq!(by_name["http_server_request_duration_seconds_count"][0].1, 10.0);
+    let quantiles: HashMap<String, f64> = by_name["rpc_latency_seconds"].iter().map(|x| (x.0["quantile"].clone(), x.1)).collect();
+    assert_eq!(quantiles, HashMap::from([("0.5".into(), 2.0), ("0.99".into(), 3.0)]));
+    assert_eq!(by_name["rpc_latency_seconds_sum"][0].1, 6.0);
+    assert_eq!(by_name["rpc_latency_seconds_count"][0].1, 3.0);
     assert!(by_name.contains_key("target_info"), "resource attributes go to target_info");
     assert_eq!(s.metric("sluice_exporter_dropped_points_total", &[]), 0.0);
 }
@@ -326,6 +348,8 @@ fn slow_backend_makes_the_shards_grow() {
         round += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
+    let rss = s.rss_kib();
+    assert!(rss < 200 * 1024, "RSS {rss} KiB under a slow backend");
     wait_until(Duration::from_secs(60), "more shards", || s.metric("sluice_exporter_shards", &[]) >= 2.0);
     let shards = s.metric("sluice_exporter_shards", &[]);
     assert!(shards <= 8.0, "shards {shards}");
