@@ -177,8 +177,10 @@ demo_last_run_timestamp_seconds 1.7e+09 {stamped_ms}
     )
 }
 
-/// (name, labels other than job/instance) -> value, for every series of the exposition.
-fn expected() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, f64)> {
+/// A series of the exposition: name, labels other than job/instance (sorted), value.
+type Expected = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
+fn expected() -> Vec<Expected> {
     vec![
         ("demo_requests_total", vec![("method", "get")], 1027.0),
         ("demo_requests_total", vec![("method", "post")], 3.0),
@@ -232,7 +234,7 @@ fn strings(kvs: &[KeyValue]) -> BTreeMap<String, String> {
 fn seen(reqs: &[ExportMetricsServiceRequest]) -> Vec<Seen> {
     let mut out = Vec::new();
     for rm in reqs.iter().flat_map(|r| &r.resource_metrics) {
-        let resource = strings(&rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
+        let resource = strings(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
         for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
             let (kind, points): (&'static str, &[NumberDataPoint]) = match &m.data {
                 Some(Data::Gauge(g)) => ("gauge", &g.data_points),
@@ -285,11 +287,7 @@ service:
 
 /// The points of the exposition's series from one target, once every series has arrived (and
 /// `extra` holds). Panics with the peer's log after the deadline.
-fn wait_for_exposition(
-    sink: &OtlpSink,
-    peer: &Peer,
-    extra: impl Fn(&[Seen]) -> bool,
-) -> Vec<Seen> {
+fn wait_for_exposition(sink: &OtlpSink, peer: &Peer, extra: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
     let ours = |all: Vec<Seen>| -> Vec<Seen> {
         all.into_iter()
             .filter(|s| s.name.starts_with("demo_"))
@@ -368,7 +366,10 @@ fn check_exposition(got: &[Seen], job: (&str, Option<&str>), target: SocketAddr,
     );
     // Scrape timestamps are in the last minute.
     let now_ns = now_ms() as u64 * 1_000_000;
-    for s in got.iter().filter(|s| s.name != "demo_last_run_timestamp_seconds") {
+    for s in got
+        .iter()
+        .filter(|s| s.name != "demo_last_run_timestamp_seconds")
+    {
         assert!(
             s.time_unix_nano <= now_ns && now_ns - s.time_unix_nano < 60_000_000_000,
             "{s:?}"
@@ -513,10 +514,16 @@ fn prometheus_scrapes_and_remote_writes_through_sluice() {
             .unwrap_or_else(|| panic!("{name} in the latest scrape: {after:#?}"))
     };
     let counter = of("demo_requests_total");
-    assert_eq!((counter.kind, counter.prometheus_type.as_deref()), ("sum", None));
+    assert_eq!(
+        (counter.kind, counter.prometheus_type.as_deref()),
+        ("sum", None)
+    );
     assert_eq!(counter.description, "Requests handled.");
     let gauge = of("demo_temperature_celsius");
-    assert_eq!((gauge.kind, gauge.prometheus_type.as_deref()), ("gauge", None));
+    assert_eq!(
+        (gauge.kind, gauge.prometheus_type.as_deref()),
+        ("gauge", None)
+    );
     assert_eq!(gauge.description, "Room temperature.");
     for (name, t) in [
         ("demo_latency_seconds_bucket", "histogram"),
@@ -526,7 +533,11 @@ fn prometheus_scrapes_and_remote_writes_through_sluice() {
         ("demo_rpc_seconds_count", "summary"),
     ] {
         let s = of(name);
-        assert_eq!((s.kind, s.prometheus_type.as_deref()), ("gauge", Some(t)), "{s:?}");
+        assert_eq!(
+            (s.kind, s.prometheus_type.as_deref()),
+            ("gauge", Some(t)),
+            "{s:?}"
+        );
     }
     check_nothing_refused(&sluice);
 }

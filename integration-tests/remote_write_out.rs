@@ -171,7 +171,9 @@ fn sender_rules_headers_labels_timestamps_staleness_histograms() {
         assert!(r.headers["user-agent"].to_str().unwrap().starts_with("Sluice/"));
         assert!(!r.snappy_framed);
     }
-    let mut by_name: HashMap<String, Vec<(HashMap<String, String>, f64, i64)>> = HashMap::new();
+    // name -> (labels, value, timestamp) of every sample
+    type Samples = Vec<(HashMap<String, String>, f64, i64)>;
+    let mut by_name: HashMap<String, Samples> = HashMap::new();
     for t in reqs.iter().flat_map(|r| &r.v1.timeseries) {
         let l = labels(t);
         for smp in &t.samples {

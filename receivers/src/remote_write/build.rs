@@ -17,6 +17,7 @@
 //! - Exemplars go to the point of their series (in the same request) closest in time.
 
 use super::histogram::{self, HistogramLike, Native};
+use sluice_core::batch::metric_points;
 use sluice_core::prometheus::{MetricType, is_stale_nan};
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{
@@ -156,12 +157,22 @@ impl Points {
         }
     }
 
-    /// The timestamps of the points, in order.
-    fn times(&self) -> Vec<u64> {
+    /// The index of the point whose time is closest to `t` (the later one on a tie); the points
+    /// are not empty.
+    fn nearest(&self, t: u64) -> usize {
+        fn closest(times: impl Iterator<Item = u64>, t: u64) -> usize {
+            let mut best = (0, u64::MAX);
+            for (i, x) in times.enumerate() {
+                if x.abs_diff(t) <= best.1 {
+                    best = (i, x.abs_diff(t));
+                }
+            }
+            best.0
+        }
         match self {
-            Points::Number(p) => p.iter().map(|p| p.time_unix_nano).collect(),
-            Points::Exponential(p) => p.iter().map(|p| p.time_unix_nano).collect(),
-            Points::Explicit(p) => p.iter().map(|p| p.time_unix_nano).collect(),
+            Points::Number(p) => closest(p.iter().map(|p| p.time_unix_nano), t),
+            Points::Exponential(p) => closest(p.iter().map(|p| p.time_unix_nano), t),
+            Points::Explicit(p) => closest(p.iter().map(|p| p.time_unix_nano), t),
         }
     }
 
@@ -184,13 +195,8 @@ impl Points {
 
 /// One series (a label set in one OTLP representation) being built.
 struct SeriesAcc {
-    resource: usize,
-    name: String,
-    kind: Kind,
-    /// `prometheus.type` metadata, when the OTLP type does not say it.
-    prometheus_type: Option<&'static str>,
-    help: String,
-    unit: String,
+    /// Index in `Builder::metrics`.
+    metric: usize,
     attributes: Vec<KeyValue>,
     points: Points,
 }
@@ -208,6 +214,10 @@ struct LabelSet {
 pub struct Builder {
     resources: Vec<(Option<String>, Option<String>)>,
     resource_index: HashMap<String, usize>,
+    /// Metrics (without points yet) with their resource, in order of appearance.
+    metrics: Vec<(usize, Metric)>,
+    /// (resource, kind, name) -> index in `metrics`.
+    metric_index: HashMap<String, usize>,
     series: Vec<SeriesAcc>,
     label_sets: Vec<LabelSet>,
     label_set_index: HashMap<String, usize>,
@@ -228,6 +238,8 @@ impl Builder {
         Builder {
             resources: Vec::new(),
             resource_index: HashMap::new(),
+            metrics: Vec::new(),
+            metric_index: HashMap::new(),
             series: Vec::new(),
             label_sets: Vec::new(),
             label_set_index: HashMap::new(),
@@ -320,7 +332,8 @@ impl Builder {
         }
 
         for h in histograms {
-            let converted = histogram::convert(h, &mut self.bucket_budget);
+            let view = h.view();
+            let converted = histogram::convert(&view, &mut self.bucket_budget);
             let native = match converted {
                 Ok(n) => n,
                 Err((reason, problem)) => {
@@ -335,37 +348,17 @@ impl Builder {
                     continue;
                 }
             };
-            let gauge = h.view().gauge || meta.metric_type == MetricType::GaugeHistogram;
+            let gauge = view.gauge || meta.metric_type == MetricType::GaugeHistogram;
             let prometheus_type = gauge.then_some("gaugehistogram");
-            match native {
-                Native::Exponential(p) => {
-                    let s = self.series_for(
-                        set,
-                        resource,
-                        labels,
-                        name,
-                        Kind::Exponential,
-                        prometheus_type,
-                        meta,
-                    );
-                    if let Points::Exponential(v) = &mut self.series[s].points {
-                        v.push(p);
-                    }
-                }
-                Native::Explicit(p) => {
-                    let s = self.series_for(
-                        set,
-                        resource,
-                        labels,
-                        name,
-                        Kind::Explicit,
-                        prometheus_type,
-                        meta,
-                    );
-                    if let Points::Explicit(v) = &mut self.series[s].points {
-                        v.push(p);
-                    }
-                }
+            let kind = match native {
+                Native::Exponential(_) => Kind::Exponential,
+                Native::Explicit(_) => Kind::Explicit,
+            };
+            let s = self.series_for(set, resource, labels, name, kind, prometheus_type, meta);
+            match (&mut self.series[s].points, native) {
+                (Points::Exponential(v), Native::Exponential(p)) => v.push(p),
+                (Points::Explicit(v), Native::Explicit(p)) => v.push(p),
+                _ => unreachable!("a series' points are of its kind"),
             }
             self.written.histograms += 1;
         }
@@ -388,24 +381,24 @@ impl Builder {
                 schema_url: String::new(),
             })
             .collect();
-        let mut metric_index: HashMap<String, usize> = HashMap::new();
-        let mut key = String::new();
+        // Where each metric lands: (resource, position in its scope).
+        let places: Vec<(usize, usize)> = self
+            .metrics
+            .into_iter()
+            .map(|(resource, m)| {
+                let metrics = &mut out[resource].scope_metrics[0].metrics;
+                metrics.push(m);
+                (resource, metrics.len() - 1)
+            })
+            .collect();
         for s in self.series {
-            if s.points.is_empty() {
-                continue;
-            }
-            key.clear();
-            let _ = write!(key, "{}\u{0}{:?}\u{0}{}", s.resource, s.kind, s.name);
-            let metrics = &mut out[s.resource].scope_metrics[0].metrics;
-            let i = match metric_index.get(key.as_str()) {
-                Some(&i) => i,
-                None => {
-                    metrics.push(new_metric(&s));
-                    metric_index.insert(key.clone(), metrics.len() - 1);
-                    metrics.len() - 1
-                }
-            };
-            push_points(&mut metrics[i], s.points, s.attributes);
+            let (resource, i) = places[s.metric];
+            let m = &mut out[resource].scope_metrics[0].metrics[i];
+            push_points(m, s.points, s.attributes);
+        }
+        // Series whose every sample was left out leave an empty metric (and maybe resource).
+        for rm in &mut out {
+            rm.scope_metrics[0].metrics.retain(|m| metric_points(m) > 0);
         }
         out.retain(|rm| !rm.scope_metrics[0].metrics.is_empty());
         (out, self.written, self.rejected)
@@ -425,7 +418,7 @@ impl Builder {
                 continue;
             };
             let points = &mut self.series[s].points;
-            let i = nearest(&points.times(), e.time_unix_nano);
+            let i = points.nearest(e.time_unix_nano);
             points.exemplars_mut(i).push(e);
             self.written.exemplars += 1;
         }
@@ -517,13 +510,20 @@ impl Builder {
         }
         let i = self.series.len();
         *slot = Some(i);
+        self.key.clear();
+        let _ = write!(self.key, "{resource}\u{0}{kind:?}\u{0}{name}");
+        let metric = match self.metric_index.get(self.key.as_str()) {
+            Some(&m) => m,
+            None => {
+                let m = new_metric(name, kind, prometheus_type, meta);
+                self.metrics.push((resource, m));
+                self.metric_index
+                    .insert(self.key.clone(), self.metrics.len() - 1);
+                self.metrics.len() - 1
+            }
+        };
         self.series.push(SeriesAcc {
-            resource,
-            name: name.to_string(),
-            kind,
-            prometheus_type,
-            help: meta.help.to_string(),
-            unit: unit_for(name, meta.unit).to_string(),
+            metric,
             attributes: labels
                 .iter()
                 .filter(|(k, v)| !v.is_empty() && !matches!(*k, "__name__" | "job" | "instance"))
@@ -618,7 +618,11 @@ pub fn ms_to_ns(ms: i64) -> Option<u64> {
 
 /// A start timestamp: 0 (and anything OTLP cannot hold) means unset.
 pub fn start_ns(ms: i64) -> u64 {
-    if ms <= 0 { 0 } else { ms_to_ns(ms).unwrap_or(0) }
+    if ms <= 0 {
+        0
+    } else {
+        ms_to_ns(ms).unwrap_or(0)
+    }
 }
 
 fn string_kv(k: &str, v: &str) -> KeyValue {
@@ -650,8 +654,13 @@ fn resource_of(job: Option<&str>, instance: Option<&str>) -> Resource {
     }
 }
 
-fn new_metric(s: &SeriesAcc) -> Metric {
-    let data = match s.kind {
+fn new_metric(
+    name: &str,
+    kind: Kind,
+    prometheus_type: Option<&'static str>,
+    meta: Meta<'_>,
+) -> Metric {
+    let data = match kind {
         Kind::Gauge => Data::Gauge(otlp::Gauge {
             data_points: Vec::new(),
         }),
@@ -670,12 +679,11 @@ fn new_metric(s: &SeriesAcc) -> Metric {
         }),
     };
     Metric {
-        name: s.name.clone(),
-        description: s.help.clone(),
-        unit: s.unit.clone(),
+        name: name.to_string(),
+        description: meta.help.to_string(),
+        unit: unit_for(name, meta.unit).to_string(),
         data: Some(data),
-        metadata: s
-            .prometheus_type
+        metadata: prometheus_type
             .map(|t| vec![string_kv("prometheus.type", t)])
             .unwrap_or_default(),
     }
@@ -701,31 +709,23 @@ fn push_points(m: &mut Metric, points: Points, attributes: Vec<KeyValue>) {
         })
     }
     match (&mut m.data, points) {
-        (Some(Data::Gauge(g)), Points::Number(p)) => g
-            .data_points
-            .extend(with_attrs(p, attributes, |p, a| p.attributes = a)),
-        (Some(Data::Sum(s)), Points::Number(p)) => s
-            .data_points
-            .extend(with_attrs(p, attributes, |p, a| p.attributes = a)),
+        (Some(Data::Gauge(g)), Points::Number(p)) => {
+            g.data_points
+                .extend(with_attrs(p, attributes, |p, a| p.attributes = a))
+        }
+        (Some(Data::Sum(s)), Points::Number(p)) => {
+            s.data_points
+                .extend(with_attrs(p, attributes, |p, a| p.attributes = a))
+        }
         (Some(Data::ExponentialHistogram(h)), Points::Exponential(p)) => h
             .data_points
             .extend(with_attrs(p, attributes, |p, a| p.attributes = a)),
-        (Some(Data::Histogram(h)), Points::Explicit(p)) => h
-            .data_points
-            .extend(with_attrs(p, attributes, |p, a| p.attributes = a)),
+        (Some(Data::Histogram(h)), Points::Explicit(p)) => {
+            h.data_points
+                .extend(with_attrs(p, attributes, |p, a| p.attributes = a))
+        }
         _ => unreachable!("a metric is keyed by its kind"),
     }
-}
-
-/// The index of the time closest to `t` (the later one on a tie). `times` is not empty.
-fn nearest(times: &[u64], t: u64) -> usize {
-    let mut best = 0;
-    for (i, &x) in times.iter().enumerate() {
-        if x.abs_diff(t) <= times[best].abs_diff(t) {
-            best = i;
-        }
-    }
-    best
 }
 
 /// An OTLP exemplar: `trace_id` (32 lowercase hex digits) and `span_id` (16) become the ids, every
@@ -748,7 +748,7 @@ fn exemplar(e: &ExemplarIn<'_>) -> otlp::Exemplar {
 
 /// Lowercase hex (as OTLP -> Prometheus translation writes ids) to bytes.
 fn hex_id(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     (0..s.len())

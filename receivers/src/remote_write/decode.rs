@@ -47,12 +47,19 @@ impl SampleLike for v2::Sample {
 /// Prometheus sends it: apart from the samples, once a minute by default) types the series.
 pub fn v1(req: &v1::WriteRequest, cache: &MetadataCache, bucket_budget: usize) -> Decoded {
     cache.update(&req.metadata);
-    let families = cache.families.read().unwrap_or_else(PoisonError::into_inner);
+    let families = cache
+        .families
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
     let mut b = Builder::new(bucket_budget, false);
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for ts in &req.timeseries {
         labels.clear();
-        labels.extend(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        labels.extend(
+            ts.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        );
         let name = labels
             .iter()
             .find(|l| l.0 == "__name__")
@@ -156,7 +163,7 @@ fn resolve<'s>(
     bad_ref: &impl Fn(u32) -> String,
     out: &mut Vec<(&'s str, &'s str)>,
 ) -> Result<(), String> {
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return Err(format!(
             "{} references, an odd number (they come in name, value pairs)",
             refs.len()
@@ -225,7 +232,10 @@ impl MetadataCache {
         if metadata.is_empty() {
             return;
         }
-        let mut families = self.families.write().unwrap_or_else(PoisonError::into_inner);
+        let mut families = self
+            .families
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         for m in metadata {
             if m.metric_family_name.is_empty() {
                 continue;
@@ -267,7 +277,10 @@ fn truncate(s: &str) -> String {
 
 /// Series name suffixes, and the family types they belong to.
 const SUFFIXES: &[(&str, &[MetricType])] = &[
-    ("_bucket", &[MetricType::Histogram, MetricType::GaugeHistogram]),
+    (
+        "_bucket",
+        &[MetricType::Histogram, MetricType::GaugeHistogram],
+    ),
     ("_sum", &[MetricType::Histogram, MetricType::Summary]),
     ("_count", &[MetricType::Histogram, MetricType::Summary]),
     ("_total", &[MetricType::Counter]),

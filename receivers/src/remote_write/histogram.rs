@@ -104,8 +104,7 @@ fn invalid(message: impl Into<String>) -> Problem {
 
 /// Converts one native histogram. `budget` is the number of dense buckets the request may still
 /// expand; it is reduced by what this one uses.
-pub fn convert<H: HistogramLike>(h: &H, budget: &mut usize) -> Result<Native, Problem> {
-    let v = h.view();
+pub fn convert(v: &View<'_>, budget: &mut usize) -> Result<Native, Problem> {
     let time = ms_to_ns(v.timestamp).ok_or_else(|| {
         invalid(format!(
             "histogram timestamp {} ms is outside 1970..2554",
@@ -217,7 +216,7 @@ fn whole(c: Count) -> Result<u64, Problem> {
 }
 
 fn float_count(f: f64) -> Result<u64, Problem> {
-    if f >= 0.0 && f <= MAX_EXACT_FLOAT && f.fract() == 0.0 {
+    if (0.0..=MAX_EXACT_FLOAT).contains(&f) && f.fract() == 0.0 {
         Ok(f as u64)
     } else {
         Err((
@@ -229,7 +228,11 @@ fn float_count(f: f64) -> Result<u64, Problem> {
 
 /// The absolute bucket index of each span's first bucket, with its length; checks that the
 /// buckets fit `MAX_SPAN` and the budget. Returns the first index and the dense length.
-fn layout(spans: &[(i32, u32)], values: usize, budget: &mut usize) -> Result<(i64, usize), Problem> {
+fn layout(
+    spans: &[(i32, u32)],
+    values: usize,
+    budget: &mut usize,
+) -> Result<(i64, usize), Problem> {
     let total: u64 = spans.iter().map(|s| s.1 as u64).sum();
     if total != values as u64 {
         return Err(invalid(format!(

@@ -182,10 +182,7 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let rejected = decoded
-        .rejected
-        .any()
-        .then(|| decoded.rejected.message());
+    let rejected = decoded.rejected.any().then(|| decoded.rejected.message());
     match shared.ingest(context, decoded) {
         Ok(written) => match rejected {
             // The valid part is taken, but the sender must learn that not everything was.

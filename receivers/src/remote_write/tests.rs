@@ -5,7 +5,9 @@ use sluice_core::component::{ComponentId, Refusal, RefusalKind};
 use sluice_core::config::types::{ByteSize, Endpoint};
 use sluice_core::prometheus::{MetricType, STALE_NAN, TranslateOptions, is_stale_nan, translate};
 use sluice_core::proto::otlp::common::v1::{KeyValue, any_value};
-use sluice_core::proto::otlp::metrics::v1::{Metric, NumberDataPoint, ResourceMetrics, metric::Data};
+use sluice_core::proto::otlp::metrics::v1::{
+    Metric, NumberDataPoint, ResourceMetrics, metric::Data,
+};
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
 use sluice_core::test_util::Capture;
 use std::collections::HashMap;
@@ -145,7 +147,14 @@ async fn http_post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body:
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -362,10 +371,7 @@ async fn v1_request_becomes_resources_per_job_and_instance_typed_by_metadata() {
                 ],
                 &[(7.0, T0)],
             ),
-            series(
-                &[("__name__", "mystery"), ("job", "batch")],
-                &[(1.5, T0)],
-            ),
+            series(&[("__name__", "mystery"), ("job", "batch")], &[(1.5, T0)]),
         ],
         metadata: vec![
             metadata("http_requests_total", T::Counter, "Requests served."),
@@ -375,13 +381,23 @@ async fn v1_request_becomes_resources_per_job_and_instance_typed_by_metadata() {
     };
     let reply = r.post_v1(&req).await;
     assert_eq!(reply.status, 204, "{}", reply.body);
-    assert_eq!(reply.header(SAMPLES_WRITTEN), None, "1.0 answers carry no counts");
+    assert_eq!(
+        reply.header(SAMPLES_WRITTEN),
+        None,
+        "1.0 answers carry no counts"
+    );
     let rms = r.taken();
     assert_eq!(rms.len(), 3, "three (job, instance) pairs: {rms:#?}");
 
     let shop1 = &rms[0];
-    assert_eq!(resource_attr(shop1, "service.namespace").as_deref(), Some("shop"));
-    assert_eq!(resource_attr(shop1, "service.name").as_deref(), Some("checkout"));
+    assert_eq!(
+        resource_attr(shop1, "service.namespace").as_deref(),
+        Some("shop")
+    );
+    assert_eq!(
+        resource_attr(shop1, "service.name").as_deref(),
+        Some("checkout")
+    );
     assert_eq!(
         resource_attr(shop1, "service.instance.id").as_deref(),
         Some("10.0.0.1:9100")
@@ -405,7 +421,11 @@ async fn v1_request_becomes_resources_per_job_and_instance_typed_by_metadata() {
     assert_eq!(points[0].time_unix_nano, T0 as u64 * 1_000_000);
     assert_eq!(value(&points[1]), 12.0);
     assert_eq!(points[1].time_unix_nano, (T0 as u64 + 15_000) * 1_000_000);
-    assert_eq!(points[0].attributes.len(), 1, "job and instance are not attributes");
+    assert_eq!(
+        points[0].attributes.len(),
+        1,
+        "job and instance are not attributes"
+    );
     assert_eq!(attr(&points[0].attributes, "code").as_deref(), Some("200"));
 
     let gauge = metric(&rms, "room_temperature_celsius");
@@ -421,7 +441,10 @@ async fn v1_request_becomes_resources_per_job_and_instance_typed_by_metadata() {
     let bucket = metric(&rms, "latency_seconds_bucket");
     assert!(matches!(bucket.data, Some(Data::Gauge(_))));
     assert_eq!(prometheus_type(bucket).as_deref(), Some("histogram"));
-    assert_eq!(attr(&number_points(bucket)[0].attributes, "le").as_deref(), Some("0.5"));
+    assert_eq!(
+        attr(&number_points(bucket)[0].attributes, "le").as_deref(),
+        Some("0.5")
+    );
 
     let mystery = metric(&rms, "mystery");
     assert!(matches!(mystery.data, Some(Data::Gauge(_))));
@@ -447,21 +470,26 @@ async fn v1_metadata_from_an_earlier_request_types_later_samples() {
     let req = v1::WriteRequest {
         timeseries: vec![
             series(&[("__name__", "jobs_done_total")], &[(3.0, T0)]),
-            series(&[("__name__", "rpc_seconds"), ("quantile", "0.5")], &[(0.2, T0)]),
+            series(
+                &[("__name__", "rpc_seconds"), ("quantile", "0.5")],
+                &[(0.2, T0)],
+            ),
             series(&[("__name__", "rpc_seconds_count")], &[(9.0, T0)]),
         ],
         metadata: Vec::new(),
     };
     assert_eq!(r.post_v1(&req).await.status, 204);
     let rms = r.taken();
-    assert!(matches!(metric(&rms, "jobs_done_total").data, Some(Data::Sum(_))));
+    assert!(matches!(
+        metric(&rms, "jobs_done_total").data,
+        Some(Data::Sum(_))
+    ));
     for name in ["rpc_seconds", "rpc_seconds_count"] {
         let m = metric(&rms, name);
         assert!(matches!(m.data, Some(Data::Gauge(_))), "{name}");
         assert_eq!(prometheus_type(m).as_deref(), Some("summary"), "{name}");
         assert_eq!(m.description, "RPC latency.");
     }
-    assert_eq!(r.next.capture.points(), 0, "taken() emptied the capture");
 }
 
 // Guarantees: the family lookup for 1.0 metadata only matches suffixes that the family's type has.
@@ -548,7 +576,10 @@ async fn v2_request_is_decoded_with_metadata_exemplars_and_written_counts() {
     assert!(matches!(&orders.data, Some(Data::Sum(s)) if s.is_monotonic));
     assert_eq!(orders.description, "Orders.");
     let points = number_points(orders);
-    assert_eq!(points[0].start_time_unix_nano, (T0 as u64 - 60_000) * 1_000_000);
+    assert_eq!(
+        points[0].start_time_unix_nano,
+        (T0 as u64 - 60_000) * 1_000_000
+    );
     assert!(points[0].exemplars.is_empty());
     let e = &points[1].exemplars[0];
     assert_eq!(e.trace_id, hex(trace));
@@ -579,15 +610,26 @@ async fn stale_nan_is_kept_bit_exact_and_flagged() {
     let stale = f64::from_bits(STALE_NAN);
     let req = v1::WriteRequest {
         timeseries: vec![
-            series(&[("__name__", "up"), ("job", "j")], &[(1.0, T0), (stale, T0 + 1)]),
-            series(&[("__name__", "nan_gauge"), ("job", "j")], &[(f64::NAN, T0)]),
+            series(
+                &[("__name__", "up"), ("job", "j")],
+                &[(1.0, T0), (stale, T0 + 1)],
+            ),
+            series(
+                &[("__name__", "nan_gauge"), ("job", "j")],
+                &[(f64::NAN, T0)],
+            ),
         ],
         metadata: Vec::new(),
     };
     assert_eq!(r.post_v1(&req).await.status, 204);
     let mut b = V2::new();
-    b.series(&[("__name__", "up2")], v2::metadata::MetricType::Gauge, "", "")
-        .samples = vec![v2::Sample {
+    b.series(
+        &[("__name__", "up2")],
+        v2::metadata::MetricType::Gauge,
+        "",
+        "",
+    )
+    .samples = vec![v2::Sample {
         value: stale,
         timestamp: T0,
         start_timestamp: 0,
@@ -679,7 +721,10 @@ async fn native_histograms_become_exponential_and_explicit_histograms() {
     };
     assert_eq!(h.aggregation_temporality, 2);
     let p = &h.data_points[0];
-    assert_eq!((p.scale, p.count, p.sum, p.zero_count), (1, 12, Some(18.5), 2));
+    assert_eq!(
+        (p.scale, p.count, p.sum, p.zero_count),
+        (1, 12, Some(18.5), 2)
+    );
     assert_eq!(p.zero_threshold, 0.001);
     assert_eq!(p.time_unix_nano, T0 as u64 * 1_000_000);
     assert_eq!(p.start_time_unix_nano, (T0 as u64 - 5_000) * 1_000_000);
@@ -740,10 +785,20 @@ async fn bad_native_histograms_are_refused_and_the_rest_taken() {
         timestamp: T0,
         ..Default::default()
     };
-    b.series(&[("__name__", "h")], v2::metadata::MetricType::Histogram, "", "")
-        .histograms = vec![fractional, far, negative, short_count];
-    b.series(&[("__name__", "fine")], v2::metadata::MetricType::Gauge, "", "")
-        .samples = vec![v2::Sample {
+    b.series(
+        &[("__name__", "h")],
+        v2::metadata::MetricType::Histogram,
+        "",
+        "",
+    )
+    .histograms = vec![fractional, far, negative, short_count];
+    b.series(
+        &[("__name__", "fine")],
+        v2::metadata::MetricType::Gauge,
+        "",
+        "",
+    )
+    .samples = vec![v2::Sample {
         value: 1.0,
         timestamp: T0,
         start_timestamp: 0,
@@ -751,9 +806,17 @@ async fn bad_native_histograms_are_refused_and_the_rest_taken() {
     let reply = r.post_v2(&b.req).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.written(), (1, 0, 0));
-    assert!(reply.body.contains("rejected 0 samples, 4 histograms"), "{}", reply.body);
+    assert!(
+        reply.body.contains("rejected 0 samples, 4 histograms"),
+        "{}",
+        reply.body
+    );
     assert!(reply.body.contains("not a whole number"), "{}", reply.body);
-    assert!(reply.body.contains("(and 1 more problems)"), "{}", reply.body);
+    assert!(
+        reply.body.contains("(and 1 more problems)"),
+        "{}",
+        reply.body
+    );
     let rms = r.taken();
     assert_eq!(number_points(metric(&rms, "fine")).len(), 1);
     assert_eq!(
@@ -764,7 +827,10 @@ async fn bad_native_histograms_are_refused_and_the_rest_taken() {
         1.0
     );
     assert_eq!(
-        r.counter("sluice_receiver_refused_points_total", &[("reason", "invalid")]),
+        r.counter(
+            "sluice_receiver_refused_points_total",
+            &[("reason", "invalid")]
+        ),
         3.0
     );
 }
@@ -788,7 +854,9 @@ async fn invalid_series_give_400_while_valid_ones_are_taken() {
     let reply = r.post_v1(&req).await;
     assert_eq!(reply.status, 400);
     assert!(
-        reply.body.starts_with("rejected 5 samples, 0 histograms and 0 exemplars"),
+        reply
+            .body
+            .starts_with("rejected 5 samples, 0 histograms and 0 exemplars"),
         "{}",
         reply.body
     );
@@ -804,7 +872,10 @@ async fn invalid_series_give_400_while_valid_ones_are_taken() {
     assert_eq!(rms.len(), 1);
     assert_eq!(value(&number_points(metric(&rms, "good"))[0]), 42.0);
     assert_eq!(
-        r.counter("sluice_receiver_refused_points_total", &[("reason", "invalid")]),
+        r.counter(
+            "sluice_receiver_refused_points_total",
+            &[("reason", "invalid")]
+        ),
         5.0
     );
     assert_eq!(r.counter("sluice_receiver_accepted_points_total", &[]), 1.0);
@@ -817,8 +888,13 @@ async fn invalid_series_give_400_while_valid_ones_are_taken() {
 async fn v2_bad_references_give_400_and_exact_written_counts() {
     let r = start().await;
     let mut b = V2::new();
-    b.series(&[("__name__", "ok")], v2::metadata::MetricType::Gauge, "", "")
-        .samples = vec![v2::Sample {
+    b.series(
+        &[("__name__", "ok")],
+        v2::metadata::MetricType::Gauge,
+        "",
+        "",
+    )
+    .samples = vec![v2::Sample {
         value: 1.0,
         timestamp: T0,
         start_timestamp: 0,
@@ -873,7 +949,13 @@ async fn v2_bad_references_give_400_and_exact_written_counts() {
         "{}",
         reply.body
     );
-    assert!(reply.body.contains("reference 999 is outside the symbol table"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("reference 999 is outside the symbol table"),
+        "{}",
+        reply.body
+    );
     assert!(reply.body.contains("odd number"), "{}", reply.body);
     let points = number_points(metric(&r.taken(), "ok")).to_vec();
     assert_eq!(points.iter().map(value).collect::<Vec<_>>(), vec![1.0, 3.0]);
@@ -882,7 +964,11 @@ async fn v2_bad_references_give_400_and_exact_written_counts() {
     bad.req.symbols[0] = "oops".into();
     let reply = r.post_v2(&bad.req).await;
     assert_eq!(reply.status, 400);
-    assert!(reply.body.contains("symbols[0] must be the empty string"), "{}", reply.body);
+    assert!(
+        reply.body.contains("symbols[0] must be the empty string"),
+        "{}",
+        reply.body
+    );
 }
 
 // Guarantees: exemplars without a sample of their series in the request cannot be held (OTLP
@@ -906,8 +992,13 @@ async fn exemplars_without_samples_are_counted() {
     assert_eq!(r.post_v1(&req).await.status, 204);
 
     let mut b = V2::new();
-    b.series(&[("__name__", "c_total")], v2::metadata::MetricType::Counter, "", "")
-        .exemplars = vec![v2::Exemplar {
+    b.series(
+        &[("__name__", "c_total")],
+        v2::metadata::MetricType::Counter,
+        "",
+        "",
+    )
+    .exemplars = vec![v2::Exemplar {
         labels_refs: Vec::new(),
         value: 1.0,
         timestamp: T0,
@@ -926,6 +1017,15 @@ async fn exemplars_without_samples_are_counted() {
     assert!(r.taken().is_empty());
 }
 
+/// What is sent, the headers, the body, the expected status and a part of the expected message.
+type Case = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 // Guarantees: the statuses of requests refused before reading: 415 for other content types,
 // `proto` values and encodings (and a missing Content-Encoding), 400 for bad snappy (with a hint
 // for the framed format) and bad protobuf, 413 over max_request_bytes; each is counted and
@@ -936,10 +1036,13 @@ async fn unsupported_and_malformed_requests_get_precise_statuses() {
     let good = snap::raw::Encoder::new()
         .compress_vec(&v1::WriteRequest::default().encode_to_vec())
         .unwrap();
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "json",
-            vec![("content-type", "application/json"), ("content-encoding", "snappy")],
+            vec![
+                ("content-type", "application/json"),
+                ("content-encoding", "snappy"),
+            ],
             good.clone(),
             415,
             "unsupported Content-Type",
@@ -947,7 +1050,10 @@ async fn unsupported_and_malformed_requests_get_precise_statuses() {
         (
             "unknown proto",
             vec![
-                ("content-type", "application/x-protobuf;proto=io.prometheus.write.v3.Request"),
+                (
+                    "content-type",
+                    "application/x-protobuf;proto=io.prometheus.write.v3.Request",
+                ),
                 ("content-encoding", "snappy"),
             ],
             good.clone(),
@@ -985,7 +1091,9 @@ async fn unsupported_and_malformed_requests_get_precise_statuses() {
         (
             "not protobuf",
             vec![("content-type", V1_TYPE), ("content-encoding", "snappy")],
-            snap::raw::Encoder::new().compress_vec(&[0x0a, 0xff, 0x01]).unwrap(),
+            snap::raw::Encoder::new()
+                .compress_vec(&[0x0a, 0xff, 0x01])
+                .unwrap(),
             400,
             "malformed protobuf",
         ),
@@ -1014,10 +1122,16 @@ async fn unsupported_and_malformed_requests_get_precise_statuses() {
     assert_eq!(refused("malformed"), 3.0);
     assert_eq!(refused("too_large"), 1.0);
 
-    // The empty request (how a sender probes a receiver) is fine.
+    // The empty request (how a sender probes a receiver) is fine, and without a Content-Type
+    // the body is read as 1.0.
     let reply = r
-        .post_raw(&[("content-type", V1_TYPE), ("content-encoding", "snappy")], good)
+        .post_raw(
+            &[("content-type", V1_TYPE), ("content-encoding", "snappy")],
+            good.clone(),
+        )
         .await;
+    assert_eq!(reply.status, 204);
+    let reply = r.post_raw(&[("content-encoding", "snappy")], good).await;
     assert_eq!(reply.status, 204);
 }
 
@@ -1037,7 +1151,10 @@ async fn snappy_bomb_is_refused_from_its_announced_length() {
     bomb.extend_from_slice(&[0x00, 0x00, 0xfe, 0x01]);
     assert_eq!(snap::raw::decompress_len(&bomb).unwrap(), 1 << 30);
     let reply = r
-        .post_raw(&[("content-type", V1_TYPE), ("content-encoding", "snappy")], bomb)
+        .post_raw(
+            &[("content-type", V1_TYPE), ("content-encoding", "snappy")],
+            bomb,
+        )
         .await;
     assert_eq!(reply.status, 413);
     assert!(reply.body.contains("1073741824 bytes"), "{}", reply.body);
@@ -1073,8 +1190,13 @@ async fn pipeline_refusals_become_retryable_statuses() {
         retry_after: Some(Duration::from_millis(2500)),
     });
     let mut b = V2::new();
-    b.series(&[("__name__", "x")], v2::metadata::MetricType::Gauge, "", "")
-        .samples = vec![v2::Sample {
+    b.series(
+        &[("__name__", "x")],
+        v2::metadata::MetricType::Gauge,
+        "",
+        "",
+    )
+    .samples = vec![v2::Sample {
         value: 1.0,
         timestamp: T0,
         start_timestamp: 0,
@@ -1094,11 +1216,17 @@ async fn pipeline_refusals_become_retryable_statuses() {
     assert_eq!(reply.header("retry-after"), None);
 
     assert_eq!(
-        r.counter("sluice_receiver_refused_points_total", &[("reason", "queue_full")]),
+        r.counter(
+            "sluice_receiver_refused_points_total",
+            &[("reason", "queue_full")]
+        ),
         2.0
     );
     assert_eq!(
-        r.counter("sluice_receiver_refused_points_total", &[("reason", "limited")]),
+        r.counter(
+            "sluice_receiver_refused_points_total",
+            &[("reason", "limited")]
+        ),
         1.0
     );
     assert_eq!(r.counter("sluice_receiver_accepted_points_total", &[]), 0.0);
@@ -1190,7 +1318,10 @@ fn series_survive_receive_then_translate_unchanged() {
             &[(4.0, T0)],
         ),
         series(&with(&[("__name__", "latency_seconds_sum")]), &[(1.75, T0)]),
-        series(&with(&[("__name__", "latency_seconds_count")]), &[(9.0, T0)]),
+        series(
+            &with(&[("__name__", "latency_seconds_count")]),
+            &[(9.0, T0)],
+        ),
         series(
             &with(&[("__name__", "rpc_seconds"), ("quantile", "0.99")]),
             &[(0.125, T0)],
@@ -1227,8 +1358,15 @@ fn series_survive_receive_then_translate_unchanged() {
         .iter()
         .map(|t| {
             (
-                key(t.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect()),
-                t.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect(),
+                key(t
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect()),
+                t.samples
+                    .iter()
+                    .map(|s| (s.timestamp, s.value.to_bits()))
+                    .collect(),
             )
         })
         .collect();
@@ -1238,7 +1376,10 @@ fn series_survive_receive_then_translate_unchanged() {
         .map(|s| {
             (
                 key(s.labels.clone()),
-                s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect(),
+                s.samples
+                    .iter()
+                    .map(|x| (x.timestamp_ms, x.value.to_bits()))
+                    .collect(),
             )
         })
         .collect();
@@ -1254,4 +1395,148 @@ fn series_survive_receive_then_translate_unchanged() {
     assert_eq!(types["http_requests_total"], MetricType::Counter);
     assert_eq!(types["temperature_celsius"], MetricType::Gauge);
     assert_eq!(types["untyped_thing"], MetricType::Unknown);
+}
+
+/// A Prometheus-style name: lowercase words joined by single underscores (names with `__` runs or
+/// a leading underscore are rewritten by the exporter's default sanitizing, by design).
+const NAME: &str = "[a-z][a-z0-9]{0,4}(_[a-z0-9]{1,4}){0,2}";
+
+fn metric_type() -> impl proptest::strategy::Strategy<Value = v1::metric_metadata::MetricType> {
+    use proptest::prelude::*;
+    use v1::metric_metadata::MetricType as T;
+    prop_oneof![
+        Just(T::Unknown),
+        Just(T::Counter),
+        Just(T::Gauge),
+        Just(T::Histogram),
+        Just(T::Summary),
+        Just(T::Info),
+        Just(T::Stateset),
+    ]
+}
+
+fn sample_value() -> impl proptest::strategy::Strategy<Value = f64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<f64>(),
+        Just(f64::from_bits(STALE_NAN)),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-0.0),
+    ]
+}
+
+/// A generated series: name, `_total` appended, job, instance, other labels, values, type.
+type GenSeries = (
+    String,
+    bool,
+    Option<String>,
+    Option<String>,
+    std::collections::BTreeMap<String, String>,
+    Vec<f64>,
+    v1::metric_metadata::MetricType,
+);
+
+/// Label sets and samples (timestamp, value bits), sorted, for comparing series sets.
+type Rows = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+
+fn gen_series() -> impl proptest::strategy::Strategy<Value = Vec<GenSeries>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (
+            NAME,
+            any::<bool>(),
+            proptest::option::of("[a-z]{1,4}(/[a-z]{1,4})?"),
+            proptest::option::of("[a-z0-9.:]{1,8}"),
+            proptest::collection::btree_map(NAME, "\\PC{1,6}", 0..4),
+            proptest::collection::vec(sample_value(), 1..4),
+            metric_type(),
+        ),
+        1..12,
+    )
+}
+
+/// The 1.0 request for generated series (label sets made unique, one type per family).
+fn request_of(series_in: Vec<GenSeries>) -> v1::WriteRequest {
+    let mut seen = std::collections::HashSet::new();
+    let mut families = std::collections::HashSet::new();
+    let mut req = v1::WriteRequest::default();
+    for (name, total, job, instance, labels, values, t) in series_in {
+        let name = if total { format!("{name}_total") } else { name };
+        let mut l: Vec<(String, String)> = labels
+            .into_iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "job" | "instance"))
+            .collect();
+        l.push(("__name__".into(), name.clone()));
+        l.extend(job.map(|j| ("job".to_string(), j)));
+        l.extend(instance.map(|x| ("instance".to_string(), x)));
+        l.sort();
+        if !seen.insert(l.clone()) {
+            continue;
+        }
+        if families.insert(name.clone()) {
+            req.metadata.push(v1::MetricMetadata {
+                r#type: t as i32,
+                help: format!("help of {name}"),
+                metric_family_name: name,
+                unit: String::new(),
+            });
+        }
+        req.timeseries.push(v1::TimeSeries {
+            labels: l
+                .into_iter()
+                .map(|(name, value)| v1::Label { name, value })
+                .collect(),
+            samples: values
+                .iter()
+                .enumerate()
+                .map(|(k, &value)| v1::Sample {
+                    value,
+                    timestamp: T0 + k as i64 * 1000,
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
+    req
+}
+
+proptest::proptest! {
+    // Guarantees (the relay law): any valid remote_write 1.0 series, whatever their metadata,
+    // decoded by this receiver and translated back by the exporter's translation with its default
+    // options, come out with the same label sets and the same samples (timestamps, value bits).
+    #[test]
+    fn receive_then_translate_is_lossless(series_in in gen_series()) {
+        let req = request_of(series_in);
+        let decoded = decode::v1(&req, &decode::MetadataCache::default(), 1 << 20);
+        proptest::prop_assert!(!decoded.rejected.any(), "{}", decoded.rejected.message());
+        let batch = Batch::new(Default::default(), decoded.resource_metrics);
+        let out = translate(&batch, &TranslateOptions::default(), None);
+        proptest::prop_assert!(out.dropped.is_empty(), "{:?}", out.dropped);
+        let mut want: Rows = req
+            .timeseries
+            .iter()
+            .map(|t| {
+                let mut l: Vec<_> = t
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
+                l.sort();
+                (l, t.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect())
+            })
+            .collect();
+        let mut got: Rows = out
+            .series
+            .iter()
+            .map(|s| {
+                let mut l = s.labels.clone();
+                l.sort();
+                (l, s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect())
+            })
+            .collect();
+        want.sort();
+        got.sort();
+        proptest::prop_assert_eq!(got, want);
+    }
 }
