@@ -58,6 +58,51 @@ impl Peer {
         p
     }
 
+    /// Prometheus scraping `target` (`host:port`, path `/metrics`) as job `sluice` every
+    /// `interval`, with exemplar storage on (so that OpenMetrics exemplars are parsed and kept).
+    pub fn prometheus_scraping(target: &str, interval: &str) -> Peer {
+        require("/usr/bin/prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global: {{ scrape_interval: 15s }}\n\
+                 scrape_configs:\n  \
+                 - job_name: sluice\n    \
+                 scrape_interval: {interval}\n    \
+                 scrape_timeout: {interval}\n    \
+                 static_configs: [{{ targets: [\"{target}\"] }}]\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=exemplar-storage")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Peer {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            child,
+            _dir: dir,
+        };
+        p.wait_ready("/-/ready");
+        // `/-/ready` answers 503 "Service Unavailable" until the TSDB is open; queries too.
+        let ready = format!("http://{}/-/ready", p.addr);
+        super::wait_until(Duration::from_secs(30), "Prometheus ready", || {
+            super::http_get(&ready).contains("Ready")
+        });
+        p
+    }
+
     /// VictoriaMetrics single node; queries see data as soon as it is written.
     pub fn victoria_metrics() -> Peer {
         require("/usr/bin/victoria-metrics");
@@ -114,7 +159,7 @@ impl Peer {
     fn wait_ready(&self, path: &str) {
         let url = format!("http://{}{}", self.addr, path);
         super::wait_until(Duration::from_secs(30), &format!("{url} ready"), || {
-            std::net::TcpStream::connect(self.addr).is_ok() && std::panic::catch_unwind(|| super::http_get(&url)).is_ok()
+            super::http_get_status(&url).is_some_and(|(status, _)| status == 200)
         });
     }
 

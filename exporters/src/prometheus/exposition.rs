@@ -3,8 +3,9 @@
 //!
 //! Both are written from the [`Store`] in its order (families by name, points by labels, parts by
 //! bound), without sample timestamps: the scraper stamps each sample with the scrape time, as
-//! with any exporter, so a value that has not changed is never "out of order" or a "duplicate
-//! sample for timestamp".
+//! with any exporter. With explicit timestamps Prometheus would not mark vanished series stale,
+//! and would refuse samples of late batches as out of order. No `_created` lines either:
+//! Prometheus 2.x stores them as separate series, and the text format has none.
 
 use super::store::{Family, Kind, Part, Store};
 use sluice_core::prometheus::{Exemplar, MetricType};
@@ -19,7 +20,8 @@ pub enum Format {
 }
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// OpenMetrics' limit on the characters of an exemplar's label names and values together.
 const MAX_EXEMPLAR_RUNES: usize = 128;
@@ -38,14 +40,18 @@ impl Format {
 /// `open_metrics`), `text/plain` (version 0.0.4 or none), `text/*` and `*/*`; text 0.0.4 when none
 /// matches or there is no header.
 pub fn negotiate(accept: Option<&str>, open_metrics: bool) -> Format {
-    let Some(accept) = accept else { return Format::Text };
+    let Some(accept) = accept else {
+        return Format::Text;
+    };
     let mut best: Option<(f64, Format)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
         let (mut q, mut version) = (1.0_f64, None);
         for p in parts {
-            let Some((k, v)) = p.split_once('=') else { continue };
+            let Some((k, v)) = p.split_once('=') else {
+                continue;
+            };
             let v = v.trim().trim_matches('"');
             match k.trim().to_ascii_lowercase().as_str() {
                 "q" => q = v.parse().unwrap_or(0.0),
@@ -57,7 +63,8 @@ pub fn negotiate(accept: Option<&str>, open_metrics: bool) -> Format {
             continue;
         }
         let format = if media.eq_ignore_ascii_case("application/openmetrics-text") {
-            (open_metrics && matches!(version, None | Some("1.0.0" | "0.0.1"))).then_some(Format::OpenMetrics)
+            (open_metrics && matches!(version, None | Some("1.0.0" | "0.0.1")))
+                .then_some(Format::OpenMetrics)
         } else if media.eq_ignore_ascii_case("text/plain") {
             matches!(version, None | Some("0.0.4")).then_some(Format::Text)
         } else if media == "*/*" || media.eq_ignore_ascii_case("text/*") {
@@ -102,7 +109,10 @@ fn text_family(name: &str, family: &Family, out: &mut String) {
         MetricType::Histogram => "histogram",
         MetricType::Summary => "summary",
         // 0.0.4 has no gauge histogram, info or state set.
-        MetricType::Unknown | MetricType::GaugeHistogram | MetricType::Info | MetricType::StateSet => "untyped",
+        MetricType::Unknown
+        | MetricType::GaugeHistogram
+        | MetricType::Info
+        | MetricType::StateSet => "untyped",
     };
     let _ = writeln!(out, "# TYPE {name} {t}");
     for (labels, point) in &family.points {
@@ -120,14 +130,19 @@ fn openmetrics_family(store: &Store, name: &str, family: &Family, out: &mut Stri
     // family, is exposed as `unknown`, so that its series keep their names in both formats.
     let (family_name, t) = match md.metric_type {
         MetricType::Counter => match name.strip_suffix("_total") {
-            Some(base) if !base.is_empty() && !store.families.contains_key(base) => (base, "counter"),
+            Some(base) if !base.is_empty() && !store.families.contains_key(base) => {
+                (base, "counter")
+            }
             _ => (name, "unknown"),
         },
         MetricType::Gauge => (name, "gauge"),
         MetricType::Histogram => (name, "histogram"),
         MetricType::Summary => (name, "summary"),
         // Never produced by the translation; their OpenMetrics sample names would differ.
-        MetricType::Unknown | MetricType::GaugeHistogram | MetricType::Info | MetricType::StateSet => (name, "unknown"),
+        MetricType::Unknown
+        | MetricType::GaugeHistogram
+        | MetricType::Info
+        | MetricType::StateSet => (name, "unknown"),
     };
     let _ = writeln!(out, "# TYPE {family_name} {t}");
     // OpenMetrics requires the unit to be a suffix of the family name.
@@ -154,7 +169,11 @@ fn openmetrics_family(store: &Store, name: &str, family: &Family, out: &mut Stri
     for (labels, point) in &family.points {
         for part in &point.parts {
             sample_line(out, part, labels);
-            if let Some(e) = part.exemplar.as_ref().filter(|e| exemplars(part) && fits(e)) {
+            if let Some(e) = part
+                .exemplar
+                .as_ref()
+                .filter(|e| exemplars(part) && fits(e))
+            {
                 exemplar(out, e);
             }
             out.push('\n');
@@ -166,7 +185,10 @@ fn openmetrics_family(store: &Store, name: &str, family: &Family, out: &mut Stri
 fn sample_line(out: &mut String, part: &Part, labels: &[(String, String)]) {
     out.push_str(&part.name);
     let bound = part.bound_label.as_ref().map(|(k, v)| (*k, v.as_str()));
-    let all = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(bound);
+    let all = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(bound);
     write_labels(out, all);
     out.push(' ');
     write_float(out, part.sample.value);
@@ -208,7 +230,11 @@ fn exemplar(out: &mut String, e: &Exemplar) {
 }
 
 fn fits(e: &Exemplar) -> bool {
-    let runes: usize = e.labels.iter().map(|(k, v)| k.chars().count() + v.chars().count()).sum();
+    let runes: usize = e
+        .labels
+        .iter()
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum();
     runes <= MAX_EXEMPLAR_RUNES
 }
 
@@ -258,7 +284,10 @@ fn escape_label_value(out: &mut String, v: &str) {
 
 /// HELP text: `\` and line feed escaped; in OpenMetrics also `"`.
 fn escape_help(out: &mut String, v: &str, quotes: bool) {
-    if !v.bytes().any(|b| matches!(b, b'\\' | b'\n') || (quotes && b == b'"')) {
+    if !v
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\n') || (quotes && b == b'"'))
+    {
         out.push_str(v);
         return;
     }

@@ -31,7 +31,9 @@ use axum::routing::get;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use sluice_core::batch::Batch;
-use sluice_core::component::{BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError};
+use sluice_core::component::{
+    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
+};
 use sluice_core::prometheus::{DeltaToCumulative, Series, TranslateOptions, translate};
 use sluice_core::sending::SendingSettings;
 use std::io::Write as _;
@@ -64,7 +66,11 @@ pub(crate) struct Exposed {
 impl Exposed {
     fn new(cfg: &PrometheusExporterConfig) -> Exposed {
         Exposed {
-            store: Mutex::new(Store::new(&cfg.const_labels, cfg.metric_expiration.get(), Instant::now())),
+            store: Mutex::new(Store::new(
+                &cfg.const_labels,
+                cfg.metric_expiration.get(),
+                Instant::now(),
+            )),
             open_metrics: cfg.enable_open_metrics,
             last_len: AtomicUsize::new(0),
         }
@@ -151,11 +157,16 @@ impl Exporter for PrometheusExporter {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", self.endpoint))?;
             let local = listener.local_addr()?;
-            let app = Router::new().route("/metrics", get(metrics)).with_state(self.exposed.clone());
+            let app = Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(self.exposed.clone());
             let stop = self.stop.clone();
             let name = self.name.clone();
             let task = tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                {
                     tracing::error!(exporter = %name, error = %e, "prometheus exporter endpoint failed");
                 }
             });
@@ -195,7 +206,10 @@ impl Exporter for PrometheusExporter {
                 message: if reasons.is_empty() {
                     String::new()
                 } else {
-                    format!("not exposable in the Prometheus text formats: {}", reasons.join(", "))
+                    format!(
+                        "not exposable in the Prometheus text formats: {}",
+                        reasons.join(", ")
+                    )
                 },
                 handed_off: false,
             })
@@ -216,29 +230,51 @@ impl Exporter for PrometheusExporter {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`. Encoding (and compressing) a large state takes a while: it runs off the
+/// async workers.
 async fn metrics(State(exposed): State<Arc<Exposed>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = negotiate(accept, exposed.open_metrics);
-    let body = exposed.render(format, Instant::now());
-    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()))];
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    if gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
-        if enc.write_all(body.as_bytes()).is_ok()
-            && let Ok(compressed) = enc.finish()
-        {
-            let headers = [
-                (header::CONTENT_TYPE, HeaderValue::from_static(format.content_type())),
-                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-            ];
-            return (headers, compressed).into_response();
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    let encoded = tokio::task::spawn_blocking(move || {
+        let body = exposed.render(format, Instant::now());
+        if gzip {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            if enc.write_all(body.as_bytes()).is_ok()
+                && let Ok(compressed) = enc.finish()
+            {
+                return (compressed, true);
+            }
         }
+        (body.into_bytes(), false)
+    })
+    .await;
+    match encoded {
+        Ok((body, true)) => (
+            [
+                content_type,
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            ],
+            body,
+        )
+            .into_response(),
+        Ok((body, false)) => ([content_type], body).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+        )
+            .into_response(),
     }
-    (content_type, body).into_response()
 }
 
 /// Whether an `Accept-Encoding` header allows gzip (`gzip` or `*` with a non-zero `q`).

@@ -67,11 +67,13 @@ impl Kind {
     }
 
     fn order(&self, other: &Kind) -> Ordering {
-        self.rank().cmp(&other.rank()).then_with(|| match (self, other) {
-            (Kind::Bound(a), Kind::Bound(b)) => a.total_cmp(b),
-            (Kind::Other(a), Kind::Other(b)) => a.cmp(b),
-            _ => Ordering::Equal,
-        })
+        self.rank()
+            .cmp(&other.rank())
+            .then_with(|| match (self, other) {
+                (Kind::Bound(a), Kind::Bound(b)) => a.total_cmp(b),
+                (Kind::Other(a), Kind::Other(b)) => a.cmp(b),
+                _ => Ordering::Equal,
+            })
     }
 }
 
@@ -83,10 +85,17 @@ pub(crate) struct Applied {
 }
 
 impl Store {
-    pub(crate) fn new(const_labels: &BTreeMap<String, String>, expiration: Duration, now: Instant) -> Store {
+    pub(crate) fn new(
+        const_labels: &BTreeMap<String, String>,
+        expiration: Duration,
+        now: Instant,
+    ) -> Store {
         Store {
             families: BTreeMap::new(),
-            const_labels: const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            const_labels: const_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             expiration,
             last_sweep: now,
         }
@@ -95,7 +104,11 @@ impl Store {
     /// Number of series exposed (before expiry is applied).
     #[cfg(test)]
     pub(crate) fn series_count(&self) -> usize {
-        self.families.values().flat_map(|f| f.points.values()).map(|p| p.parts.len()).sum()
+        self.families
+            .values()
+            .flat_map(|f| f.points.values())
+            .map(|p| p.parts.len())
+            .sum()
     }
 
     /// Takes the latest sample of `series` unless the series already holds a newer one; a
@@ -105,7 +118,12 @@ impl Store {
             native_histograms: series.histograms.len(),
         };
         // `max_by_key` keeps the last of equal timestamps: the later write wins.
-        let Some(sample) = series.samples.iter().copied().max_by_key(|s| s.timestamp_ms) else {
+        let Some(sample) = series
+            .samples
+            .iter()
+            .copied()
+            .max_by_key(|s| s.timestamp_ms)
+        else {
             return applied;
         };
         let exemplar = series.exemplars.into_iter().max_by_key(|e| e.timestamp_ms);
@@ -122,7 +140,11 @@ impl Store {
         if !labels.is_sorted_by(|a, b| a.0 <= b.0) {
             labels.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        let family_name = if metadata.family.is_empty() { name.as_str() } else { metadata.family.as_str() };
+        let family_name = if metadata.family.is_empty() {
+            name.as_str()
+        } else {
+            metadata.family.as_str()
+        };
         let (kind, bound_label) = classify(metadata.metric_type, family_name, &name, &mut labels);
         if !self.const_labels.is_empty() {
             labels = with_const_labels(labels, &self.const_labels);
@@ -136,10 +158,16 @@ impl Store {
                         return applied;
                     }
                     // The metric changed its type: what was exposed under the old one goes.
-                    tracing::debug!(family = family_name, "metric type changed; its old series are no longer exposed");
+                    tracing::debug!(
+                        family = family_name,
+                        "metric type changed; its old series are no longer exposed"
+                    );
                     f.points.clear();
                 }
-                if f.metadata.help != metadata.help || f.metadata.unit != metadata.unit || f.metadata.metric_type != metadata.metric_type {
+                if f.metadata.help != metadata.help
+                    || f.metadata.unit != metadata.unit
+                    || f.metadata.metric_type != metadata.metric_type
+                {
                     f.metadata.metric_type = metadata.metric_type;
                     f.metadata.help = metadata.help;
                     f.metadata.unit = metadata.unit;
@@ -161,7 +189,9 @@ impl Store {
         };
 
         if stale {
-            let Some(point) = family.points.get_mut(&labels) else { return applied };
+            let Some(point) = family.points.get_mut(&labels) else {
+                return applied;
+            };
             if let Ok(i) = point.parts.binary_search_by(|p| p.kind.order(&kind))
                 && point.parts[i].sample.timestamp_ms <= sample.timestamp_ms
             {
@@ -187,7 +217,10 @@ impl Store {
                 part.sample = sample;
                 part.updated = now;
                 if let Some(e) = exemplar
-                    && part.exemplar.as_ref().is_none_or(|old| old.timestamp_ms <= e.timestamp_ms)
+                    && part
+                        .exemplar
+                        .as_ref()
+                        .is_none_or(|old| old.timestamp_ms <= e.timestamp_ms)
                 {
                     part.exemplar = Some(e);
                 }
@@ -232,23 +265,34 @@ impl Store {
 
 /// Where a series goes in its family: its kind, and the `le`/`quantile` label taken out of
 /// `labels` when it is the bound of a bucket/quantile.
-fn classify(t: MetricType, family: &str, name: &str, labels: &mut Labels) -> (Kind, Option<(&'static str, String)>) {
+fn classify(
+    t: MetricType,
+    family: &str,
+    name: &str,
+    labels: &mut Labels,
+) -> (Kind, Option<(&'static str, String)>) {
     let suffix = name.strip_prefix(family);
-    let bound = |labels: &mut Labels, label: &'static str| -> Option<(Kind, Option<(&'static str, String)>)> {
+    let bound = |labels: &mut Labels,
+                 label: &'static str|
+     -> Option<(Kind, Option<(&'static str, String)>)> {
         let i = labels.iter().position(|(k, _)| k == label)?;
         let value = parse_bound(&labels[i].1)?;
         let (_, v) = labels.remove(i);
         Some((Kind::Bound(value), Some((label, v))))
     };
     let found = match (t, suffix) {
-        (MetricType::Histogram | MetricType::GaugeHistogram, Some("_bucket")) => bound(labels, "le"),
+        (MetricType::Histogram | MetricType::GaugeHistogram, Some("_bucket")) => {
+            bound(labels, "le")
+        }
         (MetricType::Summary, Some("")) => bound(labels, "quantile"),
-        (MetricType::Histogram | MetricType::GaugeHistogram | MetricType::Summary, Some("_sum")) => {
-            Some((Kind::Sum, None))
-        }
-        (MetricType::Histogram | MetricType::GaugeHistogram | MetricType::Summary, Some("_count")) => {
-            Some((Kind::Count, None))
-        }
+        (
+            MetricType::Histogram | MetricType::GaugeHistogram | MetricType::Summary,
+            Some("_sum"),
+        ) => Some((Kind::Sum, None)),
+        (
+            MetricType::Histogram | MetricType::GaugeHistogram | MetricType::Summary,
+            Some("_count"),
+        ) => Some((Kind::Count, None)),
         (MetricType::Histogram | MetricType::GaugeHistogram | MetricType::Summary, _) => None,
         (_, Some("")) => Some((Kind::Plain, None)),
         _ => None,
