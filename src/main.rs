@@ -1,5 +1,6 @@
-//! The `sluice` command: `run`, `validate`, `version`.
+//! The `sluice` command: `run`, `validate`, `explain`, `version`.
 
+mod explain;
 mod registry;
 mod run;
 
@@ -30,6 +31,25 @@ enum Command {
     Validate {
         #[arg(long, short, default_value = "pipeline.yaml")]
         config: PathBuf,
+    },
+    /// Shows how the `normalize` processor names a metric: each rule that fired, then the name.
+    Explain {
+        /// The metric name as a client sends it (`http.server.request.duration`,
+        /// `/gc/heap/allocs:bytes`).
+        name: String,
+        /// The metric type.
+        #[arg(long = "type", value_name = "TYPE", default_value = "gauge",
+              value_parser = clap::builder::PossibleValuesParser::new(explain::TYPES))]
+        kind: String,
+        /// The metric's OTLP (UCUM) unit: `s`, `ms`, `By`, `By/s`, `1`, `{packets}`.
+        #[arg(long, default_value = "")]
+        unit: String,
+        /// Convert to seconds and bytes, as `base_units: true` does.
+        #[arg(long)]
+        base_units: bool,
+        /// Apply the settings of this file's `normalize` processor.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Prints the version.
     Version,
@@ -65,5 +85,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => run::run(&config),
+        Command::Explain {
+            name,
+            kind,
+            unit,
+            base_units,
+            config,
+        } => explain::run(&name, &kind, &unit, base_units, config.as_deref()),
     }
 }

@@ -9,8 +9,10 @@ use sluice_exporters::otlp::{OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
 use sluice_exporters::prometheus::PrometheusExporterConfig;
 use sluice_exporters::remote_write::RemoteWriteConfig;
 use sluice_processors::batch::BatchConfig;
+use sluice_processors::normalize::NormalizeConfig;
 use sluice_receivers::otlp::OtlpReceiverConfig;
 use sluice_receivers::remote_write::RemoteWriteReceiverConfig;
+use sluice_receivers::runtime::RuntimeReceiverConfig;
 
 pub struct Components;
 
@@ -21,6 +23,7 @@ impl Registry for Components {
             "prometheus_remote_write" | "prometheusremotewrite" => {
                 Some(|n, c| Ok(Box::new(parse_config::<RemoteWriteReceiverConfig>(n, c)?)))
             }
+            "runtime" => Some(|n, c| Ok(Box::new(parse_config::<RuntimeReceiverConfig>(n, c)?))),
             _ => None,
         }
     }
@@ -28,6 +31,7 @@ impl Registry for Components {
     fn processor(&self, kind: &str) -> Option<ParseFn<dyn ProcessorConfig>> {
         match kind {
             "batch" => Some(|n, c| Ok(Box::new(parse_config::<BatchConfig>(n, c)?))),
+            "normalize" => Some(|n, c| Ok(Box::new(parse_config::<NormalizeConfig>(n, c)?))),
             _ => None,
         }
     }
@@ -56,8 +60,9 @@ impl Registry for Components {
             Class::Receiver => &[
                 "otlp",
                 "prometheus_remote_write (alias prometheusremotewrite)",
+                "runtime",
             ],
-            Class::Processor => &["batch"],
+            Class::Processor => &["batch", "normalize"],
             Class::Exporter => &[
                 "otlp (alias otlp_grpc)",
                 "otlp_http (alias otlphttp)",

@@ -33,6 +33,12 @@ pub struct ProcessorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessorOnlyLabels {
+    pub processor: String,
+    pub pipeline: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExporterLabels {
     pub exporter: String,
     pub tenant: String,
@@ -59,10 +65,24 @@ pub struct Telemetry {
     pub receiver_refused: Family<ReceiverReasonLabels, Counter>,
     /// Requests a receiver refused before it could read their points (malformed, too large, ...).
     pub receiver_refused_requests: Family<ReceiverReasonLabels, Counter>,
+    /// Processes a pull receiver (`runtime`) was to report but could not read, by reason (gone,
+    /// unreadable, pidfile_unreadable); counted once per collection that skips them.
+    pub receiver_skipped_processes: Family<ReceiverReasonLabels, Counter>,
     /// Points a processor dropped, by reason.
     pub processor_dropped: Family<ProcessorLabels, Counter>,
     /// Batches a batch processor sent, by trigger (size, timeout, shutdown).
     pub processor_batches: Family<ProcessorLabels, Counter>,
+    /// Points whose metric name or label keys a normalize processor rewrote, by rule (a point
+    /// counts once under each rule that changed it).
+    pub normalize_rewrites: Family<ProcessorLabels, Counter>,
+    /// Name and label-key lookups a normalize processor answered from its cache.
+    pub normalize_cache_hits: Family<ProcessorOnlyLabels, Counter>,
+    /// Name and label-key lookups a normalize processor had to compute.
+    pub normalize_cache_misses: Family<ProcessorOnlyLabels, Counter>,
+    /// Entries a normalize processor's caches let go because they were full.
+    pub normalize_cache_evictions: Family<ProcessorOnlyLabels, Counter>,
+    /// Entries in a normalize processor's caches.
+    pub normalize_cache_entries: Family<ProcessorOnlyLabels, Gauge>,
     pub exporter_sent: Family<ExporterLabels, Counter>,
     /// Points in send attempts that failed (each failed attempt counts).
     pub exporter_failed: Family<ExporterLabels, Counter>,
@@ -94,8 +114,14 @@ impl Telemetry {
             receiver_accepted: Family::default(),
             receiver_refused: Family::default(),
             receiver_refused_requests: Family::default(),
+            receiver_skipped_processes: Family::default(),
             processor_dropped: Family::default(),
             processor_batches: Family::default(),
+            normalize_rewrites: Family::default(),
+            normalize_cache_hits: Family::default(),
+            normalize_cache_misses: Family::default(),
+            normalize_cache_evictions: Family::default(),
+            normalize_cache_entries: Family::default(),
             exporter_sent: Family::default(),
             exporter_failed: Family::default(),
             exporter_dropped: Family::default(),
@@ -122,6 +148,11 @@ impl Telemetry {
             t.receiver_refused_requests.clone(),
         );
         r.register(
+            "sluice_receiver_skipped_processes",
+            "Processes a runtime receiver could not read in a collection, by reason",
+            t.receiver_skipped_processes.clone(),
+        );
+        r.register(
             "sluice_processor_dropped_points",
             "Points dropped by a processor, by reason",
             t.processor_dropped.clone(),
@@ -130,6 +161,31 @@ impl Telemetry {
             "sluice_processor_batch_sent_batches",
             "Batches sent by a batch processor, by trigger",
             t.processor_batches.clone(),
+        );
+        r.register(
+            "sluice_processor_normalize_rewrites",
+            "Points whose metric name or label keys a normalize processor rewrote, by rule",
+            t.normalize_rewrites.clone(),
+        );
+        r.register(
+            "sluice_processor_normalize_cache_hits",
+            "Name and label-key lookups a normalize processor answered from its cache",
+            t.normalize_cache_hits.clone(),
+        );
+        r.register(
+            "sluice_processor_normalize_cache_misses",
+            "Name and label-key lookups a normalize processor had to compute",
+            t.normalize_cache_misses.clone(),
+        );
+        r.register(
+            "sluice_processor_normalize_cache_evictions",
+            "Cache entries a normalize processor let go because its caches were full",
+            t.normalize_cache_evictions.clone(),
+        );
+        r.register(
+            "sluice_processor_normalize_cache_entries",
+            "Entries in a normalize processor's caches",
+            t.normalize_cache_entries.clone(),
         );
         r.register(
             "sluice_exporter_sent_points",

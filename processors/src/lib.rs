@@ -1,3 +1,4 @@
 //! Sluice's processors: each is a `Consumer` that passes batches on to the next.
 
 pub mod batch;
+pub mod normalize;

@@ -3,6 +3,7 @@
 
 pub mod otlp;
 pub mod remote_write;
+pub mod runtime;
 
 /// An HTTP client for tests (reqwest is built with rustls, which needs its crypto provider).
 #[cfg(test)]

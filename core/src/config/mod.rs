@@ -236,6 +236,33 @@ pub fn load_str(
     }
 }
 
+/// The settings node of one component, as written in a config text (after `${env:...}`
+/// expansion), for tools that need one component's typed config back (`sluice explain`): parse it
+/// with [`crate::component::parse_config`]. `None` when the text does not parse or has no such
+/// component; load the file with [`load_file`] first to report its errors.
+pub fn component_node(text: &str, class: Class, id: &ComponentId) -> Option<Node> {
+    let mut root = node::parse(text).ok()?;
+    let mut errs = Errors {
+        file: Arc::from(""),
+        list: Vec::new(),
+        env_failed: BTreeSet::new(),
+    };
+    expand_env(&mut root, &mut errs);
+    let Value::Map(sections) = root.value else {
+        return None;
+    };
+    let (_, section) = sections
+        .into_iter()
+        .find(|(k, _)| k.key_text() == class.plural())?;
+    let Value::Map(components) = section.value else {
+        return None;
+    };
+    components
+        .into_iter()
+        .find(|(k, _)| ComponentId::parse(&k.key_text()).as_ref() == Ok(id))
+        .map(|(_, v)| v)
+}
+
 struct Errors {
     file: Arc<str>,
     list: Vec<ConfigError>,
