@@ -44,7 +44,9 @@ struct Proc(Child);
 
 impl Proc {
     fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -57,18 +59,30 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Every sample a VictoriaMetrics holds: series (labels) -> (timestamp -> value bits).
 fn export(vm: &Peer) -> BTreeMap<BTreeMap<String, String>, BTreeMap<i64, u64>> {
     let _ = support::http_get(&format!("http://{}/internal/force_flush", vm.addr));
-    let body = support::http_get(&format!("http://{}/api/v1/export?match[]=%7B__name__%21%3D%22%22%7D", vm.addr));
+    let body = support::http_get(&format!(
+        "http://{}/api/v1/export?match[]=%7B__name__%21%3D%22%22%7D",
+        vm.addr
+    ));
     let mut out = BTreeMap::new();
     for line in body.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        let labels: BTreeMap<String, String> =
-            v["metric"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let labels: BTreeMap<String, String> = v["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
         let samples: &mut BTreeMap<i64, u64> = out.entry(labels).or_default();
         let values = v["values"].as_array().unwrap();
         let times = v["timestamps"].as_array().unwrap();
@@ -83,7 +97,10 @@ fn export(vm: &Peer) -> BTreeMap<BTreeMap<String, String>, BTreeMap<i64, u64>> {
 #[test]
 fn vmagent_and_prometheus_relayed_through_sluice_arrive_exactly_as_sent() {
     for bin in ["/usr/bin/vmagent", "/usr/bin/prometheus"] {
-        assert!(std::path::Path::new(bin).exists(), "{bin} is missing: run integration-tests/install-peers.sh");
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} is missing: run integration-tests/install-peers.sh"
+        );
     }
     let direct = Peer::victoria_metrics();
     let relayed = Peer::victoria_metrics();
@@ -103,20 +120,31 @@ service:
         ),
         &["prometheus_remote_write/http", "telemetry"],
     );
-    let sluice_url = format!("http://{}/api/v1/write", sluice.addr("prometheus_remote_write/http"));
+    let sluice_url = format!(
+        "http://{}/api/v1/write",
+        sluice.addr("prometheus_remote_write/http")
+    );
     let target = exposition_server();
     let dir = tempfile::tempdir().unwrap();
 
     let scrape = |job: &str| {
-        format!("scrape_configs:\n  - job_name: {job}\n    scrape_interval: 1s\n    static_configs: [{{ targets: [\"{target}\"] }}]\n")
+        format!(
+            "scrape_configs:\n  - job_name: {job}\n    scrape_interval: 1s\n    static_configs: [{{ targets: [\"{target}\"] }}]\n"
+        )
     };
     std::fs::write(dir.path().join("vmagent.yml"), scrape("vmagent")).unwrap();
     let vmagent = Proc(
         Command::new("/usr/bin/vmagent")
-            .arg(format!("-promscrape.config={}", dir.path().join("vmagent.yml").display()))
+            .arg(format!(
+                "-promscrape.config={}",
+                dir.path().join("vmagent.yml").display()
+            ))
             .arg(format!("-remoteWrite.url={}", direct.write_url()))
             .arg(format!("-remoteWrite.url={sluice_url}"))
-            .arg(format!("-remoteWrite.tmpDataPath={}", dir.path().join("vmagent-data").display()))
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.path().join("vmagent-data").display()
+            ))
             .arg(format!("-httpListenAddr=127.0.0.1:{}", free_port()))
             .arg("-remoteWrite.flushInterval=200ms")
             .stdout(Stdio::null())
@@ -132,8 +160,14 @@ service:
     std::fs::write(dir.path().join("prometheus.yml"), prom_cfg).unwrap();
     let prometheus = Proc(
         Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("prom-data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom-data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -142,12 +176,17 @@ service:
     );
 
     // Let both senders scrape and send for a while.
-    wait_until(Duration::from_secs(60), "both senders relayed samples through Sluice", || {
-        let e = export(&relayed);
-        ["vmagent", "prometheus"].iter().all(|job| {
-            e.iter().any(|(l, s)| l.get("job").map(String::as_str) == Some(job) && s.len() >= 4)
-        })
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "both senders relayed samples through Sluice",
+        || {
+            let e = export(&relayed);
+            ["vmagent", "prometheus"].iter().all(|job| {
+                e.iter()
+                    .any(|(l, s)| l.get("job").map(String::as_str) == Some(job) && s.len() >= 4)
+            })
+        },
+    );
     vmagent.stop();
     prometheus.stop();
     // Sluice has sent everything it accepted (gauges and counters: one sample per point).
@@ -160,11 +199,19 @@ service:
     let (a, b) = (export(&direct), export(&relayed));
     assert!(a.len() >= 2 * 16, "series: {}", a.len());
     for (series, samples) in &a {
-        let got = b.get(series).unwrap_or_else(|| panic!("series {series:?} missing behind Sluice"));
+        let got = b
+            .get(series)
+            .unwrap_or_else(|| panic!("series {series:?} missing behind Sluice"));
         assert_eq!(got, samples, "samples of {series:?}");
     }
     let extra: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
     assert!(extra.is_empty(), "series only behind Sluice: {extra:?}");
-    assert_eq!(sluice.metric("sluice_exporter_dropped_points_total", &[]), 0.0);
-    assert_eq!(sluice.metric("sluice_receiver_refused_points_total", &[]), 0.0);
+    assert_eq!(
+        sluice.metric("sluice_exporter_dropped_points_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        sluice.metric("sluice_receiver_refused_points_total", &[]),
+        0.0
+    );
 }

@@ -222,8 +222,16 @@ impl Telemetry {
             "Capacity of an exporter's queue",
             t.exporter_queue_capacity.clone(),
         );
-        r.register("sluice_exporter_shards", "Shards of a sharded exporter (remote_write)", t.exporter_shards.clone());
-        r.register("sluice_exporter_shard_samples", "Samples held by a sharded exporter's shards", t.exporter_shard_samples.clone());
+        r.register(
+            "sluice_exporter_shards",
+            "Shards of a sharded exporter (remote_write)",
+            t.exporter_shards.clone(),
+        );
+        r.register(
+            "sluice_exporter_shard_samples",
+            "Samples held by a sharded exporter's shards",
+            t.exporter_shard_samples.clone(),
+        );
         *t.registry.lock() = r;
         t
     }

@@ -33,14 +33,23 @@ impl Sluice {
     /// Starts sluice on `yaml` and waits until every listener in `expect` (e.g. `otlp/grpc`,
     /// `otlp/http`, `telemetry`) has logged its address.
     pub fn start(yaml: &str, expect: &[&str]) -> Sluice {
+        Self::start_with_env(yaml, &[], expect)
+    }
+
+    /// As `start`, with environment variables for the process (for `${env:...}` in the config).
+    pub fn start_with_env(yaml: &str, envs: &[(&str, &str)], expect: &[&str]) -> Sluice {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pipeline.yaml");
         std::fs::write(&path, yaml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--config"])
             .arg(&path)
+            .envs(envs.iter().copied())
             // SLUICE_TEST_LOG=debug shows more of Sluice's log in failing tests.
-            .env("RUST_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,23 +188,32 @@ fn listening(line: &str) -> Option<(String, SocketAddr)> {
 
 /// A blocking HTTP GET over a plain TCP socket (keeps the tests free of a second HTTP client).
 pub fn http_get(url: &str) -> String {
-    http_get_status(url).map(|(_, body)| body).expect("GET failed")
+    http_get_status(url)
+        .map(|(_, body)| body)
+        .expect("GET failed")
 }
 
 /// A blocking HTTP GET; the status code and body, or `None` if the connection failed.
 pub fn http_get_status(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    Some((
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
-
 
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {

@@ -12,7 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn require(bin: &str) {
@@ -46,14 +50,21 @@ impl Peer {
         let port = free_port();
         let child = Command::new("/usr/bin/prometheus")
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let p = Peer { addr: format!("127.0.0.1:{port}").parse().unwrap(), child, _dir: dir };
+        let p = Peer {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            child,
+            _dir: dir,
+        };
         p.wait_ready("/-/ready");
         p
     }
@@ -109,7 +120,10 @@ impl Peer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new("/usr/bin/victoria-metrics")
-            .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-search.latencyOffset=0s")
             .arg("-search.disableCache")
@@ -118,7 +132,11 @@ impl Peer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let p = Peer { addr: format!("127.0.0.1:{port}").parse().unwrap(), child, _dir: dir };
+        let p = Peer {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            child,
+            _dir: dir,
+        };
         p.wait_ready("/health");
         p
     }
@@ -130,13 +148,60 @@ impl Peer {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let openssl = |args: &[&str]| {
-            let ok = Command::new("openssl").args(args).current_dir(d).stderr(Stdio::null()).status().unwrap().success();
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
             assert!(ok, "openssl {args:?}");
         };
-        openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sluice-test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=sluice-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
         std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "server.pem"]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
         let port = free_port();
         let child = Command::new("/usr/bin/victoria-metrics")
             .arg(format!("-storageDataPath={}", d.join("data").display()))
@@ -151,8 +216,16 @@ impl Peer {
             .spawn()
             .unwrap();
         let ca = d.join("ca.pem");
-        let p = Peer { addr: format!("127.0.0.1:{port}").parse().unwrap(), child, _dir: dir };
-        super::wait_until(Duration::from_secs(30), "victoria-metrics (TLS) listening", || std::net::TcpStream::connect(p.addr).is_ok());
+        let p = Peer {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            child,
+            _dir: dir,
+        };
+        super::wait_until(
+            Duration::from_secs(30),
+            "victoria-metrics (TLS) listening",
+            || std::net::TcpStream::connect(p.addr).is_ok(),
+        );
         (p, ca)
     }
 
@@ -172,12 +245,18 @@ impl Peer {
         let q: String = promql
             .bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        let body = super::http_get(&format!("http://{}/api/v1/query?query={q}&time={time}", self.addr));
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let body = super::http_get(&format!(
+            "http://{}/api/v1/query?query={q}&time={time}",
+            self.addr
+        ));
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(v["status"], "success", "{body}");
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
@@ -185,7 +264,8 @@ impl Peer {
     /// The value of a query expected to give one series.
     pub fn value(&self, promql: &str, time: f64) -> Option<f64> {
         let r = self.query(promql, time);
-        r.first().map(|s| s["value"][1].as_str().unwrap().parse().unwrap())
+        r.first()
+            .map(|s| s["value"][1].as_str().unwrap().parse().unwrap())
     }
 }
 
@@ -204,9 +284,15 @@ pub struct RwRequest {
 pub enum RwBehaviour {
     Accept,
     /// Answer `status` (with an optional Retry-After) to the first `n` requests.
-    FailFirst { n: usize, status: u16, retry_after: Option<u64> },
+    FailFirst {
+        n: usize,
+        status: u16,
+        retry_after: Option<u64>,
+    },
     /// Sleep a random 0..max_ms before committing each request.
-    RandomDelay { max_ms: u64 },
+    RandomDelay {
+        max_ms: u64,
+    },
     /// Answer 415 to v2 requests.
     RejectV2,
 }
@@ -228,24 +314,37 @@ pub struct RwSink {
 impl RwSink {
     pub fn start(behaviour: RwBehaviour) -> RwSink {
         use axum::{Router, routing::post};
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let state = Arc::new(Mutex::new(RwState::default()));
         let st = state.clone();
         let addr = rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap();
-            let app = Router::new().route(
-                "/{*path}",
-                post(move |uri: http::Uri, headers: http::HeaderMap, body: axum::body::Bytes| {
-                    let st = st.clone();
-                    let behaviour = behaviour.clone();
-                    async move { handle(st, behaviour, uri.path().to_string(), headers, body).await }
-                }),
-            );
+            let app =
+                Router::new().route(
+                    "/{*path}",
+                    post(
+                        move |uri: http::Uri, headers: http::HeaderMap, body: axum::body::Bytes| {
+                            let st = st.clone();
+                            let behaviour = behaviour.clone();
+                            async move {
+                                handle(st, behaviour, uri.path().to_string(), headers, body).await
+                            }
+                        },
+                    ),
+                );
             tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
             addr
         });
-        RwSink { addr, state, _rt: rt }
+        RwSink {
+            addr,
+            state,
+            _rt: rt,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -257,7 +356,11 @@ impl RwSink {
     }
 
     pub fn samples(&self) -> usize {
-        self.requests().iter().flat_map(|r| &r.v1.timeseries).map(|t| t.samples.len()).sum()
+        self.requests()
+            .iter()
+            .flat_map(|r| &r.v1.timeseries)
+            .map(|t| t.samples.len())
+            .sum()
     }
 }
 
@@ -275,10 +378,19 @@ async fn handle(
         s.call_times.push(std::time::Instant::now());
         s.calls
     };
-    let is_v2 = headers.get("content-type").is_some_and(|v| v.to_str().unwrap().contains("io.prometheus.write.v2.Request"));
+    let is_v2 = headers.get("content-type").is_some_and(|v| {
+        v.to_str()
+            .unwrap()
+            .contains("io.prometheus.write.v2.Request")
+    });
     match behaviour {
-        RwBehaviour::FailFirst { n, status, retry_after } if call <= n => {
-            let mut r = (http::StatusCode::from_u16(status).unwrap(), "told to fail").into_response();
+        RwBehaviour::FailFirst {
+            n,
+            status,
+            retry_after,
+        } if call <= n => {
+            let mut r =
+                (http::StatusCode::from_u16(status).unwrap(), "told to fail").into_response();
             if let Some(s) = retry_after {
                 r.headers_mut().insert("retry-after", s.into());
             }
@@ -292,22 +404,39 @@ async fn handle(
         }
         _ => {}
     }
-    let snappy_framed = body.starts_with(&[0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
-    let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy block format");
+    let snappy_framed =
+        body.starts_with(&[0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("snappy block format");
     let (req, v2req) = if is_v2 {
         let r = v2::Request::decode(raw.as_slice()).expect("a v2 request");
         (v2_to_v1(&r), Some(r))
     } else {
-        (v1::WriteRequest::decode(raw.as_slice()).expect("a v1 request"), None)
+        (
+            v1::WriteRequest::decode(raw.as_slice()).expect("a v1 request"),
+            None,
+        )
     };
     let samples: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
     let histograms: usize = req.timeseries.iter().map(|t| t.histograms.len()).sum();
-    st.lock().unwrap().requests.push(RwRequest { path, headers, v1: req, v2: v2req, snappy_framed });
+    st.lock().unwrap().requests.push(RwRequest {
+        path,
+        headers,
+        v1: req,
+        v2: v2req,
+        snappy_framed,
+    });
     let mut r = http::StatusCode::NO_CONTENT.into_response();
     if is_v2 {
-        r.headers_mut().insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
-        r.headers_mut().insert("X-Prometheus-Remote-Write-Histograms-Written", histograms.into());
-        r.headers_mut().insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+        r.headers_mut()
+            .insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
+        r.headers_mut().insert(
+            "X-Prometheus-Remote-Write-Histograms-Written",
+            histograms.into(),
+        );
+        r.headers_mut()
+            .insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
     }
     r
 }
@@ -322,7 +451,10 @@ fn fastrand_ms(max: u64) -> u64 {
 fn v2_to_v1(r: &v2::Request) -> v1::WriteRequest {
     let label = |refs: &[u32]| -> Vec<v1::Label> {
         refs.chunks(2)
-            .map(|p| v1::Label { name: r.symbols[p[0] as usize].clone(), value: r.symbols[p[1] as usize].clone() })
+            .map(|p| v1::Label {
+                name: r.symbols[p[0] as usize].clone(),
+                value: r.symbols[p[1] as usize].clone(),
+            })
             .collect()
     };
     v1::WriteRequest {
@@ -331,7 +463,14 @@ fn v2_to_v1(r: &v2::Request) -> v1::WriteRequest {
             .iter()
             .map(|t| v1::TimeSeries {
                 labels: label(&t.labels_refs),
-                samples: t.samples.iter().map(|s| v1::Sample { value: s.value, timestamp: s.timestamp }).collect(),
+                samples: t
+                    .samples
+                    .iter()
+                    .map(|s| v1::Sample {
+                        value: s.value,
+                        timestamp: s.timestamp,
+                    })
+                    .collect(),
                 exemplars: Vec::new(),
                 histograms: Vec::new(),
             })
@@ -342,6 +481,10 @@ fn v2_to_v1(r: &v2::Request) -> v1::WriteRequest {
 
 /// `name{k="v",...}` of a v1 series, labels in their order, for messages.
 pub fn series_text(t: &v1::TimeSeries) -> String {
-    let labels: Vec<String> = t.labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let labels: Vec<String> = t
+        .labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", labels.join(","))
 }

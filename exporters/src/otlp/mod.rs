@@ -5,8 +5,8 @@ mod config;
 mod grpc;
 mod http;
 
-pub(crate) use http::parse_retry_after;
 pub use config::{HttpEncoding, OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
+pub(crate) use http::parse_retry_after;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 pub enum Outcome {
     Delivered,
-    Retry { message: String, retry_after: Option<Duration> },
+    Retry {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     FallBackToV1(String),
     Permanent(String),
 }
@@ -20,10 +23,16 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(cfg: &RemoteWriteConfig, bearer_from_file: Option<String>) -> Result<Client, sluice_core::component::BoxError> {
+    pub fn new(
+        cfg: &RemoteWriteConfig,
+        bearer_from_file: Option<String>,
+    ) -> Result<Client, sluice_core::component::BoxError> {
         let mut headers = http::HeaderMap::new();
         for (k, v) in &cfg.headers {
-            headers.insert(http::HeaderName::from_bytes(k.as_bytes())?, http::HeaderValue::from_str(v)?);
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes())?,
+                http::HeaderValue::from_str(v)?,
+            );
         }
         let http = tls(&cfg.tls, reqwest::Client::builder())?
             .timeout(cfg.timeout.get())
@@ -32,24 +41,43 @@ impl Client {
             .build()?;
         let token = cfg.bearer_token.clone().or(bearer_from_file);
         let auth = match (&token, &cfg.basic_auth) {
-            (Some(t), _) => Some(http::HeaderValue::from_str(&format!("Bearer {}", t.trim()))?),
+            (Some(t), _) => Some(http::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                t.trim()
+            ))?),
             (None, Some(b)) => {
                 use base64_lite::encode;
-                Some(http::HeaderValue::from_str(&format!("Basic {}", encode(&format!("{}:{}", b.username, b.password))))?)
+                Some(http::HeaderValue::from_str(&format!(
+                    "Basic {}",
+                    encode(&format!("{}:{}", b.username, b.password))
+                ))?)
             }
             (None, None) => None,
         };
-        Ok(Client { http, cfg: cfg.clone(), auth: auth.map(|mut a| {
-            a.set_sensitive(true);
-            a
-        }) })
+        Ok(Client {
+            http,
+            cfg: cfg.clone(),
+            auth: auth.map(|mut a| {
+                a.set_sensitive(true);
+                a
+            }),
+        })
     }
 
-    pub async fn send(&self, tenant: &str, protocol: Protocol, body: Vec<u8>, samples: u64) -> Outcome {
+    pub async fn send(
+        &self,
+        tenant: &str,
+        protocol: Protocol,
+        body: Vec<u8>,
+        samples: u64,
+    ) -> Outcome {
         let url = self.cfg.url_for(tenant);
         let (ctype, version) = match protocol {
             Protocol::V1 => ("application/x-protobuf", "0.1.0"),
-            Protocol::V2 => ("application/x-protobuf;proto=io.prometheus.write.v2.Request", "2.0.0"),
+            Protocol::V2 => (
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                "2.0.0",
+            ),
         };
         let mut rb = self
             .http
@@ -65,15 +93,28 @@ impl Client {
         }
         let resp = match rb.body(body).send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry { message: format!("{url}: {e}"), retry_after: None },
+            Err(e) => {
+                return Outcome::Retry {
+                    message: format!("{url}: {e}"),
+                    retry_after: None,
+                };
+            }
         };
         let status = resp.status();
         if status.is_success() {
             if protocol == Protocol::V2 && samples > 0 {
-                let written = resp.headers().get("X-Prometheus-Remote-Write-Samples-Written").and_then(|v| v.to_str().ok());
-                let histograms = resp.headers().get("X-Prometheus-Remote-Write-Histograms-Written").and_then(|v| v.to_str().ok());
+                let written = resp
+                    .headers()
+                    .get("X-Prometheus-Remote-Write-Samples-Written")
+                    .and_then(|v| v.to_str().ok());
+                let histograms = resp
+                    .headers()
+                    .get("X-Prometheus-Remote-Write-Histograms-Written")
+                    .and_then(|v| v.to_str().ok());
                 if written.is_none() && histograms.is_none() {
-                    return Outcome::FallBackToV1(format!("{url} answered {status} without the remote_write 2.0 written-count headers"));
+                    return Outcome::FallBackToV1(format!(
+                        "{url} answered {status} without the remote_write 2.0 written-count headers"
+                    ));
                 }
             }
             return Outcome::Delivered;
@@ -84,19 +125,30 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::otlp::parse_retry_after);
         let bytes = resp.bytes().await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).trim().to_string();
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)])
+            .trim()
+            .to_string();
         let message = format!("{url} answered {status}: {text}");
         match status.as_u16() {
             415 if protocol == Protocol::V2 => Outcome::FallBackToV1(message),
-            429 if self.cfg.queue_config.retry_on_http_429 => Outcome::Retry { message, retry_after },
-            500..=599 => Outcome::Retry { message, retry_after },
+            429 if self.cfg.queue_config.retry_on_http_429 => Outcome::Retry {
+                message,
+                retry_after,
+            },
+            500..=599 => Outcome::Retry {
+                message,
+                retry_after,
+            },
             _ => Outcome::Permanent(message),
         }
     }
 }
 
 /// Applies TLS settings (rustls with the ring provider, installed once per process).
-pub fn tls(cfg: &super::config::TlsConfig, mut b: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, sluice_core::component::BoxError> {
+pub fn tls(
+    cfg: &super::config::TlsConfig,
+    mut b: reqwest::ClientBuilder,
+) -> Result<reqwest::ClientBuilder, sluice_core::component::BoxError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"));
     if let Some(ca) = &cfg.ca_file {
@@ -120,11 +172,21 @@ mod base64_lite {
         let b = s.as_bytes();
         let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
         for c in b.chunks(3) {
-            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
             out.push(T[(n >> 18) as usize & 63] as char);
             out.push(T[(n >> 12) as usize & 63] as char);
-            out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-            out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+            out.push(if c.len() > 1 {
+                T[(n >> 6) as usize & 63] as char
+            } else {
+                '='
+            });
+            out.push(if c.len() > 2 {
+                T[n as usize & 63] as char
+            } else {
+                '='
+            });
         }
         out
     }

@@ -213,7 +213,10 @@ impl RemoteWriteConfig {
 
     pub fn sending(&self) -> SendingSettings {
         SendingSettings {
-            queue: QueueSettings { num_consumers: 1, ..self.sending_queue.clone() },
+            queue: QueueSettings {
+                num_consumers: 1,
+                ..self.sending_queue.clone()
+            },
             ..Default::default()
         }
     }
@@ -248,30 +251,54 @@ impl Validate for RemoteWriteConfig {
             errs.push(DeError::new(at("endpoint"), m));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            errs.push(DeError::new(at("tls"), "tls: cert_file and key_file go together"));
+            errs.push(DeError::new(
+                at("tls"),
+                "tls: cert_file and key_file go together",
+            ));
         }
         for (k, v) in &self.headers {
             if RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
                 errs.push(DeError::new(at("headers"), format!("header {k:?} is set by the protocol or the auth settings and cannot be overridden")));
-            } else if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(v).is_err() {
-                errs.push(DeError::new(at("headers"), format!("header {k:?} is not a valid HTTP header name and value")));
+            } else if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                errs.push(DeError::new(
+                    at("headers"),
+                    format!("header {k:?} is not a valid HTTP header name and value"),
+                ));
             }
         }
-        let auths = [self.bearer_token.is_some(), self.bearer_token_file.is_some(), self.basic_auth.is_some()];
+        let auths = [
+            self.bearer_token.is_some(),
+            self.bearer_token_file.is_some(),
+            self.basic_auth.is_some(),
+        ];
         if auths.iter().filter(|a| **a).count() > 1 {
-            errs.push(DeError::new(node.pos, "set at most one of bearer_token, bearer_token_file and basic_auth"));
+            errs.push(DeError::new(
+                node.pos,
+                "set at most one of bearer_token, bearer_token_file and basic_auth",
+            ));
         }
         if let Some(h) = &self.tenant_header
             && http::HeaderName::from_bytes(h.as_bytes()).is_err()
         {
-            errs.push(DeError::new(at("tenant_header"), format!("{h:?} is not a valid header name")));
+            errs.push(DeError::new(
+                at("tenant_header"),
+                format!("{h:?} is not a valid header name"),
+            ));
         }
         let q = &self.queue_config;
         if q.min_shards == 0 || q.max_shards < q.min_shards {
-            errs.push(DeError::new(at("queue_config"), "shards: need 1 <= min_shards <= max_shards"));
+            errs.push(DeError::new(
+                at("queue_config"),
+                "shards: need 1 <= min_shards <= max_shards",
+            ));
         }
         if q.max_samples_per_send == 0 || q.capacity < q.max_samples_per_send {
-            errs.push(DeError::new(at("queue_config"), "need 1 <= max_samples_per_send <= capacity"));
+            errs.push(DeError::new(
+                at("queue_config"),
+                "need 1 <= max_samples_per_send <= capacity",
+            ));
         }
         errs
     }

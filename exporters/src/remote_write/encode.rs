@@ -55,13 +55,34 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
     let timeseries = series
         .iter()
         .map(|s| v1::TimeSeries {
-            labels: s.labels.iter().map(|(k, v)| v1::Label { name: k.clone(), value: v.clone() }).collect(),
-            samples: s.samples.iter().map(|x| v1::Sample { value: x.value, timestamp: x.timestamp_ms }).collect(),
+            labels: s
+                .labels
+                .iter()
+                .map(|(k, v)| v1::Label {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            samples: s
+                .samples
+                .iter()
+                .map(|x| v1::Sample {
+                    value: x.value,
+                    timestamp: x.timestamp_ms,
+                })
+                .collect(),
             exemplars: s
                 .exemplars
                 .iter()
                 .map(|e| v1::Exemplar {
-                    labels: e.labels.iter().map(|(k, v)| v1::Label { name: k.clone(), value: v.clone() }).collect(),
+                    labels: e
+                        .labels
+                        .iter()
+                        .map(|(k, v)| v1::Label {
+                            name: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
                     value: e.value,
                     timestamp: e.timestamp_ms,
                 })
@@ -84,17 +105,27 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
             }
         }
     }
-    v1::WriteRequest { timeseries, metadata }
+    v1::WriteRequest {
+        timeseries,
+        metadata,
+    }
 }
 
 fn spans_v1(spans: &[(i32, u32)]) -> Vec<v1::BucketSpan> {
-    spans.iter().map(|&(offset, length)| v1::BucketSpan { offset, length }).collect()
+    spans
+        .iter()
+        .map(|&(offset, length)| v1::BucketSpan { offset, length })
+        .collect()
 }
 
 fn histogram_v1(h: &NativeHistogram) -> v1::Histogram {
     v1::Histogram {
         count: Some(v1::histogram::Count::CountInt(h.count)),
-        sum: if h.stale { sluice_core::prometheus::stale_nan() } else { h.sum },
+        sum: if h.stale {
+            sluice_core::prometheus::stale_nan()
+        } else {
+            h.sum
+        },
         schema: h.schema,
         zero_threshold: h.zero_threshold,
         zero_count: Some(v1::histogram::ZeroCount::ZeroCountInt(h.zero_count)),
@@ -104,7 +135,11 @@ fn histogram_v1(h: &NativeHistogram) -> v1::Histogram {
         positive_spans: spans_v1(&h.positive_spans),
         positive_deltas: h.positive_deltas.clone(),
         positive_counts: Vec::new(),
-        reset_hint: if h.reset_hint_gauge { v1::histogram::ResetHint::Gauge as i32 } else { 0 },
+        reset_hint: if h.reset_hint_gauge {
+            v1::histogram::ResetHint::Gauge as i32
+        } else {
+            0
+        },
         timestamp: h.timestamp_ms,
         custom_values: Vec::new(),
     }
@@ -120,7 +155,10 @@ impl<'a> Symbols<'a> {
     fn new() -> Self {
         let mut index = HashMap::new();
         index.insert("", 0);
-        Symbols { table: vec![""], index }
+        Symbols {
+            table: vec![""],
+            index,
+        }
     }
 
     fn r#ref(&mut self, s: &'a str) -> u32 {
@@ -165,7 +203,11 @@ pub fn to_v2(series: &[Series]) -> v2::Request {
                 samples: s
                     .samples
                     .iter()
-                    .map(|x| v2::Sample { value: x.value, timestamp: x.timestamp_ms, start_timestamp: x.start_timestamp_ms })
+                    .map(|x| v2::Sample {
+                        value: x.value,
+                        timestamp: x.timestamp_ms,
+                        start_timestamp: x.start_timestamp_ms,
+                    })
                     .collect(),
                 histograms: s.histograms.iter().map(histogram_v2).collect(),
                 exemplars,
@@ -173,14 +215,25 @@ pub fn to_v2(series: &[Series]) -> v2::Request {
             }
         })
         .collect();
-    v2::Request { symbols: symbols.table.into_iter().map(str::to_string).collect(), timeseries }
+    v2::Request {
+        symbols: symbols.table.into_iter().map(str::to_string).collect(),
+        timeseries,
+    }
 }
 
 fn histogram_v2(h: &NativeHistogram) -> v2::Histogram {
-    let spans = |s: &[(i32, u32)]| s.iter().map(|&(offset, length)| v2::BucketSpan { offset, length }).collect();
+    let spans = |s: &[(i32, u32)]| {
+        s.iter()
+            .map(|&(offset, length)| v2::BucketSpan { offset, length })
+            .collect()
+    };
     v2::Histogram {
         count: Some(v2::histogram::Count::CountInt(h.count)),
-        sum: if h.stale { sluice_core::prometheus::stale_nan() } else { h.sum },
+        sum: if h.stale {
+            sluice_core::prometheus::stale_nan()
+        } else {
+            h.sum
+        },
         schema: h.schema,
         zero_threshold: h.zero_threshold,
         zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(h.zero_count)),
@@ -190,7 +243,11 @@ fn histogram_v2(h: &NativeHistogram) -> v2::Histogram {
         positive_spans: spans(&h.positive_spans),
         positive_deltas: h.positive_deltas.clone(),
         positive_counts: Vec::new(),
-        reset_hint: if h.reset_hint_gauge { v2::histogram::ResetHint::Gauge as i32 } else { 0 },
+        reset_hint: if h.reset_hint_gauge {
+            v2::histogram::ResetHint::Gauge as i32
+        } else {
+            0
+        },
         timestamp: h.timestamp_ms,
         custom_values: Vec::new(),
         start_timestamp: h.start_timestamp_ms,

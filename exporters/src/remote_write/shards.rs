@@ -41,7 +41,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(name: String, cfg: RemoteWriteConfig, client: Client, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(
+        name: String,
+        cfg: RemoteWriteConfig,
+        client: Client,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         Shared {
             name,
             cfg,
@@ -60,7 +65,9 @@ impl Shared {
         let now = self.held.fetch_add(samples, Ordering::Relaxed) + samples;
         self.telemetry
             .exporter_shard_samples
-            .get_or_create(&ExporterOnlyLabels { exporter: self.name.clone() })
+            .get_or_create(&ExporterOnlyLabels {
+                exporter: self.name.clone(),
+            })
             .set(now);
     }
 }
@@ -90,9 +97,17 @@ impl ShardSet {
         shared
             .telemetry
             .exporter_shards
-            .get_or_create(&ExporterOnlyLabels { exporter: shared.name.clone() })
+            .get_or_create(&ExporterOnlyLabels {
+                exporter: shared.name.clone(),
+            })
             .set(n as i64);
-        ShardSet { senders, workers, shared, samples_in: 0, last_update: Instant::now() }
+        ShardSet {
+            senders,
+            workers,
+            shared,
+            samples_in: 0,
+            last_update: Instant::now(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -109,7 +124,10 @@ impl ShardSet {
         let samples = samples_of(&series);
         self.shared.hold(samples as i64);
         self.samples_in += samples;
-        let item = Item { tenant: tenant.clone(), series };
+        let item = Item {
+            tenant: tenant.clone(),
+            series,
+        };
         tokio::select! {
             r = self.senders[idx].send(item) => r.is_ok(),
             _ = self.shared.hard_stop.cancelled() => {
@@ -208,16 +226,30 @@ async fn run_shard(shared: Arc<Shared>, mut rx: mpsc::Receiver<Item>) {
 
 /// Sends one request, retrying as the protocol allows, until it is delivered, dropped, or the
 /// hard stop comes.
-async fn flush(shared: &Shared, encoder: &mut Encoder, tenant: Option<&Arc<str>>, pending: &mut Vec<Series>) {
+async fn flush(
+    shared: &Shared,
+    encoder: &mut Encoder,
+    tenant: Option<&Arc<str>>,
+    pending: &mut Vec<Series>,
+) {
     let series = std::mem::take(pending);
     let samples: u64 = series.iter().map(samples_of).sum();
     let tenant = tenant.map_or(shared.cfg.default_tenant.as_str(), |t| t);
-    let labels = ExporterLabels { exporter: shared.name.clone(), tenant: tenant.to_string() };
+    let labels = ExporterLabels {
+        exporter: shared.name.clone(),
+        tenant: tenant.to_string(),
+    };
     let q = &shared.cfg.queue_config;
     let mut backoff = Backoff::new(q.min_backoff.get(), q.max_backoff.get());
     let result = loop {
-        let protocol = if shared.v1_only.load(Ordering::Relaxed) { Protocol::V1 } else { shared.cfg.protocol };
-        let body = encoder.encode(&series, protocol, shared.cfg.send_metadata).to_vec();
+        let protocol = if shared.v1_only.load(Ordering::Relaxed) {
+            Protocol::V1
+        } else {
+            shared.cfg.protocol
+        };
+        let body = encoder
+            .encode(&series, protocol, shared.cfg.send_metadata)
+            .to_vec();
         let started = Instant::now();
         let outcome = tokio::select! {
             o = shared.client.send(tenant, protocol, body, samples) => o,
@@ -226,9 +258,15 @@ async fn flush(shared: &Shared, encoder: &mut Encoder, tenant: Option<&Arc<str>>
         match outcome {
             Outcome::Delivered => {
                 shared.samples_out.fetch_add(samples, Ordering::Relaxed);
-                shared.send_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                shared
+                    .send_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 *shared.last_success.lock() = Instant::now();
-                shared.telemetry.exporter_sent.get_or_create(&labels).inc_by(samples);
+                shared
+                    .telemetry
+                    .exporter_sent
+                    .get_or_create(&labels)
+                    .inc_by(samples);
                 break "";
             }
             Outcome::FallBackToV1(why) => {
@@ -237,14 +275,33 @@ async fn flush(shared: &Shared, encoder: &mut Encoder, tenant: Option<&Arc<str>>
             }
             Outcome::Permanent(msg) => {
                 tracing::error!(exporter = %shared.name, tenant, samples, error = %msg, "remote_write request refused; dropping it");
-                shared.telemetry.exporter_failed.get_or_create(&labels).inc_by(samples);
+                shared
+                    .telemetry
+                    .exporter_failed
+                    .get_or_create(&labels)
+                    .inc_by(samples);
                 break "permanent_error";
             }
-            Outcome::Retry { message, retry_after } => {
-                shared.telemetry.exporter_failed.get_or_create(&labels).inc_by(samples);
-                shared.telemetry.exporter_retries.get_or_create(&ExporterOnlyLabels { exporter: shared.name.clone() }).inc();
+            Outcome::Retry {
+                message,
+                retry_after,
+            } => {
+                shared
+                    .telemetry
+                    .exporter_failed
+                    .get_or_create(&labels)
+                    .inc_by(samples);
+                shared
+                    .telemetry
+                    .exporter_retries
+                    .get_or_create(&ExporterOnlyLabels {
+                        exporter: shared.name.clone(),
+                    })
+                    .inc();
                 // As Prometheus: sleep for Retry-After when given, else the current backoff.
-                let wait = retry_after.filter(|d| !d.is_zero()).unwrap_or_else(|| backoff.next_wait());
+                let wait = retry_after
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or_else(|| backoff.next_wait());
                 tracing::warn!(exporter = %shared.name, tenant, samples, error = %message, retry_in = ?wait, "remote_write request failed; will retry");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -254,7 +311,9 @@ async fn flush(shared: &Shared, encoder: &mut Encoder, tenant: Option<&Arc<str>>
         }
     };
     if !result.is_empty() {
-        shared.telemetry.exporter_dropped(&shared.name, tenant, result, samples);
+        shared
+            .telemetry
+            .exporter_dropped(&shared.name, tenant, result, samples);
     }
     shared.hold(-(samples as i64));
 }

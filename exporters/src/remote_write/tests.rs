@@ -5,13 +5,28 @@ use sluice_core::prometheus::{Metadata, MetricType, NativeHistogram, Sample, Ser
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
 
 fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
-    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut l: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     l.push(("__name__".into(), name.into()));
     l.sort();
     Series {
         labels: l,
-        samples: samples.iter().map(|&(t, v)| Sample { timestamp_ms: t, value: v, start_timestamp_ms: 1000 }).collect(),
-        metadata: Metadata { metric_type: MetricType::Counter, family: name.into(), help: "help".into(), unit: "".into() },
+        samples: samples
+            .iter()
+            .map(|&(t, v)| Sample {
+                timestamp_ms: t,
+                value: v,
+                start_timestamp_ms: 1000,
+            })
+            .collect(),
+        metadata: Metadata {
+            metric_type: MetricType::Counter,
+            family: name.into(),
+            help: "help".into(),
+            unit: "".into(),
+        },
         ..Default::default()
     }
 }
@@ -19,7 +34,10 @@ fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series
 // The body is snappy *block* format (not framed) and decodes to the same series, v1.
 #[test]
 fn v1_body_round_trips_through_snappy_block_format() {
-    let s = vec![series("a_total", &[("job", "j")], &[(1, 1.0), (2, stale_nan())]), series("b_total", &[], &[(3, 2.5)])];
+    let s = vec![
+        series("a_total", &[("job", "j")], &[(1, 1.0), (2, stale_nan())]),
+        series("b_total", &[], &[(3, 2.5)]),
+    ];
     let mut enc = Encoder::default();
     let body = enc.encode(&s, Protocol::V1, true).to_vec();
     assert_ne!(&body[..2], &[0xff, 0x06], "not the framed format");
@@ -27,7 +45,10 @@ fn v1_body_round_trips_through_snappy_block_format() {
     let req = v1::WriteRequest::decode(raw.as_slice()).unwrap();
     assert_eq!(req.timeseries.len(), 2);
     assert_eq!(req.timeseries[0].labels[0].name, "__name__");
-    assert_eq!(req.timeseries[0].samples[1].value.to_bits(), 0x7ff0_0000_0000_0002);
+    assert_eq!(
+        req.timeseries[0].samples[1].value.to_bits(),
+        0x7ff0_0000_0000_0002
+    );
     assert_eq!(req.metadata.len(), 2);
     assert_eq!(req.metadata[0].r#type, 1);
     assert_eq!(req.metadata[0].help, "help");
@@ -36,7 +57,10 @@ fn v1_body_round_trips_through_snappy_block_format() {
 // Metadata is sent once per family and not at all when switched off.
 #[test]
 fn v1_metadata_once_per_family_or_not_at_all() {
-    let s = vec![series("a_total", &[("x", "1")], &[(1, 1.0)]), series("a_total", &[("x", "2")], &[(1, 1.0)])];
+    let s = vec![
+        series("a_total", &[("x", "1")], &[(1, 1.0)]),
+        series("a_total", &[("x", "2")], &[(1, 1.0)]),
+    ];
     assert_eq!(to_v1(&s, true).metadata.len(), 1);
     assert!(to_v1(&s, false).metadata.is_empty());
 }
@@ -44,7 +68,10 @@ fn v1_metadata_once_per_family_or_not_at_all() {
 // v2: "" at index 0, every string once, refs in range and in label order, start timestamps.
 #[test]
 fn v2_symbols_table_is_deduplicated_and_refs_are_valid() {
-    let s = vec![series("a_total", &[("job", "j"), ("x", "1")], &[(5, 1.0)]), series("a_total", &[("job", "j"), ("x", "2")], &[(5, 2.0)])];
+    let s = vec![
+        series("a_total", &[("job", "j"), ("x", "1")], &[(5, 1.0)]),
+        series("a_total", &[("job", "j"), ("x", "2")], &[(5, 2.0)]),
+    ];
     let req = to_v2(&s);
     assert_eq!(req.symbols[0], "");
     let mut u = req.symbols.clone();
@@ -52,7 +79,11 @@ fn v2_symbols_table_is_deduplicated_and_refs_are_valid() {
     u.dedup();
     assert_eq!(u.len(), req.symbols.len());
     for t in &req.timeseries {
-        let names: Vec<&str> = t.labels_refs.chunks(2).map(|p| req.symbols[p[0] as usize].as_str()).collect();
+        let names: Vec<&str> = t
+            .labels_refs
+            .chunks(2)
+            .map(|p| req.symbols[p[0] as usize].as_str())
+            .collect();
         assert_eq!(names, ["__name__", "job", "x"]);
         assert_eq!(t.samples[0].start_timestamp, 1000);
         let md = t.metadata.unwrap();
@@ -61,7 +92,13 @@ fn v2_symbols_table_is_deduplicated_and_refs_are_valid() {
     }
     let mut enc = Encoder::default();
     let body = enc.encode(&s, Protocol::V2, true).to_vec();
-    let back = v2::Request::decode(snap::raw::Decoder::new().decompress_vec(&body).unwrap().as_slice()).unwrap();
+    let back = v2::Request::decode(
+        snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
     assert_eq!(back, req);
 }
 
