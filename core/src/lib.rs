@@ -7,6 +7,7 @@ pub mod component;
 pub mod compression;
 pub mod config;
 pub mod grpc_codec;
+pub mod ingress;
 pub mod otlp_json;
 pub mod prometheus;
 pub mod proto;

@@ -83,7 +83,7 @@ pub async fn serve(
     // tonic checks this limit on the frame and again while decompressing, so a gzip or zstd bomb is
     // cut off at the limit.
     let limit = shared.max_decompressed_bytes.min(usize::MAX as u64) as usize;
-    let name = shared.name.clone();
+    let name = shared.name().to_string();
     let svc = MetricsServiceServer::new(Service(shared))
         .max_decoding_message_size(limit)
         .accept_compressed(CompressionEncoding::Gzip)

@@ -209,7 +209,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {endpoint} (OTLP/HTTP): {e}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(receiver = %shared.name, endpoint = %local, "OTLP/HTTP receiver listening");
+    tracing::info!(receiver = %shared.name(), endpoint = %local, "OTLP/HTTP receiver listening");
     let app = Router::new()
         .route("/v1/metrics", post(export))
         // The body limit is enforced in the handler, with an OTLP error body.

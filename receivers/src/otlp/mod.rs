@@ -10,11 +10,11 @@ pub use config::OtlpReceiverConfig;
 
 use futures::future::BoxFuture;
 use sluice_core::batch::{Batch, Context};
-use sluice_core::component::{BoxError, Consumer, ReceiverConfig, ReceiverContext, Refusal};
+use sluice_core::component::{BoxError, ReceiverConfig, ReceiverContext, Refusal};
+use sluice_core::ingress::Ingress;
 use sluice_core::proto::otlp::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use sluice_core::telemetry::Telemetry;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -23,14 +23,12 @@ impl ReceiverConfig for OtlpReceiverConfig {
         let cfg = self.clone();
         Box::pin(async move {
             let shared = Arc::new(Shared {
-                name: ctx.id.to_string(),
-                next: ctx.next,
-                telemetry: ctx.telemetry,
-                metadata_keys: cfg
-                    .metadata_keys
-                    .iter()
-                    .map(|k| k.to_ascii_lowercase())
-                    .collect(),
+                ingress: Ingress::new(
+                    ctx.id.to_string(),
+                    ctx.next,
+                    ctx.telemetry,
+                    &cfg.metadata_keys,
+                ),
                 max_request_bytes: cfg.max_request_bytes.get(),
                 max_decompressed_bytes: cfg.max_decompressed_bytes.get(),
             });
@@ -52,29 +50,21 @@ impl ReceiverConfig for OtlpReceiverConfig {
     }
 }
 
-/// What both protocol servers share: where batches go and how they are counted.
+/// What both protocol servers share: where batches go and how they are counted, and the limits.
 pub(crate) struct Shared {
-    name: String,
-    next: Arc<dyn Consumer>,
-    telemetry: Arc<Telemetry>,
-    metadata_keys: Vec<String>,
+    ingress: Ingress,
     max_request_bytes: u64,
     max_decompressed_bytes: u64,
 }
 
 impl Shared {
+    fn name(&self) -> &str {
+        self.ingress.name()
+    }
+
     /// The batch context from the request's headers or metadata.
     fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
-        let mut metadata: Vec<(Arc<str>, Arc<str>)> = self
-            .metadata_keys
-            .iter()
-            .filter_map(|k| get(k).map(|v| (Arc::from(k.as_str()), Arc::from(v))))
-            .collect();
-        metadata.sort();
-        Context {
-            tenant: None,
-            metadata,
-        }
+        self.ingress.context(get)
     }
 
     /// Validates, hands the request to the pipeline and builds the response. Points that are not
@@ -84,26 +74,12 @@ impl Shared {
         context: Context,
         request: ExportMetricsServiceRequest,
     ) -> Result<ExportMetricsServiceResponse, Refusal> {
-        let tenant = context.tenant_label().to_string();
         let (request, rejected) = validate::sanitize(request);
         if let Some(r) = &rejected {
-            self.telemetry
-                .receiver_refused(&self.name, &tenant, "invalid", r.points);
+            self.ingress.refused(&context, "invalid", r.points);
         }
-        let batch = Batch::from_request(context, request);
-        let points = batch.point_count() as u64;
-        if points > 0 {
-            match self.next.consume(batch) {
-                Ok(()) => self
-                    .telemetry
-                    .receiver_accepted(&self.name, &tenant, points),
-                Err(refusal) => {
-                    self.telemetry
-                        .receiver_refused(&self.name, &tenant, refusal.reason(), points);
-                    return Err(refusal);
-                }
-            }
-        }
+        self.ingress
+            .deliver(Batch::from_request(context, request))?;
         Ok(ExportMetricsServiceResponse {
             partial_success: rejected.map(|r| ExportMetricsPartialSuccess {
                 rejected_data_points: r.points as i64,
@@ -114,14 +90,7 @@ impl Shared {
 
     /// Counts a request refused before its points could be read.
     fn refuse_unread(&self, reason: &str) {
-        self.telemetry
-            .receiver_refused_requests
-            .get_or_create(&sluice_core::telemetry::ReceiverReasonLabels {
-                receiver: self.name.clone(),
-                tenant: String::new(),
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.ingress.refuse_unread(reason);
     }
 }
 

@@ -9,6 +9,7 @@ use sluice_core::proto::otlp::metrics::v1::{
     Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric,
 };
 use sluice_core::proto::otlp::resource::v1::Resource;
+use sluice_core::telemetry::Telemetry;
 use sluice_core::test_util::{Capture, gauge_batch};
 use std::future::Future;
 use std::net::SocketAddr;

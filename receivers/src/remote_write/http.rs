@@ -262,7 +262,7 @@ pub async fn serve(
         .await
         .map_err(|e| format!("cannot listen on {endpoint} (remote_write): {e}"))?;
     let local = listener.local_addr()?;
-    let name = shared.name.clone();
+    let name = shared.name().to_string();
     tracing::info!(receiver = %name, endpoint = %local, "remote_write receiver listening");
     let app = Router::new()
         .route(path, post(write))

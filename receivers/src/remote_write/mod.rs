@@ -15,8 +15,8 @@ use build::Counts;
 use decode::{Decoded, MetadataCache};
 use futures::future::BoxFuture;
 use sluice_core::batch::{Batch, Context};
-use sluice_core::component::{BoxError, Consumer, ReceiverConfig, ReceiverContext, Refusal};
-use sluice_core::telemetry::Telemetry;
+use sluice_core::component::{BoxError, ReceiverConfig, ReceiverContext, Refusal};
+use sluice_core::ingress::Ingress;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -25,14 +25,12 @@ impl ReceiverConfig for RemoteWriteReceiverConfig {
         let cfg = self.clone();
         Box::pin(async move {
             let shared = Arc::new(Shared {
-                name: ctx.id.to_string(),
-                next: ctx.next,
-                telemetry: ctx.telemetry,
-                metadata_keys: cfg
-                    .metadata_keys
-                    .iter()
-                    .map(|k| k.to_ascii_lowercase())
-                    .collect(),
+                ingress: Ingress::new(
+                    ctx.id.to_string(),
+                    ctx.next,
+                    ctx.telemetry,
+                    &cfg.metadata_keys,
+                ),
                 max_request_bytes: cfg.max_request_bytes.get(),
                 max_decompressed_bytes: cfg.max_decompressed_bytes.get(),
                 metadata: MetadataCache::default(),
@@ -44,10 +42,7 @@ impl ReceiverConfig for RemoteWriteReceiverConfig {
 
 /// What the HTTP handler needs: where batches go, how they are counted, the limits.
 pub(crate) struct Shared {
-    name: String,
-    next: Arc<dyn Consumer>,
-    telemetry: Arc<Telemetry>,
-    metadata_keys: Vec<String>,
+    ingress: Ingress,
     max_request_bytes: u64,
     max_decompressed_bytes: u64,
     /// remote_write 1.0 metadata, which arrives apart from the samples.
@@ -55,56 +50,32 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn name(&self) -> &str {
+        self.ingress.name()
+    }
+
     /// The batch context from the request's headers.
     fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
-        let mut metadata: Vec<(Arc<str>, Arc<str>)> = self
-            .metadata_keys
-            .iter()
-            .filter_map(|k| get(k).map(|v| (Arc::from(k.as_str()), Arc::from(v))))
-            .collect();
-        metadata.sort();
-        Context {
-            tenant: None,
-            metadata,
-        }
+        self.ingress.context(get)
     }
 
     /// Counts what was left out, hands the rest to the pipeline, and says what was written.
     fn ingest(&self, context: Context, decoded: Decoded) -> Result<Counts, Refusal> {
-        let tenant = context.tenant_label().to_string();
         for (reason, n) in &decoded.rejected.by_reason {
-            self.telemetry
-                .receiver_refused(&self.name, &tenant, reason, *n);
+            self.ingress.refused(&context, reason, *n);
         }
-        let batch = Batch::new(context, decoded.resource_metrics);
-        let points = batch.point_count() as u64;
-        if points == 0 {
-            return Ok(Counts::default());
-        }
-        match self.next.consume(batch) {
-            Ok(()) => {
-                self.telemetry
-                    .receiver_accepted(&self.name, &tenant, points);
-                Ok(decoded.written)
-            }
-            Err(refusal) => {
-                self.telemetry
-                    .receiver_refused(&self.name, &tenant, refusal.reason(), points);
-                Err(refusal)
-            }
+        match self
+            .ingress
+            .deliver(Batch::new(context, decoded.resource_metrics))?
+        {
+            0 => Ok(Counts::default()),
+            _ => Ok(decoded.written),
         }
     }
 
     /// Counts a request refused before its series could be read.
     fn refuse_unread(&self, reason: &str) {
-        self.telemetry
-            .receiver_refused_requests
-            .get_or_create(&sluice_core::telemetry::ReceiverReasonLabels {
-                receiver: self.name.clone(),
-                tenant: String::new(),
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.ingress.refuse_unread(reason);
     }
 }
 

@@ -1,6 +1,7 @@
 use super::http::{EXEMPLARS_WRITTEN, HISTOGRAMS_WRITTEN, SAMPLES_WRITTEN};
 use super::*;
 use prost::Message;
+use sluice_core::component::Consumer;
 use sluice_core::component::{ComponentId, Refusal, RefusalKind};
 use sluice_core::config::types::{ByteSize, Endpoint};
 use sluice_core::prometheus::{MetricType, STALE_NAN, TranslateOptions, is_stale_nan, translate};
@@ -9,6 +10,7 @@ use sluice_core::proto::otlp::metrics::v1::{
     Metric, NumberDataPoint, ResourceMetrics, metric::Data,
 };
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
+use sluice_core::telemetry::Telemetry;
 use sluice_core::test_util::Capture;
 use std::collections::HashMap;
 use std::future::Future;

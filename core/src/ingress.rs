@@ -1,0 +1,101 @@
+//! What every push receiver does with a request once it has decoded it: the batch context from the
+//! request's carried headers (`metadata_keys`), the hand-off to the pipeline, and the accepted and
+//! refused counts. One place, so that every receiver decides and counts the same way.
+
+use crate::batch::{Batch, Context};
+use crate::component::{Consumer, Refusal};
+use crate::telemetry::{ReceiverReasonLabels, Telemetry};
+use std::sync::Arc;
+
+pub struct Ingress {
+    name: String,
+    next: Arc<dyn Consumer>,
+    telemetry: Arc<Telemetry>,
+    /// Lowercased header / metadata keys carried into the context.
+    metadata_keys: Vec<String>,
+}
+
+impl Ingress {
+    pub fn new(
+        name: String,
+        next: Arc<dyn Consumer>,
+        telemetry: Arc<Telemetry>,
+        metadata_keys: &[String],
+    ) -> Self {
+        let metadata_keys = metadata_keys
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        Ingress {
+            name,
+            next,
+            telemetry,
+            metadata_keys,
+        }
+    }
+
+    /// The receiver's id, as in telemetry and logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// The batch context from a request; `get` looks a (lowercase) header or metadata key up.
+    pub fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
+        let mut metadata: Vec<(Arc<str>, Arc<str>)> = self
+            .metadata_keys
+            .iter()
+            .filter_map(|k| get(k).map(|v| (Arc::from(k.as_str()), Arc::from(v))))
+            .collect();
+        metadata.sort();
+        Context {
+            tenant: None,
+            metadata,
+        }
+    }
+
+    /// Counts points of a request that were left out (invalid), by reason.
+    pub fn refused(&self, context: &Context, reason: &str, points: u64) {
+        if points > 0 {
+            self.telemetry
+                .receiver_refused(&self.name, context.tenant_label(), reason, points);
+        }
+    }
+
+    /// Hands a batch to the pipeline and counts it as accepted, or as refused with the
+    /// pipeline's reason. Returns the points taken (an empty batch is not passed on).
+    pub fn deliver(&self, batch: Batch) -> Result<u64, Refusal> {
+        let points = batch.point_count() as u64;
+        if points == 0 {
+            return Ok(0);
+        }
+        let tenant = batch.context.tenant_label().to_string();
+        match self.next.consume(batch) {
+            Ok(()) => {
+                self.telemetry
+                    .receiver_accepted(&self.name, &tenant, points);
+                Ok(points)
+            }
+            Err(refusal) => {
+                self.telemetry
+                    .receiver_refused(&self.name, &tenant, refusal.reason(), points);
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Counts a request refused before its points could be read (malformed, too large, ...).
+    pub fn refuse_unread(&self, reason: &str) {
+        self.telemetry
+            .receiver_refused_requests
+            .get_or_create(&ReceiverReasonLabels {
+                receiver: self.name.clone(),
+                tenant: String::new(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
