@@ -5,9 +5,13 @@ and record exactly what was exported.
 Usage:
     python3 otel_client.py --protocol grpc|http --endpoint URL --record FILE
                            [--service NAME] [--rounds N] [--timeout SECONDS]
+                           [--header K=V ...] [--attr K=V ...]
 
   --endpoint  grpc: e.g. http://127.0.0.1:4317 (http:// => plaintext channel)
               http: full URL, e.g. http://127.0.0.1:4318/v1/metrics
+  --header    an extra request header (gRPC metadata) on every export; repeatable
+              (gRPC metadata keys are sent lowercased, as gRPC requires)
+  --attr      an extra attribute on every measurement (data point); repeatable
 
 Every call the SDK makes to the exporter goes through RecordingMetricExporter,
 which first appends the OTLP ExportMetricsServiceRequest for that batch
@@ -103,14 +107,24 @@ class RecordingMetricExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
-def build_inner_exporter(protocol: str, endpoint: str, timeout: float) -> MetricExporter:
+def build_inner_exporter(
+    protocol: str, endpoint: str, timeout: float, headers: dict[str, str] | None = None
+) -> MetricExporter:
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter(endpoint=endpoint, timeout=timeout)
+        grpc_headers = {k.lower(): v for k, v in headers.items()} if headers else None
+        return OTLPMetricExporter(endpoint=endpoint, timeout=timeout, headers=grpc_headers)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(endpoint=endpoint, timeout=timeout)
+    return OTLPMetricExporter(endpoint=endpoint, timeout=timeout, headers=headers or None)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected K=V, got {text!r}")
+    return key, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -121,6 +135,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--service", default="pay-gateway", help="service.name resource attribute")
     p.add_argument("--rounds", type=int, default=3, help="number of record+flush rounds (export calls)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-export timeout in seconds")
+    p.add_argument(
+        "--header", type=key_value, action="append", default=[], metavar="K=V",
+        help="extra request header on every export (repeatable)",
+    )
+    p.add_argument(
+        "--attr", type=key_value, action="append", default=[], metavar="K=V",
+        help="extra attribute on every measurement (repeatable)",
+    )
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
@@ -148,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
     record = open(args.record, "wb")
     exporter = RecordingMetricExporter(
-        build_inner_exporter(args.protocol, args.endpoint, args.timeout), record
+        build_inner_exporter(args.protocol, args.endpoint, args.timeout, dict(args.header)),
+        record,
     )
     # Infinite interval: no background thread, so nothing is exported except
     # by our explicit force_flush(), and shutdown() does not export again.
@@ -178,22 +201,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     bytes_sent = meter.create_counter("bytes.sent", unit="By", description="Bytes sent to clients")
 
+    extra = dict(args.attr)
+
+    def attrs(a: dict) -> dict:
+        return {**a, **extra}
+
     state = {"round": 0}
 
     def memory_usage(options: CallbackOptions) -> Iterable[Observation]:
         r = state["round"]
         return [
-            Observation(1_048_576 * (100 + r), {"memory.state": "used"}),
-            Observation(1_048_576 * (400 - r), {"memory.state": "free"}),
+            Observation(1_048_576 * (100 + r), attrs({"memory.state": "used"})),
+            Observation(1_048_576 * (400 - r), attrs({"memory.state": "free"})),
         ]
 
     meter.create_observable_gauge(
         "process.memory.usage", callbacks=[memory_usage], unit="By", description="Process memory usage"
     )
 
-    get_ok = {"http.method": "GET", "http.route": "/pay", "http.status_code": 200}
-    post_ok = {"http.method": "POST", "http.route": "/pay", "http.status_code": 201}
-    post_err = {"http.method": "POST", "http.route": "/refund", "http.status_code": 500}
+    get_ok = attrs({"http.method": "GET", "http.route": "/pay", "http.status_code": 200})
+    post_ok = attrs({"http.method": "POST", "http.route": "/pay", "http.status_code": 201})
+    post_err = attrs({"http.method": "POST", "http.route": "/refund", "http.status_code": 500})
 
     flush_ok = True
     for r in range(1, args.rounds + 1):
@@ -201,19 +229,19 @@ def main(argv: list[str] | None = None) -> int:
 
         # Outside any span: no exemplars for these measurements.
         requests.add(2, get_ok)
-        duration.record(0.003, {"http.route": "/pay"})
-        queue_depth.add(5, {"queue": "settlements"})
+        duration.record(0.003, attrs({"http.route": "/pay"}))
+        queue_depth.add(5, attrs({"queue": "settlements"}))
 
         # Inside sampled spans: exemplars carrying trace_id/span_id.
         with tracer.start_as_current_span("work"):
             requests.add(1, post_ok)
             requests.add(r, post_err)
-            duration.record(0.042, {"http.route": "/pay"})
-            duration.record(0.1, {"http.route": "/pay"})  # exactly on a boundary
-            duration.record(0.75 * r, {"http.route": "/refund"})
-            duration.record(3.7, {"http.route": "/refund"})  # overflow bucket
-            bytes_sent.add(1536.5 * r, {"direction": "egress"})
-            queue_depth.add(-2, {"queue": "settlements"})
+            duration.record(0.042, attrs({"http.route": "/pay"}))
+            duration.record(0.1, attrs({"http.route": "/pay"}))  # exactly on a boundary
+            duration.record(0.75 * r, attrs({"http.route": "/refund"}))
+            duration.record(3.7, attrs({"http.route": "/refund"}))  # overflow bucket
+            bytes_sent.add(1536.5 * r, attrs({"direction": "egress"}))
+            queue_depth.add(-2, attrs({"queue": "settlements"}))
 
         flush_ok = provider.force_flush(timeout_millis=args.timeout * 1000 + 5000) and flush_ok
         if r < args.rounds:

@@ -9,8 +9,10 @@ use sluice_exporters::otlp::{OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
 use sluice_exporters::prometheus::PrometheusExporterConfig;
 use sluice_exporters::remote_write::RemoteWriteConfig;
 use sluice_processors::batch::BatchConfig;
+use sluice_processors::labels::LabelsConfig;
 use sluice_processors::normalize::NormalizeConfig;
 use sluice_receivers::otlp::OtlpReceiverConfig;
+use sluice_receivers::prometheus::PrometheusReceiverConfig;
 use sluice_receivers::remote_write::RemoteWriteReceiverConfig;
 use sluice_receivers::runtime::RuntimeReceiverConfig;
 
@@ -20,6 +22,9 @@ impl Registry for Components {
     fn receiver(&self, kind: &str) -> Option<ParseFn<dyn ReceiverConfig>> {
         match kind {
             "otlp" => Some(|n, c| Ok(Box::new(parse_config::<OtlpReceiverConfig>(n, c)?))),
+            "prometheus" => {
+                Some(|n, c| Ok(Box::new(parse_config::<PrometheusReceiverConfig>(n, c)?)))
+            }
             "prometheus_remote_write" | "prometheusremotewrite" => {
                 Some(|n, c| Ok(Box::new(parse_config::<RemoteWriteReceiverConfig>(n, c)?)))
             }
@@ -32,6 +37,7 @@ impl Registry for Components {
         match kind {
             "batch" => Some(|n, c| Ok(Box::new(parse_config::<BatchConfig>(n, c)?))),
             "normalize" => Some(|n, c| Ok(Box::new(parse_config::<NormalizeConfig>(n, c)?))),
+            "labels" => Some(|n, c| Ok(Box::new(parse_config::<LabelsConfig>(n, c)?))),
             _ => None,
         }
     }
@@ -59,10 +65,11 @@ impl Registry for Components {
         match class {
             Class::Receiver => &[
                 "otlp",
+                "prometheus",
                 "prometheus_remote_write (alias prometheusremotewrite)",
                 "runtime",
             ],
-            Class::Processor => &["batch", "normalize"],
+            Class::Processor => &["batch", "labels", "normalize"],
             Class::Exporter => &[
                 "otlp (alias otlp_grpc)",
                 "otlp_http (alias otlphttp)",

@@ -39,6 +39,14 @@ pub struct ProcessorOnlyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LabelMissingLabels {
+    pub processor: String,
+    pub pipeline: String,
+    pub label: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExporterLabels {
     pub exporter: String,
     pub tenant: String,
@@ -97,6 +105,10 @@ pub struct Telemetry {
     pub exporter_shards: Family<ExporterOnlyLabels, Gauge>,
     /// Samples held by a sharded exporter's shards (queued to them or being sent).
     pub exporter_shard_samples: Family<ExporterOnlyLabels, Gauge>,
+    /// Points a labels processor wrote at least one label on.
+    pub labels_points: Family<ProcessorOnlyLabels, Counter>,
+    /// Points left without a label (no source gave a value, no default), by label and reason.
+    pub labels_missing_points: Family<LabelMissingLabels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -131,6 +143,8 @@ impl Telemetry {
             exporter_queue_capacity: Family::default(),
             exporter_shards: Family::default(),
             exporter_shard_samples: Family::default(),
+            labels_points: Family::default(),
+            labels_missing_points: Family::default(),
         };
         r.register(
             "sluice_receiver_accepted_points",
@@ -231,6 +245,16 @@ impl Telemetry {
             "sluice_exporter_shard_samples",
             "Samples held by a sharded exporter's shards",
             t.exporter_shard_samples.clone(),
+        );
+        r.register(
+            "sluice_processor_labels_points",
+            "Points a labels processor wrote at least one label on",
+            t.labels_points.clone(),
+        );
+        r.register(
+            "sluice_processor_labels_missing_points",
+            "Points left without a label because no source gave a value and there is no default, by label and reason",
+            t.labels_missing_points.clone(),
         );
         *t.registry.lock() = r;
         t

@@ -1,4 +1,5 @@
 //! Sluice's processors: each is a `Consumer` that passes batches on to the next.
 
 pub mod batch;
+pub mod labels;
 pub mod normalize;
