@@ -2,6 +2,7 @@
 //! pipelines; a refusal from the pipeline becomes the protocol's retryable status.
 
 pub mod otlp;
+pub mod prometheus;
 pub mod remote_write;
 pub mod runtime;
 

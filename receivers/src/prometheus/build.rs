@@ -1,0 +1,1208 @@
+//! One scrape's exposition -> OTLP, with the state a target keeps between scrapes (series seen,
+//! for staleness markers and counter start times).
+//!
+//! Mapping (mirrors the `prometheus_remote_write` receiver, so that the remote_write exporter
+//! sends back the names that came in):
+//! - resource per (`job`, `instance`): `service.name` = job, `service.instance.id` = instance,
+//!   `server.address` / `server.port` from the instance, `url.scheme`; the labels of `target_info`
+//!   become resource attributes (and `target_info` is not a metric);
+//! - a counter whose sample ends in `_total` -> monotonic cumulative Sum; its start time is its
+//!   `_created` sample, else the first time Sluice saw the series (and a scrape time again after a
+//!   reset, i.e. when the value went down);
+//! - a histogram -> cumulative Histogram (buckets de-cumulated, the `+Inf` bound implied; a
+//!   histogram without `_count` is left out); a summary -> Summary;
+//! - everything else -> Gauge, with `prometheus.type` in the metric metadata when the Prometheus
+//!   type is not gauge (`unknown`, `counter` without `_total`, `gaugehistogram`, `info`,
+//!   `stateset`);
+//! - every other label but `job` and `instance` is a point attribute; empty values are dropped;
+//! - a series that disappears (or every series, when the scrape fails) gets a point with the
+//!   "no recorded value" flag and the StaleNaN value. Series with explicit timestamps do not.
+
+use super::parser::{Buffers, Entry, Format, Label, MetricType, Parser, Text};
+use super::relabel::relabel;
+use sluice_core::prometheus::stale_nan;
+use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
+use sluice_core::proto::otlp::metrics::v1::{
+    self as otlp, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    SummaryDataPoint, metric::Data, number_data_point, summary_data_point::ValueAtQuantile,
+};
+use sluice_core::proto::otlp::resource::v1::Resource;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// The series every scrape reports about itself.
+const SCRAPE_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
+pub const FLAG_NO_RECORDED_VALUE: u32 = 1;
+const CUMULATIVE: i32 = 2;
+
+/// A scrape target: its address and the labels every series gets.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub job: String,
+    pub instance: String,
+    pub scheme: String,
+    pub url: String,
+    /// `job`, `instance` and the static labels, sorted by name, values not empty.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Target {
+    /// A target with `job`, `instance` (the address) and static labels.
+    #[cfg(test)]
+    pub fn new(
+        job: &str,
+        address: &str,
+        scheme: &str,
+        url: String,
+        static_labels: &[(String, String)],
+    ) -> Target {
+        let mut labels: Vec<(String, String)> = vec![
+            ("job".into(), job.into()),
+            ("instance".into(), address.into()),
+        ];
+        for (k, v) in static_labels {
+            match labels.iter_mut().find(|(n, _)| n == k) {
+                Some(l) => l.1 = v.clone(),
+                None => labels.push((k.clone(), v.clone())),
+            }
+        }
+        Target::from_labels(labels, scheme, url)
+    }
+
+    /// A target with its final labels (after relabeling, without `__` labels).
+    pub fn from_labels(mut labels: Vec<(String, String)>, scheme: &str, url: String) -> Target {
+        labels.retain(|(_, v)| !v.is_empty());
+        labels.sort();
+        labels.dedup_by(|a, b| a.0 == b.0);
+        let get = |n: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        Target {
+            job: get("job"),
+            instance: get("instance"),
+            scheme: scheme.into(),
+            url,
+            labels,
+        }
+    }
+}
+
+/// Per-job settings that shape a scrape's output.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    /// 0: no limit.
+    pub sample_limit: u64,
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+    /// `metric_relabel_configs`.
+    pub metric_relabel: Vec<super::relabel::RelabelConfig>,
+}
+
+/// How a series is represented in OTLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+    Summary,
+}
+
+/// A series seen by an earlier scrape.
+struct Tracked {
+    kind: Kind,
+    name: String,
+    prometheus_type: Option<&'static str>,
+    attributes: Vec<KeyValue>,
+    job: Option<String>,
+    instance: Option<String>,
+    /// The start time of a cumulative series (ns).
+    start_ns: u64,
+    /// The last value (a histogram's or summary's count), to see resets.
+    last: f64,
+    /// The scrape that saw it first and last.
+    first_epoch: u64,
+    epoch: u64,
+    /// It carries its own timestamps: no staleness marker.
+    explicit_ts: bool,
+}
+
+/// What one scrape gave.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub resource_metrics: Vec<ResourceMetrics>,
+    /// `None` when the scrape succeeded.
+    pub error: Option<String>,
+    pub samples_scraped: u64,
+    pub samples_post_relabel: u64,
+    pub series_added: u64,
+    pub stale_markers: u64,
+}
+
+/// What a target keeps between scrapes.
+#[derive(Default)]
+pub struct TargetState {
+    series: HashMap<String, Tracked>,
+    epoch: u64,
+    buffers: Option<Buffers>,
+    key: String,
+}
+
+/// Samples of one series of a counter, histogram or summary, put together at the end.
+struct Group {
+    kind: Kind,
+    name: String,
+    family: usize,
+    job: Option<String>,
+    instance: Option<String>,
+    attributes: Vec<KeyValue>,
+    value: Option<f64>,
+    buckets: Vec<(f64, f64)>,
+    quantiles: Vec<(f64, f64)>,
+    sum: Option<f64>,
+    count: Option<f64>,
+    created: Option<f64>,
+    timestamp_ms: Option<i64>,
+    exemplars: Vec<otlp::Exemplar>,
+}
+
+/// A `# TYPE` / `# HELP` / `# UNIT` family.
+#[derive(Default)]
+struct Family {
+    name: String,
+    kind: MetricType,
+    help: String,
+    unit: String,
+}
+
+/// What a sample is within its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Number(Kind, Option<&'static str>),
+    Counter,
+    Bucket,
+    Quantile,
+    Sum,
+    Count,
+    Created,
+    TargetInfo,
+}
+
+fn classify(family: Option<&Family>, name: &str) -> Role {
+    if name == "target_info" {
+        return Role::TargetInfo;
+    }
+    let Some(f) = family else {
+        return Role::Number(Kind::Gauge, Some("unknown"));
+    };
+    let fam = f.name.as_str();
+    let suffix = name.strip_prefix(fam);
+    match f.kind {
+        MetricType::Counter => {
+            let base = fam.strip_suffix("_total").unwrap_or(fam);
+            let rest = name.strip_prefix(base);
+            match rest {
+                Some("_total") => Role::Counter,
+                Some("_created") => Role::Created,
+                Some("") => Role::Number(Kind::Gauge, Some("counter")),
+                _ => Role::Number(Kind::Gauge, Some("unknown")),
+            }
+        }
+        MetricType::Gauge if suffix == Some("") => Role::Number(Kind::Gauge, None),
+        MetricType::Histogram => match suffix {
+            Some("_bucket") => Role::Bucket,
+            Some("_sum") => Role::Sum,
+            Some("_count") => Role::Count,
+            Some("_created") => Role::Created,
+            _ => Role::Number(Kind::Gauge, Some("unknown")),
+        },
+        MetricType::Summary => match suffix {
+            Some("") => Role::Quantile,
+            Some("_sum") => Role::Sum,
+            Some("_count") => Role::Count,
+            Some("_created") => Role::Created,
+            _ => Role::Number(Kind::Gauge, Some("unknown")),
+        },
+        MetricType::GaugeHistogram => match suffix {
+            Some("_bucket" | "_gsum" | "_gcount" | "_sum" | "_count") => {
+                Role::Number(Kind::Gauge, Some("gaugehistogram"))
+            }
+            _ => Role::Number(Kind::Gauge, Some("unknown")),
+        },
+        MetricType::Info if matches!(suffix, Some("_info" | "")) => {
+            Role::Number(Kind::Gauge, Some("info"))
+        }
+        MetricType::StateSet if suffix == Some("") => Role::Number(Kind::Gauge, Some("stateset")),
+        _ => Role::Number(Kind::Gauge, Some("unknown")),
+    }
+}
+
+/// The OTLP metrics of one scrape, by resource.
+#[derive(Default)]
+struct Out {
+    resources: Vec<Res>,
+    index: HashMap<(Option<String>, Option<String>), usize>,
+}
+
+struct Res {
+    job: Option<String>,
+    instance: Option<String>,
+    extra: Vec<KeyValue>,
+    metrics: Vec<Metric>,
+    index: HashMap<(String, Kind), usize>,
+}
+
+impl Out {
+    fn resource(&mut self, job: &Option<String>, instance: &Option<String>) -> usize {
+        let key = (job.clone(), instance.clone());
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        self.resources.push(Res {
+            job: job.clone(),
+            instance: instance.clone(),
+            extra: Vec::new(),
+            metrics: Vec::new(),
+            index: HashMap::new(),
+        });
+        self.index.insert(key, self.resources.len() - 1);
+        self.resources.len() - 1
+    }
+
+    fn metric(
+        &mut self,
+        res: usize,
+        name: &str,
+        kind: Kind,
+        prometheus_type: Option<&'static str>,
+        help: &str,
+        unit: &str,
+    ) -> &mut Metric {
+        let r = &mut self.resources[res];
+        let key = (name.to_string(), kind);
+        let i = match r.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let data = match kind {
+                    Kind::Gauge => Data::Gauge(otlp::Gauge::default()),
+                    Kind::Counter => Data::Sum(otlp::Sum {
+                        data_points: Vec::new(),
+                        aggregation_temporality: CUMULATIVE,
+                        is_monotonic: true,
+                    }),
+                    Kind::Histogram => Data::Histogram(otlp::Histogram {
+                        data_points: Vec::new(),
+                        aggregation_temporality: CUMULATIVE,
+                    }),
+                    Kind::Summary => Data::Summary(otlp::Summary::default()),
+                };
+                r.metrics.push(Metric {
+                    name: name.to_string(),
+                    description: help.to_string(),
+                    unit: unit_for(name, unit).to_string(),
+                    data: Some(data),
+                    metadata: prometheus_type
+                        .map(|t| vec![string_kv("prometheus.type", t)])
+                        .unwrap_or_default(),
+                });
+                r.index.insert(key, r.metrics.len() - 1);
+                r.metrics.len() - 1
+            }
+        };
+        &mut r.metrics[i]
+    }
+
+    fn number(&mut self, res: usize, m: MetricSpec<'_>, point: NumberDataPoint) {
+        match &mut self
+            .metric(res, m.name, m.kind, m.prometheus_type, m.help, m.unit)
+            .data
+        {
+            Some(Data::Gauge(g)) => g.data_points.push(point),
+            Some(Data::Sum(s)) => s.data_points.push(point),
+            _ => {}
+        }
+    }
+
+    fn finish(self, target: &Target) -> Vec<ResourceMetrics> {
+        self.resources
+            .into_iter()
+            .filter(|r| !r.metrics.is_empty())
+            .map(|r| ResourceMetrics {
+                resource: Some(resource_of(
+                    r.job.as_deref(),
+                    r.instance.as_deref(),
+                    &target.scheme,
+                    r.extra,
+                )),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(sluice_core::proto::otlp::common::v1::InstrumentationScope {
+                        name: "sluice/prometheus".into(),
+                        ..Default::default()
+                    }),
+                    metrics: r.metrics,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct MetricSpec<'s> {
+    name: &'s str,
+    kind: Kind,
+    prometheus_type: Option<&'static str>,
+    help: &'s str,
+    unit: &'s str,
+}
+
+fn string_kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_string())),
+        }),
+    }
+}
+
+fn resource_of(
+    job: Option<&str>,
+    instance: Option<&str>,
+    scheme: &str,
+    extra: Vec<KeyValue>,
+) -> Resource {
+    let mut attributes = Vec::new();
+    if let Some(job) = job {
+        attributes.push(string_kv("service.name", job));
+    }
+    if let Some(instance) = instance {
+        attributes.push(string_kv("service.instance.id", instance));
+        if let Some((host, port)) = instance.rsplit_once(':')
+            && let Ok(port) = port.parse::<u16>()
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            attributes.push(string_kv("server.address", host));
+            attributes.push(KeyValue {
+                key: "server.port".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(port.into())),
+                }),
+            });
+        }
+    }
+    attributes.push(string_kv("url.scheme", scheme));
+    for kv in extra {
+        if !attributes.iter().any(|a| a.key == kv.key) {
+            attributes.push(kv);
+        }
+    }
+    Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// The unit is kept only when the name ends with it (as the remote_write receiver does).
+fn unit_for<'u>(name: &str, unit: &'u str) -> &'u str {
+    if unit.is_empty() {
+        return "";
+    }
+    let base = name.strip_suffix("_total").unwrap_or(name);
+    match base.strip_suffix(unit) {
+        Some(rest) if rest.ends_with('_') => unit,
+        _ => "",
+    }
+}
+
+fn ms_to_ns(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
+}
+
+fn secs_to_ns(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1e9) as u64
+    } else {
+        0
+    }
+}
+
+fn exemplar(
+    labels: &[Label<'_>],
+    value: f64,
+    timestamp_ms: Option<i64>,
+    now_ns: u64,
+) -> otlp::Exemplar {
+    let mut out = otlp::Exemplar {
+        time_unix_nano: timestamp_ms.map_or(now_ns, ms_to_ns),
+        value: Some(otlp::exemplar::Value::AsDouble(value)),
+        ..Default::default()
+    };
+    for l in labels {
+        let (k, v) = (l.name.get(), l.value.get());
+        match (k.as_ref(), hex_id(&v)) {
+            ("trace_id", Some(id)) if id.len() == 16 => out.trace_id = id,
+            ("span_id", Some(id)) if id.len() == 8 => out.span_id = id,
+            _ => out.filtered_attributes.push(string_kv(&k, &v)),
+        }
+    }
+    out
+}
+
+fn hex_id(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// A `le` or `quantile` value.
+fn bound(v: &str) -> Option<f64> {
+    super::parser::parse_float(v)
+}
+
+impl TargetState {
+    /// Turns one scrape (its body, or why there is none) into OTLP, with `up`, the `scrape_*`
+    /// series and staleness markers.
+    pub fn scrape(
+        &mut self,
+        body: Result<(&[u8], Format), String>,
+        duration_secs: f64,
+        now_ns: u64,
+        target: &Target,
+        opts: &Options,
+    ) -> Report {
+        self.epoch += 1;
+        let mut report = Report::default();
+        let mut out = Out::default();
+        let result = match body {
+            Ok((bytes, format)) => {
+                self.ingest(bytes, format, now_ns, target, opts, &mut out, &mut report)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            out = Out::default();
+            report.error = Some(e);
+            report.samples_post_relabel = 0;
+            report.series_added = 0;
+            // Series first seen by this failed scrape were never sent.
+            let epoch = self.epoch;
+            self.series.retain(|_, t| t.first_epoch != epoch);
+            for t in self.series.values_mut() {
+                t.epoch = 0;
+            }
+        }
+        // Staleness: series of the last scrape that this one did not have.
+        let epoch = self.epoch;
+        let mut stale = 0;
+        self.series.retain(|_, t| {
+            if t.epoch == epoch {
+                return true;
+            }
+            if !t.explicit_ts {
+                stale += 1;
+                let res = out.resource(&t.job, &t.instance);
+                let m = out.metric(res, &t.name, t.kind, t.prometheus_type, "", "");
+                stale_point(m, t.attributes.clone(), now_ns);
+            }
+            false
+        });
+        report.stale_markers = stale;
+        // up and the scrape series.
+        let job = Some(target.job.clone()).filter(|j| !j.is_empty());
+        let instance = Some(target.instance.clone()).filter(|i| !i.is_empty());
+        let res = out.resource(&job, &instance);
+        let up = if report.error.is_none() { 1.0 } else { 0.0 };
+        let series: [(&str, &str, f64); 5] = [
+            ("up", "1 if the last scrape succeeded, 0 if it failed.", up),
+            (
+                "scrape_duration_seconds",
+                "How long the last scrape took.",
+                duration_secs,
+            ),
+            (
+                "scrape_samples_scraped",
+                "Samples the last scrape read from the target.",
+                report.samples_scraped as f64,
+            ),
+            (
+                "scrape_samples_post_metric_relabeling",
+                "Samples of the last scrape kept after metric relabeling.",
+                report.samples_post_relabel as f64,
+            ),
+            (
+                "scrape_series_added",
+                "Series the last scrape saw for the first time.",
+                report.series_added as f64,
+            ),
+        ];
+        for (name, help, value) in series {
+            let spec = MetricSpec {
+                name,
+                kind: Kind::Gauge,
+                prometheus_type: None,
+                help,
+                unit: "",
+            };
+            out.number(
+                res,
+                spec,
+                NumberDataPoint {
+                    time_unix_nano: now_ns,
+                    value: Some(number_data_point::Value::AsDouble(value)),
+                    ..Default::default()
+                },
+            );
+        }
+        report.resource_metrics = out.finish(target);
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest(
+        &mut self,
+        bytes: &[u8],
+        format: Format,
+        now_ns: u64,
+        target: &Target,
+        opts: &Options,
+        out: &mut Out,
+        report: &mut Report,
+    ) -> Result<(), String> {
+        let mut parser =
+            Parser::with_buffers(bytes, format, self.buffers.take().unwrap_or_default());
+        let mut families: Vec<Family> = Vec::new();
+        let mut current: Option<usize> = None;
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group_index: HashMap<String, usize> = HashMap::new();
+        let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+        let mut key = std::mem::take(&mut self.key);
+        let result = loop {
+            let entry = match parser.next() {
+                Ok(Some(e)) => e,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e.to_string()),
+            };
+            match entry {
+                Entry::Help { family, help } => {
+                    let f = family_for(&mut families, &mut current, family);
+                    families[f].help = help.get().into_owned();
+                }
+                Entry::Type { family, kind } => {
+                    let f = family_for(&mut families, &mut current, family);
+                    families[f].kind = kind;
+                }
+                Entry::Unit { family, unit } => {
+                    let f = family_for(&mut families, &mut current, family);
+                    families[f].unit = unit.get().into_owned();
+                }
+                Entry::Sample(s) => {
+                    report.samples_scraped += 1;
+                    let mut name = s.name.get();
+                    // Labels: the sample's (empty values dropped), then the target's.
+                    labels.clear();
+                    for l in s.labels {
+                        if !l.value.is_empty() {
+                            labels.push((l.name.get(), l.value.get()));
+                        }
+                    }
+                    if let Err(e) = merge_target_labels(&mut labels, target, opts.honor_labels) {
+                        break Err(e);
+                    }
+                    if !opts.metric_relabel.is_empty() {
+                        let mut owned: Vec<(String, String)> = labels
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect();
+                        owned.push(("__name__".into(), name.into_owned()));
+                        if !relabel(&mut owned, &opts.metric_relabel) {
+                            continue;
+                        }
+                        let Some(at) = owned.iter().position(|(k, _)| k == "__name__") else {
+                            // Relabeling took the name away: the sample is dropped.
+                            continue;
+                        };
+                        name = Cow::Owned(owned.swap_remove(at).1);
+                        owned.sort();
+                        labels.clear();
+                        labels.extend(
+                            owned
+                                .into_iter()
+                                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))),
+                        );
+                    }
+                    // A sample outside the current family ends it.
+                    let fam = current.map(|i| &families[i]).filter(|f| {
+                        name.starts_with(f.name.as_str())
+                            || f.kind == MetricType::Counter
+                                && name
+                                    .starts_with(f.name.strip_suffix("_total").unwrap_or(&f.name))
+                    });
+                    let role = classify(fam, &name);
+                    let fam_index = fam.and(current);
+                    if let Err(e) = check_limits(&name, &labels, opts) {
+                        break Err(e);
+                    }
+                    report.samples_post_relabel += 1;
+                    if opts.sample_limit > 0 && report.samples_post_relabel > opts.sample_limit {
+                        break Err(format!(
+                            "the target exposes more than sample_limit {} samples",
+                            opts.sample_limit
+                        ));
+                    }
+                    let timestamp_ms = if opts.honor_timestamps {
+                        s.timestamp_ms
+                    } else {
+                        None
+                    };
+                    let time_ns = timestamp_ms.map_or(now_ns, ms_to_ns);
+                    let job = take_label(&labels, "job");
+                    let instance = take_label(&labels, "instance");
+                    // Attributes: the labels but job, instance and (for grouped series) le or
+                    // quantile.
+                    let skip = match role {
+                        Role::Bucket => "le",
+                        Role::Quantile => "quantile",
+                        _ => "",
+                    };
+                    let attributes: Vec<KeyValue> = labels
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_ref(), "job" | "instance") && k != skip)
+                        .map(|(k, v)| string_kv(k, v))
+                        .collect();
+                    let ex = s
+                        .exemplar
+                        .map(|e| exemplar(e.labels, e.value, e.timestamp_ms, now_ns));
+                    match role {
+                        Role::TargetInfo => {
+                            let res = out.resource(&job, &instance);
+                            let extra = &mut out.resources[res].extra;
+                            for kv in attributes {
+                                if !extra.iter().any(|e| e.key == kv.key) {
+                                    extra.push(kv);
+                                }
+                            }
+                        }
+                        Role::Number(kind, prometheus_type) => {
+                            let fam = fam_index.map(|i| &families[i]);
+                            let (help, unit) =
+                                fam.map_or(("", ""), |f| (f.help.as_str(), f.unit.as_str()));
+                            let flags = 0;
+                            series_key(&mut key, kind, &name, &job, &instance, &attributes);
+                            self.touch(
+                                &key,
+                                kind,
+                                &name,
+                                prometheus_type,
+                                &attributes,
+                                &job,
+                                &instance,
+                                s.value,
+                                None,
+                                now_ns,
+                                timestamp_ms.is_some(),
+                                report,
+                            );
+                            let res = out.resource(&job, &instance);
+                            out.number(
+                                res,
+                                MetricSpec {
+                                    name: &name,
+                                    kind,
+                                    prometheus_type,
+                                    help,
+                                    unit,
+                                },
+                                NumberDataPoint {
+                                    attributes,
+                                    time_unix_nano: time_ns,
+                                    value: Some(number_data_point::Value::AsDouble(s.value)),
+                                    exemplars: ex.into_iter().collect(),
+                                    flags,
+                                    ..Default::default()
+                                },
+                            );
+                        }
+                        _ => {
+                            let f = fam_index.unwrap_or(0);
+                            let fam = &families[f];
+                            let (kind, series_name) = match fam.kind {
+                                MetricType::Counter => {
+                                    let base = fam.name.strip_suffix("_total").unwrap_or(&fam.name);
+                                    (Kind::Counter, format!("{base}_total"))
+                                }
+                                MetricType::Histogram => (Kind::Histogram, fam.name.clone()),
+                                _ => (Kind::Summary, fam.name.clone()),
+                            };
+                            key.clear();
+                            let _ = write!(key, "{f}\u{0}");
+                            push_identity(&mut key, &job, &instance, &attributes);
+                            let g = match group_index.get(key.as_str()) {
+                                Some(&g) => g,
+                                None => {
+                                    groups.push(Group {
+                                        kind,
+                                        name: series_name,
+                                        family: f,
+                                        job: job.clone(),
+                                        instance: instance.clone(),
+                                        attributes,
+                                        value: None,
+                                        buckets: Vec::new(),
+                                        quantiles: Vec::new(),
+                                        sum: None,
+                                        count: None,
+                                        created: None,
+                                        timestamp_ms: None,
+                                        exemplars: Vec::new(),
+                                    });
+                                    group_index.insert(key.clone(), groups.len() - 1);
+                                    groups.len() - 1
+                                }
+                            };
+                            let g = &mut groups[g];
+                            if role != Role::Created && timestamp_ms.is_some() {
+                                g.timestamp_ms = timestamp_ms;
+                            }
+                            g.exemplars.extend(ex);
+                            match role {
+                                Role::Counter => g.value = Some(s.value),
+                                Role::Sum => g.sum = Some(s.value),
+                                Role::Count => g.count = Some(s.value),
+                                Role::Created => g.created = Some(s.value),
+                                Role::Bucket | Role::Quantile => {
+                                    let label = if role == Role::Bucket {
+                                        "le"
+                                    } else {
+                                        "quantile"
+                                    };
+                                    let Some(b) = labels
+                                        .iter()
+                                        .find(|(k, _)| k == label)
+                                        .and_then(|(_, v)| bound(v))
+                                    else {
+                                        break Err(format!(
+                                            "line {}: {name} needs a `{label}` label holding a number",
+                                            parser.line()
+                                        ));
+                                    };
+                                    if role == Role::Bucket {
+                                        g.buckets.push((b, s.value));
+                                    } else {
+                                        g.quantiles.push((b, s.value));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.buffers = Some(parser.into_buffers());
+        if result.is_ok() {
+            for g in groups {
+                self.finish_group(g, &families, now_ns, out, report, &mut key);
+            }
+        }
+        self.key = key;
+        result
+    }
+
+    fn finish_group(
+        &mut self,
+        g: Group,
+        families: &[Family],
+        now_ns: u64,
+        out: &mut Out,
+        report: &mut Report,
+        key: &mut String,
+    ) {
+        let fam = &families[g.family];
+        let time_ns = g.timestamp_ms.map_or(now_ns, ms_to_ns);
+        let created_ns = g.created.map(secs_to_ns).filter(|t| *t > 0);
+        let res = out.resource(&g.job, &g.instance);
+        let spec = MetricSpec {
+            name: &g.name,
+            kind: g.kind,
+            prometheus_type: None,
+            help: &fam.help,
+            unit: &fam.unit,
+        };
+        match g.kind {
+            Kind::Counter => {
+                let Some(value) = g.value else { return };
+                series_key(key, g.kind, &g.name, &g.job, &g.instance, &g.attributes);
+                let start = self.touch(
+                    key,
+                    g.kind,
+                    &g.name,
+                    None,
+                    &g.attributes,
+                    &g.job,
+                    &g.instance,
+                    value,
+                    created_ns,
+                    now_ns,
+                    g.timestamp_ms.is_some(),
+                    report,
+                );
+                out.number(
+                    res,
+                    spec,
+                    NumberDataPoint {
+                        attributes: g.attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: time_ns,
+                        value: Some(number_data_point::Value::AsDouble(value)),
+                        exemplars: g.exemplars,
+                        flags: 0,
+                    },
+                );
+            }
+            Kind::Histogram => {
+                let Some(count) = g.count else { return };
+                let mut buckets = g.buckets;
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut bounds = Vec::with_capacity(buckets.len());
+                let mut counts = Vec::with_capacity(buckets.len() + 1);
+                let mut previous = 0.0;
+                for (le, cumulative) in &buckets {
+                    if le.is_infinite() && *le > 0.0 {
+                        break;
+                    }
+                    bounds.push(*le);
+                    counts.push(to_count(cumulative - previous));
+                    previous = previous.max(*cumulative);
+                }
+                counts.push(to_count(count - previous));
+                series_key(key, g.kind, &g.name, &g.job, &g.instance, &g.attributes);
+                let start = self.touch(
+                    key,
+                    g.kind,
+                    &g.name,
+                    None,
+                    &g.attributes,
+                    &g.job,
+                    &g.instance,
+                    count,
+                    created_ns,
+                    now_ns,
+                    g.timestamp_ms.is_some(),
+                    report,
+                );
+                let m = out.metric(res, spec.name, spec.kind, None, spec.help, spec.unit);
+                if let Some(Data::Histogram(h)) = &mut m.data {
+                    h.data_points.push(HistogramDataPoint {
+                        attributes: g.attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: time_ns,
+                        count: to_count(count),
+                        sum: g.sum,
+                        bucket_counts: counts,
+                        explicit_bounds: bounds,
+                        exemplars: g.exemplars,
+                        flags: 0,
+                        min: None,
+                        max: None,
+                    });
+                }
+            }
+            Kind::Summary => {
+                let Some(count) = g.count else { return };
+                series_key(key, g.kind, &g.name, &g.job, &g.instance, &g.attributes);
+                let start = self.touch(
+                    key,
+                    g.kind,
+                    &g.name,
+                    None,
+                    &g.attributes,
+                    &g.job,
+                    &g.instance,
+                    count,
+                    created_ns,
+                    now_ns,
+                    g.timestamp_ms.is_some(),
+                    report,
+                );
+                let m = out.metric(res, spec.name, spec.kind, None, spec.help, spec.unit);
+                if let Some(Data::Summary(s)) = &mut m.data {
+                    s.data_points.push(SummaryDataPoint {
+                        attributes: g.attributes,
+                        start_time_unix_nano: start,
+                        time_unix_nano: time_ns,
+                        count: to_count(count),
+                        sum: g.sum.unwrap_or(0.0),
+                        quantile_values: g
+                            .quantiles
+                            .iter()
+                            .map(|&(quantile, value)| ValueAtQuantile { quantile, value })
+                            .collect(),
+                        flags: 0,
+                    });
+                }
+            }
+            Kind::Gauge => {}
+        }
+    }
+
+    /// Records that a series was seen; returns its start time (ns) for cumulative kinds.
+    #[allow(clippy::too_many_arguments)]
+    fn touch(
+        &mut self,
+        key: &str,
+        kind: Kind,
+        name: &str,
+        prometheus_type: Option<&'static str>,
+        attributes: &[KeyValue],
+        job: &Option<String>,
+        instance: &Option<String>,
+        value: f64,
+        created_ns: Option<u64>,
+        now_ns: u64,
+        explicit_ts: bool,
+        report: &mut Report,
+    ) -> u64 {
+        let epoch = self.epoch;
+        let cumulative = matches!(kind, Kind::Counter | Kind::Histogram | Kind::Summary);
+        match self.series.get_mut(key) {
+            Some(t) => {
+                t.epoch = epoch;
+                if cumulative {
+                    if let Some(c) = created_ns {
+                        t.start_ns = c;
+                    } else if value < t.last {
+                        // A reset: the series started again since the last scrape.
+                        t.start_ns = now_ns.saturating_sub(1_000_000);
+                    }
+                }
+                t.last = value;
+                if cumulative { t.start_ns } else { 0 }
+            }
+            None => {
+                report.series_added += 1;
+                let start_ns = created_ns.unwrap_or(now_ns);
+                self.series.insert(
+                    key.to_string(),
+                    Tracked {
+                        kind,
+                        name: name.to_string(),
+                        prometheus_type,
+                        attributes: attributes.to_vec(),
+                        job: job.clone(),
+                        instance: instance.clone(),
+                        start_ns,
+                        last: value,
+                        first_epoch: epoch,
+                        epoch,
+                        explicit_ts,
+                    },
+                );
+                if cumulative { start_ns } else { 0 }
+            }
+        }
+    }
+
+    /// Staleness markers for every series (the target went away); forgets them.
+    pub fn stale_all(&mut self, now_ns: u64, target: &Target) -> Vec<ResourceMetrics> {
+        let mut out = Out::default();
+        for (_, t) in self.series.drain() {
+            if t.explicit_ts {
+                continue;
+            }
+            let res = out.resource(&t.job, &t.instance);
+            let m = out.metric(res, &t.name, t.kind, t.prometheus_type, "", "");
+            stale_point(m, t.attributes, now_ns);
+        }
+        // `up` and the scrape series go stale with the target.
+        let job = Some(target.job.clone()).filter(|j| !j.is_empty());
+        let instance = Some(target.instance.clone()).filter(|i| !i.is_empty());
+        let res = out.resource(&job, &instance);
+        for name in SCRAPE_SERIES {
+            let m = out.metric(res, name, Kind::Gauge, None, "", "");
+            stale_point(m, Vec::new(), now_ns);
+        }
+        out.finish(target)
+    }
+
+    /// Series currently tracked (for tests).
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.series.len()
+    }
+}
+
+fn to_count(v: f64) -> u64 {
+    if v.is_finite() && v > 0.0 {
+        v.round() as u64
+    } else {
+        0
+    }
+}
+
+/// The family a metadata line belongs to: the current one when the name matches, else a new one.
+fn family_for(families: &mut Vec<Family>, current: &mut Option<usize>, name: Text<'_>) -> usize {
+    if let Some(i) = *current
+        && name.eq_str(&families[i].name)
+    {
+        return i;
+    }
+    families.push(Family {
+        name: name.get().into_owned(),
+        ..Default::default()
+    });
+    *current = Some(families.len() - 1);
+    families.len() - 1
+}
+
+/// Adds the target's labels to a sample's. With `honor_labels`, the sample's own value wins;
+/// without, the sample's label is renamed `exported_<name>` (`exported_exported_<name>`, ...).
+fn merge_target_labels<'x>(
+    labels: &mut Vec<(Cow<'x, str>, Cow<'x, str>)>,
+    target: &'x Target,
+    honor_labels: bool,
+) -> Result<(), String> {
+    for (tk, tv) in &target.labels {
+        if let Some(pos) = labels.iter().position(|(k, _)| k == tk) {
+            if honor_labels {
+                continue;
+            }
+            let mut renamed = format!("exported_{tk}");
+            while labels.iter().any(|(k, _)| *k == renamed) {
+                renamed.insert_str(0, "exported_");
+            }
+            labels[pos].0 = Cow::Owned(renamed);
+        }
+        labels.push((Cow::Borrowed(tk.as_str()), Cow::Borrowed(tv.as_str())));
+    }
+    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("label name {:?} is not unique", w[0].0));
+    }
+    Ok(())
+}
+
+fn check_limits(
+    name: &str,
+    labels: &[(Cow<'_, str>, Cow<'_, str>)],
+    opts: &Options,
+) -> Result<(), String> {
+    if opts.label_limit > 0 && labels.len() as u64 + 1 > opts.label_limit {
+        return Err(format!(
+            "series {name} has {} labels, more than label_limit {}",
+            labels.len() + 1,
+            opts.label_limit
+        ));
+    }
+    for (k, v) in labels {
+        if opts.label_name_length_limit > 0 && k.len() as u64 > opts.label_name_length_limit {
+            return Err(format!(
+                "series {name}: label name {k:?} is longer than label_name_length_limit {}",
+                opts.label_name_length_limit
+            ));
+        }
+        if opts.label_value_length_limit > 0 && v.len() as u64 > opts.label_value_length_limit {
+            return Err(format!(
+                "series {name}: the value of label {k:?} is longer than label_value_length_limit {}",
+                opts.label_value_length_limit
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn take_label(labels: &[(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<String> {
+    labels
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn push_identity(
+    key: &mut String,
+    job: &Option<String>,
+    instance: &Option<String>,
+    attributes: &[KeyValue],
+) {
+    for v in [job, instance] {
+        match v {
+            Some(v) => {
+                key.push('+');
+                key.push_str(v);
+            }
+            None => key.push('-'),
+        }
+        key.push('\u{0}');
+    }
+    for kv in attributes {
+        key.push_str(&kv.key);
+        key.push('\u{0}');
+        if let Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        }) = &kv.value
+        {
+            key.push_str(s);
+        }
+        key.push('\u{0}');
+    }
+}
+
+fn series_key(
+    key: &mut String,
+    kind: Kind,
+    name: &str,
+    job: &Option<String>,
+    instance: &Option<String>,
+    attributes: &[KeyValue],
+) {
+    key.clear();
+    let _ = write!(key, "{kind:?}\u{0}{name}\u{0}");
+    push_identity(key, job, instance, attributes);
+}
+
+/// Adds a "no recorded value" point (StaleNaN for numbers) to a metric.
+fn stale_point(m: &mut Metric, attributes: Vec<KeyValue>, now_ns: u64) {
+    let number = NumberDataPoint {
+        attributes: attributes.clone(),
+        time_unix_nano: now_ns,
+        value: Some(number_data_point::Value::AsDouble(stale_nan())),
+        flags: FLAG_NO_RECORDED_VALUE,
+        ..Default::default()
+    };
+    match &mut m.data {
+        Some(Data::Gauge(g)) => g.data_points.push(number),
+        Some(Data::Sum(s)) => s.data_points.push(number),
+        Some(Data::Histogram(h)) => h.data_points.push(HistogramDataPoint {
+            attributes,
+            time_unix_nano: now_ns,
+            flags: FLAG_NO_RECORDED_VALUE,
+            ..Default::default()
+        }),
+        Some(Data::Summary(s)) => s.data_points.push(SummaryDataPoint {
+            attributes,
+            time_unix_nano: now_ns,
+            flags: FLAG_NO_RECORDED_VALUE,
+            ..Default::default()
+        }),
+        _ => {}
+    }
+}

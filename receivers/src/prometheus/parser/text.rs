@@ -1,0 +1,639 @@
+//! The line parser shared by both formats. Differences:
+//!
+//! - text 0.0.4: blank lines and free `#` comments are allowed, spaces and tabs separate tokens
+//!   (also at the start of a line), timestamps are integer milliseconds, `# HELP` escapes only
+//!   `\\` and `\n`, types are `counter gauge histogram summary untyped`, no exemplars;
+//! - OpenMetrics 1.0: every `#` line is `# HELP`, `# TYPE`, `# UNIT` or `# EOF`; `# EOF` must end
+//!   the exposition with nothing after it; no blank lines; timestamps are seconds (with a
+//!   fraction); `# UNIT` must be a suffix of the family name; exemplars follow ` # `.
+
+use super::{Entry, Exemplar, Format, Label, MetricType, ParseError, Sample, Text};
+use memchr::{memchr, memchr2};
+
+/// The longest exemplar label set, in characters of names and values (OpenMetrics).
+const MAX_EXEMPLAR_RUNES: usize = 128;
+
+/// Reads an exposition one entry at a time; see the module documentation.
+pub struct Parser<'a> {
+    body: &'a str,
+    /// The start of the next line.
+    pos: usize,
+    /// The number of the line last read (from 1).
+    line: usize,
+    format: Format,
+    labels: Vec<Label<'a>>,
+    exemplar_labels: Vec<Label<'a>>,
+    saw_eof: bool,
+    done: bool,
+    /// An error found before the first line (invalid UTF-8).
+    pending: Option<ParseError>,
+}
+
+/// Label vectors kept between scrapes, so that a scrape allocates none.
+#[derive(Default)]
+pub struct Buffers {
+    pub(crate) labels: Vec<Label<'static>>,
+    pub(crate) exemplar_labels: Vec<Label<'static>>,
+}
+
+/// Empties a vector and gives it another lifetime, keeping its allocation (the in-place
+/// `collect` reuses the buffer: the element types have the same layout).
+#[allow(clippy::unnecessary_filter_map)] // `filter` cannot change the element type
+fn relifetime<'b>(v: Vec<Label<'_>>) -> Vec<Label<'b>> {
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// What one line held, before labels are lent out.
+enum Line<'a> {
+    Skip,
+    Help(Text<'a>, Text<'a>),
+    Type(Text<'a>, MetricType),
+    Unit(Text<'a>, Text<'a>),
+    Sample {
+        name: Text<'a>,
+        value: f64,
+        timestamp_ms: Option<i64>,
+        /// (value, timestamp) of the exemplar, whose labels are in `exemplar_labels`.
+        exemplar: Option<(f64, Option<i64>)>,
+    },
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(body: &'a [u8], format: Format) -> Parser<'a> {
+        Parser::with_buffers(body, format, Buffers::default())
+    }
+
+    /// A parser that reuses the vectors of an earlier one (see [`Parser::into_buffers`]).
+    pub fn with_buffers(body: &'a [u8], format: Format, buffers: Buffers) -> Parser<'a> {
+        let (body, pending) = match std::str::from_utf8(body) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let line = 1 + memchr::memchr_iter(b'\n', &body[..e.valid_up_to()]).count();
+                (
+                    "",
+                    Some(ParseError {
+                        line,
+                        message: "invalid UTF-8".into(),
+                    }),
+                )
+            }
+        };
+        Parser {
+            body,
+            pos: 0,
+            line: 0,
+            format,
+            labels: relifetime(buffers.labels),
+            exemplar_labels: relifetime(buffers.exemplar_labels),
+            saw_eof: false,
+            done: false,
+            pending,
+        }
+    }
+
+    /// Gives the label vectors back for the next scrape.
+    pub fn into_buffers(self) -> Buffers {
+        Buffers {
+            labels: relifetime(self.labels),
+            exemplar_labels: relifetime(self.exemplar_labels),
+        }
+    }
+
+    /// The number of the line last read (from 1).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The next entry; `None` at the end. After an error, the parser yields nothing more.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Entry<'_, 'a>>, ParseError> {
+        if let Some(e) = self.pending.take() {
+            self.done = true;
+            return Err(e);
+        }
+        let parsed = loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.pos >= self.body.len() {
+                self.done = true;
+                if self.format == Format::OpenMetrics && !self.saw_eof {
+                    return Err(ParseError {
+                        line: self.line.max(1),
+                        message: "expected `# EOF` as the last line of an OpenMetrics exposition"
+                            .into(),
+                    });
+                }
+                return Ok(None);
+            }
+            let rest = &self.body[self.pos..];
+            let (line, next) = match memchr(b'\n', rest.as_bytes()) {
+                Some(i) => (&rest[..i], self.pos + i + 1),
+                None => (rest, self.body.len()),
+            };
+            self.pos = next;
+            self.line += 1;
+            if self.saw_eof {
+                return Err(self.fail("nothing may follow `# EOF`".into()));
+            }
+            match self.parse_line(line) {
+                Ok(Line::Skip) => continue,
+                Ok(l) => break l,
+                Err(message) => return Err(self.fail(message)),
+            }
+        };
+        Ok(Some(match parsed {
+            Line::Skip => unreachable_skip(),
+            Line::Help(family, help) => Entry::Help { family, help },
+            Line::Type(family, kind) => Entry::Type { family, kind },
+            Line::Unit(family, unit) => Entry::Unit { family, unit },
+            Line::Sample {
+                name,
+                value,
+                timestamp_ms,
+                exemplar,
+            } => Entry::Sample(Sample {
+                name,
+                labels: &self.labels,
+                value,
+                timestamp_ms,
+                exemplar: exemplar.map(|(value, timestamp_ms)| Exemplar {
+                    labels: &self.exemplar_labels,
+                    value,
+                    timestamp_ms,
+                }),
+            }),
+        }))
+    }
+
+    fn fail(&mut self, message: String) -> ParseError {
+        self.done = true;
+        ParseError {
+            line: self.line,
+            message,
+        }
+    }
+
+    fn om(&self) -> bool {
+        self.format == Format::OpenMetrics
+    }
+
+    fn parse_line(&mut self, line: &'a str) -> Result<Line<'a>, String> {
+        let om = self.om();
+        // A `\r` before the newline is a separator in the text format.
+        let line = if om {
+            line
+        } else {
+            line.strip_suffix('\r').unwrap_or(line)
+        };
+        let mut c = Cursor { s: line, i: 0 };
+        if !om {
+            c.skip_ws();
+        }
+        match c.peek() {
+            None if om => Err("expected a sample or a `#` line, found an empty line (OpenMetrics has no blank lines)".into()),
+            None => Ok(Line::Skip),
+            Some(b'#') => self.parse_comment(c),
+            Some(_) => self.parse_sample(c),
+        }
+    }
+
+    fn parse_comment(&mut self, mut c: Cursor<'a>) -> Result<Line<'a>, String> {
+        let om = self.om();
+        c.i += 1; // '#'
+        if om {
+            let rest = c.rest();
+            if rest == " EOF" {
+                self.saw_eof = true;
+                return Ok(Line::Skip);
+            }
+            if !c.eat(b' ') {
+                return Err(c.expected("a space after `#`"));
+            }
+        } else if c.skip_ws() == 0 {
+            return Ok(Line::Skip);
+        }
+        let word = c.word();
+        let keyword = match word {
+            "HELP" | "TYPE" => word,
+            "UNIT" if om => word,
+            _ if om => {
+                return Err(format!(
+                    "expected HELP, TYPE, UNIT or EOF after `# `, found {word:?} (OpenMetrics has no free comments)"
+                ));
+            }
+            _ => return Ok(Line::Skip),
+        };
+        if c.skip_ws() == 0 {
+            return Err(c.expected(&format!("a metric family name after {keyword}")));
+        }
+        let family = if c.peek() == Some(b'"') {
+            let t = c.quoted()?;
+            if t.is_empty() {
+                return Err("empty metric family name".into());
+            }
+            t
+        } else {
+            let name = c.metric_name();
+            if name.is_empty() {
+                return Err(c.expected(&format!("a metric family name after {keyword}")));
+            }
+            Text::plain(name)
+        };
+        let had_space = c.skip_ws() > 0;
+        if !c.at_end() && !had_space {
+            return Err(c.expected("a space after the metric family name"));
+        }
+        match keyword {
+            "HELP" => {
+                let help = c.rest();
+                let escaped = memchr(b'\\', help.as_bytes()).is_some();
+                Ok(Line::Help(family, Text::new(help, escaped, om)))
+            }
+            "TYPE" => {
+                let t = c.word();
+                let kind = match (t, om) {
+                    ("counter", _) => MetricType::Counter,
+                    ("gauge", _) => MetricType::Gauge,
+                    ("histogram", _) => MetricType::Histogram,
+                    ("summary", _) => MetricType::Summary,
+                    ("untyped", false) | ("unknown", true) => MetricType::Unknown,
+                    ("gaugehistogram", true) => MetricType::GaugeHistogram,
+                    ("info", true) => MetricType::Info,
+                    ("stateset", true) => MetricType::StateSet,
+                    _ => {
+                        let allowed = if om {
+                            "counter, gauge, histogram, gaugehistogram, summary, info, stateset or unknown"
+                        } else {
+                            "counter, gauge, histogram, summary or untyped"
+                        };
+                        return Err(format!("expected a metric type ({allowed}), found {t:?}"));
+                    }
+                };
+                c.end_of_line(om)?;
+                Ok(Line::Type(family, kind))
+            }
+            _ => {
+                let unit = c.word();
+                c.end_of_line(om)?;
+                if !unit.is_empty() {
+                    let f = family.get();
+                    let ok = f.strip_suffix(unit).is_some_and(|rest| rest.ends_with('_'));
+                    if !ok {
+                        return Err(format!(
+                            "unit {unit:?} is not a suffix of the metric family name {f:?} (expected a name ending in _{unit})"
+                        ));
+                    }
+                }
+                Ok(Line::Unit(family, Text::plain(unit)))
+            }
+        }
+    }
+
+    fn parse_sample(&mut self, mut c: Cursor<'a>) -> Result<Line<'a>, String> {
+        let om = self.om();
+        self.labels.clear();
+        self.exemplar_labels.clear();
+        let mut name = None;
+        let legacy = c.metric_name();
+        if !legacy.is_empty() {
+            name = Some(Text::plain(legacy));
+            // The text format allows blanks between the name and its labels.
+            if !om {
+                let at = c.i;
+                c.skip_ws();
+                if c.peek() != Some(b'{') {
+                    c.i = at;
+                }
+            }
+        } else if c.peek() != Some(b'{') {
+            return Err(c.expected("a metric name"));
+        }
+        if c.peek() == Some(b'{') {
+            let quoted = parse_labels(&mut c, &mut self.labels, true, om)?;
+            match (name, quoted) {
+                (Some(_), Some(_)) => {
+                    return Err("metric name given twice (before and inside the braces)".into());
+                }
+                (None, Some(q)) => name = Some(q),
+                _ => {}
+            }
+        }
+        let Some(name) = name else {
+            return Err("expected a metric name (a sample needs one, before or as the first item inside the braces)".into());
+        };
+        if c.skip_ws() == 0 {
+            return Err(c.expected("a space and the sample value"));
+        }
+        let value = parse_value(c.word()).ok_or_else(|| c.bad_token("a sample value"))?;
+        let mut timestamp_ms = None;
+        let mut exemplar = None;
+        let had_space = c.skip_ws() > 0;
+        if !c.at_end() && !had_space {
+            return Err(c.expected("a space after the value"));
+        }
+        if !c.at_end() && c.peek() != Some(b'#') {
+            let t = c.word();
+            timestamp_ms = Some(parse_timestamp(t, om).ok_or_else(|| {
+                c.bad_token(if om {
+                    "a timestamp in seconds"
+                } else {
+                    "a timestamp in integer milliseconds"
+                })
+            })?);
+            c.skip_ws();
+        }
+        if c.peek() == Some(b'#') {
+            if !om {
+                return Err(
+                    c.expected("the end of the line (exemplars are only allowed in OpenMetrics)")
+                );
+            }
+            c.i += 1;
+            if c.skip_ws() == 0 || c.peek() != Some(b'{') {
+                return Err(c.expected("`{` starting the exemplar's labels after ` # `"));
+            }
+            parse_labels(&mut c, &mut self.exemplar_labels, false, om)?;
+            let runes: usize = self
+                .exemplar_labels
+                .iter()
+                .map(|l| l.name.get().chars().count() + l.value.get().chars().count())
+                .sum();
+            if runes > MAX_EXEMPLAR_RUNES {
+                return Err(format!(
+                    "exemplar labels are {runes} characters long; at most {MAX_EXEMPLAR_RUNES} are allowed"
+                ));
+            }
+            if c.skip_ws() == 0 {
+                return Err(c.expected("a space and the exemplar value"));
+            }
+            let ev = parse_value(c.word()).ok_or_else(|| c.bad_token("an exemplar value"))?;
+            let mut ets = None;
+            if c.skip_ws() > 0 && !c.at_end() {
+                let t = c.word();
+                ets = Some(
+                    parse_timestamp(t, true)
+                        .ok_or_else(|| c.bad_token("an exemplar timestamp in seconds"))?,
+                );
+            }
+            exemplar = Some((ev, ets));
+        }
+        c.end_of_line(om)?;
+        Ok(Line::Sample {
+            name,
+            value,
+            timestamp_ms,
+            exemplar,
+        })
+    }
+}
+
+/// Never called: `Line::Skip` does not leave the loop.
+fn unreachable_skip<'e, 'a>() -> Entry<'e, 'a> {
+    Entry::Unit {
+        family: Text::plain(""),
+        unit: Text::plain(""),
+    }
+}
+
+/// Parses `{...}` into `out`; returns the metric name when it is written quoted as the first
+/// item (`{"my.metric", a="b"}`) and `allow_name` is set.
+fn parse_labels<'a>(
+    c: &mut Cursor<'a>,
+    out: &mut Vec<Label<'a>>,
+    allow_name: bool,
+    _om: bool,
+) -> Result<Option<Text<'a>>, String> {
+    c.i += 1; // '{'
+    let mut name = None;
+    let mut first = true;
+    loop {
+        c.skip_ws();
+        match c.peek() {
+            Some(b'}') => {
+                c.i += 1;
+                return Ok(name);
+            }
+            None => return Err(c.expected("a label name or `}`")),
+            _ => {}
+        }
+        let (label, quoted) = if c.peek() == Some(b'"') {
+            (c.quoted()?, true)
+        } else {
+            let n = c.label_name();
+            if n.is_empty() {
+                return Err(c.expected("a label name or `}`"));
+            }
+            (Text::plain(n), false)
+        };
+        c.skip_ws();
+        if quoted && matches!(c.peek(), Some(b',') | Some(b'}')) {
+            if !(first && allow_name) {
+                return Err(c.expected("`=` after the label name (only the first item inside the braces may be a quoted metric name)"));
+            }
+            if label.is_empty() {
+                return Err("empty metric name".into());
+            }
+            name = Some(label);
+        } else {
+            if quoted && label.is_empty() {
+                return Err("empty label name".into());
+            }
+            if !c.eat(b'=') {
+                return Err(c.expected("`=` after the label name"));
+            }
+            c.skip_ws();
+            if c.peek() != Some(b'"') {
+                return Err(c.expected("a quoted label value"));
+            }
+            let value = c.quoted()?;
+            if out.iter().any(|l| l.name == label) {
+                return Err(format!(
+                    "label name {:?} appears more than once",
+                    label.get()
+                ));
+            }
+            out.push(Label { name: label, value });
+        }
+        first = false;
+        c.skip_ws();
+        match c.peek() {
+            Some(b',') => c.i += 1,
+            Some(b'}') => {
+                c.i += 1;
+                return Ok(name);
+            }
+            _ => return Err(c.expected("`,` or `}` after a label")),
+        }
+    }
+}
+
+/// A float as Prometheus writes them: decimal, exponent, `+Inf`, `-Inf`, `NaN` (any case).
+pub(crate) fn parse_value(s: &str) -> Option<f64> {
+    if s.is_empty() {
+        return None;
+    }
+    let b = s.as_bytes();
+    // Rust also takes "infinity"; Go takes it too. Hex floats are refused (as OpenMetrics does).
+    if b.contains(&b'_') {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+/// A timestamp in milliseconds: text writes integer milliseconds, OpenMetrics (fractional)
+/// seconds.
+fn parse_timestamp(s: &str, om: bool) -> Option<i64> {
+    if om {
+        let secs = parse_value(s)?;
+        if !secs.is_finite() {
+            return None;
+        }
+        let ms = (secs * 1000.0).round();
+        if ms.abs() >= 9.2e18 {
+            return None;
+        }
+        Some(ms as i64)
+    } else {
+        s.parse::<i64>().ok()
+    }
+}
+
+/// A position in one line.
+struct Cursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Skips spaces and tabs; how many.
+    fn skip_ws(&mut self) -> usize {
+        let start = self.i;
+        while matches!(self.peek(), Some(b' ') | Some(b'\t')) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn rest(&self) -> &'a str {
+        &self.s[self.i.min(self.s.len())..]
+    }
+
+    /// Everything up to the next space or tab.
+    fn word(&mut self) -> &'a str {
+        let start = self.i;
+        while let Some(b) = self.peek() {
+            if b == b' ' || b == b'\t' {
+                break;
+            }
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+
+    fn take_while(&mut self, first: fn(u8) -> bool, more: fn(u8) -> bool) -> &'a str {
+        let start = self.i;
+        if self.peek().is_some_and(first) {
+            self.i += 1;
+            while self.peek().is_some_and(more) {
+                self.i += 1;
+            }
+        }
+        &self.s[start..self.i]
+    }
+
+    fn metric_name(&mut self) -> &'a str {
+        self.take_while(
+            |b| b.is_ascii_alphabetic() || b == b'_' || b == b':',
+            |b| b.is_ascii_alphanumeric() || b == b'_' || b == b':',
+        )
+    }
+
+    fn label_name(&mut self) -> &'a str {
+        self.take_while(
+            |b| b.is_ascii_alphabetic() || b == b'_',
+            |b| b.is_ascii_alphanumeric() || b == b'_',
+        )
+    }
+
+    /// A `"..."` string at the cursor, escapes left in.
+    fn quoted(&mut self) -> Result<Text<'a>, String> {
+        let bytes = self.s.as_bytes();
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        loop {
+            let Some(k) = bytes.get(j..).and_then(|r| memchr2(b'"', b'\\', r)) else {
+                self.i = self.s.len();
+                return Err(format!(
+                    "unterminated quoted string starting at column {} (expected a closing `\"` before the end of the line)",
+                    start
+                ));
+            };
+            let at = j + k;
+            if bytes[at] == b'\\' {
+                escaped = true;
+                // Skip the escaped character (ASCII for every valid escape; any other one is
+                // kept as written, and a multi-byte character's continuation bytes are never
+                // `"` or `\`).
+                j = at + 2;
+                continue;
+            }
+            self.i = at + 1;
+            return Ok(Text::new(&self.s[start..at], escaped, true));
+        }
+    }
+
+    /// Trailing spaces are allowed in the text format; then the line must end.
+    fn end_of_line(&mut self, om: bool) -> Result<(), String> {
+        if !om {
+            self.skip_ws();
+        }
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err(self.expected("the end of the line"))
+        }
+    }
+
+    fn found(&self) -> String {
+        match self.s[self.i.min(self.s.len())..].chars().next() {
+            None => "the end of the line".into(),
+            Some(ch) => format!("{ch:?}"),
+        }
+    }
+
+    fn expected(&self, what: &str) -> String {
+        format!(
+            "expected {what} at column {}, found {}",
+            self.i + 1,
+            self.found()
+        )
+    }
+
+    /// A word that did not parse; the cursor is after it.
+    fn bad_token(&self, what: &str) -> String {
+        let end = self.i.min(self.s.len());
+        let start = self.s[..end].rfind([' ', '\t']).map_or(0, |k| k + 1);
+        let token = &self.s[start..end];
+        let shown: String = token.chars().take(40).collect();
+        format!("expected {what} at column {}, found {shown:?}", start + 1)
+    }
+}
