@@ -52,6 +52,7 @@ impl ProcessorConfig for BatchConfig {
 #[derive(Default)]
 struct State {
     pending: HashMap<Context, Batch>,
+    /// Points held: pending, and taken out to be offered to the next stage but not yet taken.
     points: usize,
 }
 
@@ -66,17 +67,17 @@ pub struct BatchProcessor {
 }
 
 impl BatchProcessor {
-    /// Takes everything pending for `ctx` out of the state.
+    /// Takes everything pending for `ctx` out of the state, to be passed on. Its points stay
+    /// counted in `State::points` until the next stage has taken them, so that the
+    /// `max_pending_points` bound holds while a batch is being offered.
     fn take(state: &mut State, ctx: &Context) -> Option<Batch> {
-        let b = state.pending.remove(ctx)?;
-        state.points -= b.point_count();
-        Some(b)
+        state.pending.remove(ctx)
     }
 
-    /// Puts a batch the next stage refused back in front of what is pending for its context.
+    /// Puts a batch the next stage refused back in front of what is pending for its context (its
+    /// points are still counted).
     fn put_back(&self, mut batch: Batch) {
         let mut s = self.state.lock();
-        s.points += batch.point_count();
         if let Some(newer) = s.pending.remove(&batch.context) {
             batch.append(newer);
         }
@@ -94,8 +95,10 @@ impl BatchProcessor {
                 std::mem::take(&mut batch)
             };
             let ctx = piece.context.clone();
+            let points = piece.point_count();
             match self.next.consume(piece.clone()) {
                 Ok(()) => {
+                    self.state.lock().points -= points;
                     self.telemetry
                         .processor_batches
                         .get_or_create(&ProcessorLabels {
