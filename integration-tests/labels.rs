@@ -58,7 +58,7 @@ fn python_client(protocol: &str, endpoint: &str, service: &str, extra: &[&str]) 
 }
 
 /// The pipeline of `docs/examples/multi-tenant-labels.yaml`, on ephemeral ports.
-fn config(write_url: &str) -> String {
+fn config(write_url: &str, node_exporter: std::net::SocketAddr) -> String {
     format!(
         r#"
 receivers:
@@ -67,6 +67,10 @@ receivers:
       grpc: {{ endpoint: "127.0.0.1:0" }}
       http: {{ endpoint: "127.0.0.1:0" }}
     metadata_keys: [X-Customer-ID]
+  prometheus/node:
+    config:
+      scrape_configs:
+        - {{ job_name: node, scrape_interval: 1s, static_configs: [{{ targets: ["{node_exporter}"] }}] }}
 processors:
   normalize: {{ base_units: true }}
   labels:
@@ -81,9 +85,42 @@ exporters:
 service:
   telemetry: {{ metrics: {{ address: "127.0.0.1:0" }} }}
   pipelines:
-    metrics: {{ receivers: [otlp], processors: [normalize, labels, batch], exporters: [prometheus_remote_write] }}
+    metrics: {{ receivers: [otlp, prometheus/node], processors: [normalize, labels, batch], exporters: [prometheus_remote_write] }}
 "#
     )
+}
+
+/// Debian's node_exporter on a free loopback port, killed when dropped.
+struct NodeExporter(std::process::Child);
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_exporter() -> (NodeExporter, std::net::SocketAddr) {
+    let bin = "/usr/bin/prometheus-node-exporter";
+    assert!(
+        std::path::Path::new(bin).exists(),
+        "{bin} is missing: run integration-tests/install-peers.sh"
+    );
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = std::process::Command::new(bin)
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ne = NodeExporter(child);
+    wait_until(Duration::from_secs(20), "node_exporter listening", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    (ne, addr)
 }
 
 fn now() -> f64 {
@@ -97,8 +134,9 @@ fn now() -> f64 {
 fn python_sdk_series_reach_prometheus_normalized_with_tenant_domain_and_sla_labels() {
     require_python_sdk();
     let prom = Peer::prometheus();
+    let (_node, node_addr) = node_exporter();
     let s = Sluice::start(
-        &config(&prom.write_url()),
+        &config(&prom.write_url(), node_addr),
         &["otlp/grpc", "otlp/http", "telemetry"],
     );
     let tenant = [
@@ -159,4 +197,19 @@ fn python_sdk_series_reach_prometheus_normalized_with_tenant_domain_and_sla_labe
         series(r#"http_server_requests_total{customer_id="acme",service_domain="pay",sla_tier="gold",http_method="POST",http_status_code="500"}"#).len(),
         1
     );
+
+    // Scraped node_exporter metrics went through the same pipeline: normalized names
+    // (`node_memory_MemAvailable_bytes` -> `node_memory_mem_available_bytes`; conforming names
+    // unchanged) and the default SLA tier; no tenant label, since a scrape carries no header.
+    wait_until(
+        Duration::from_secs(30),
+        "node_exporter series in Prometheus",
+        || !series(r#"node_cpu_seconds_total{job="node",sla_tier="bronze"}"#).is_empty(),
+    );
+    assert!(!series(r#"node_memory_mem_available_bytes{job="node",sla_tier="bronze"}"#).is_empty());
+    assert!(
+        series("node_memory_MemAvailable_bytes").is_empty(),
+        "names are normalized"
+    );
+    assert!(series(r#"node_cpu_seconds_total{customer_id!=""}"#).is_empty());
 }
