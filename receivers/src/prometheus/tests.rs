@@ -723,7 +723,10 @@ fn config_errors() {
     assert!(e.iter().any(|m| m.contains("http or https")), "{e:?}");
     parse(&one_job("          scheme: https\n")).unwrap();
     let e = parse(&one_job("          tls_config: { cert_file: c.pem }\n")).unwrap_err();
-    assert!(e.iter().any(|m| m.contains("both cert_file and key_file")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("both cert_file and key_file")),
+        "{e:?}"
+    );
     let e = parse(&one_job("          metrics_path: metrics\n")).unwrap_err();
     assert!(e.iter().any(|m| m.contains("start with `/`")), "{e:?}");
     // Not supported yet: refused rather than ignored.
