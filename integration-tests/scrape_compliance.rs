@@ -16,8 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use support::Sluice;
 use support::peers::{RwBehaviour, RwSink};
 
+/// A case: its path, and its body given how often it was scraped before.
+type Case = (&'static str, fn(u64) -> String);
+
 /// Serves `/<case>` for every case; the body may depend on how often that case was scraped.
-fn serve(cases: Vec<(&'static str, fn(u64) -> String)>) -> std::net::SocketAddr {
+fn serve(cases: Vec<Case>) -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let counts: Arc<Vec<AtomicU64>> = Arc::new(cases.iter().map(|_| AtomicU64::new(0)).collect());
