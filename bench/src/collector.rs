@@ -184,6 +184,28 @@ pub fn usage(pid: u32) -> anyhow::Result<Usage> {
     Ok(Usage { cpu, hwm_kib })
 }
 
+/// Time CPU `core` spent running processes so far (all of them), from `/proc/stat`: with the collector's own
+/// CPU time, it tells how much other work shared the collector's CPU during a run.
+pub fn core_busy(core: usize) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let name = format!("cpu{core}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .with_context(|| format!("no {name} in /proc/stat"))?;
+    // user nice system idle iowait irq softirq steal: busy is user + nice + system + steal. Interrupt
+    // time is left out: much of it is the network work the collector's own traffic causes.
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(ticks.len() == 8, "short {name} line in /proc/stat");
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[7];
+    Ok(Duration::from_secs_f64(busy as f64 / clock_ticks() as f64))
+}
+
 /// `sysconf(_SC_CLK_TCK)`, the unit of `/proc/<pid>/stat` times, asked of `getconf` once.
 fn clock_ticks() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();

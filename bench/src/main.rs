@@ -130,12 +130,18 @@ fn main() -> anyhow::Result<()> {
     let mut runs = Vec::new();
     println!("{RUN_HEADER}");
     for &s in &args.scenarios {
-        let mut done = rt.block_on(scenarios::run(s, &opts, |r| {
-            println!("{}", report::run_row(r));
-        }))?;
+        let run = scenarios::run(s, &opts, |r| println!("{}", report::run_row(r)));
+        // On SIGINT or SIGTERM the run is dropped, which kills the collector it started.
+        let mut done = rt.block_on(async {
+            tokio::select! {
+                r = run => r,
+                _ = stop_signal() => anyhow::bail!("interrupted"),
+            }
+        })?;
         runs.append(&mut done);
     }
     println!("\n{}", report::summary_table(&runs));
+    println!("load average at the end: {}", loadavg());
     Ok(())
 }
 
@@ -180,6 +186,32 @@ fn options(args: &RunArgs, pin: bool) -> Options {
     }
 }
 
+async fn stop_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the machine skews figures.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// When a program was built (its modification time, UTC), to tell builds apart in reports.
+fn modified(path: &Path) -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M:%S UTC", "-r"])
+        .arg(path)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 fn env_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -212,7 +244,10 @@ fn print_header(args: &RunArgs, opts: &Options) {
         .unwrap_or_default();
     println!("# sluice-bench, {date}");
     println!();
-    println!("- machine: {nproc} CPUs, {model}");
+    println!(
+        "- machine: {nproc} CPUs, {model}; load average {}",
+        loadavg()
+    );
     if !opts.sluice_env.is_empty() {
         println!("- sluice environment: {:?}", opts.sluice_env);
     }
@@ -241,11 +276,13 @@ fn print_header(args: &RunArgs, opts: &Options) {
         }
     }
     for c in collectors {
+        let path = opts.programs.of(c);
         println!(
-            "- {}: {} ({})",
+            "- {}: {} ({}, modified {})",
             c.name(),
             opts.programs.version(c),
-            opts.programs.of(c).display()
+            path.display(),
+            modified(path)
         );
     }
     println!();

@@ -29,6 +29,8 @@ pub struct Run {
     pub points: u64,
     /// Collector CPU time (user + sys) from the first request to the last arrival.
     pub cpu: Duration,
+    /// Share of the run's wall time the collector's CPU spent on other processes (when pinned).
+    pub others: Option<f64>,
     pub hwm_kib: u64,
     /// First request to last arrival at the sink.
     pub elapsed: Duration,
@@ -53,6 +55,7 @@ impl Run {
             series: 0,
             points: 0,
             cpu: Duration::ZERO,
+            others: None,
             hwm_kib: 0,
             elapsed: Duration::ZERO,
             exit: String::new(),
@@ -82,8 +85,8 @@ impl Run {
     }
 }
 
-pub const RUN_HEADER: &str = "| scenario | collector | round | sent | received | lost | dup | target_info | series | retries | refused | CPU s | CPU µs/sample | peak RSS MiB | samples/s | exit |\n\
-     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+pub const RUN_HEADER: &str = "| scenario | collector | round | sent | received | lost | dup | target_info | series | retries | refused | CPU s | CPU µs/sample | peak RSS MiB | samples/s | others on CPU | exit |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 pub fn run_row(r: &Run) -> String {
     if let Some(e) = &r.error {
@@ -96,7 +99,7 @@ pub fn run_row(r: &Run) -> String {
         );
     }
     let mut row = format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.1} | {:.0} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.1} | {:.0} | {} | {} |",
         r.scenario.name(),
         r.collector.name(),
         r.round,
@@ -112,6 +115,8 @@ pub fn run_row(r: &Run) -> String {
         r.cpu_us_per_point(),
         r.hwm_mib(),
         r.points_per_sec(),
+        r.others
+            .map_or("-".to_string(), |o| format!("{:.0}%", o * 100.0)),
         r.exit
     );
     if let Some(e) = &r.first_error {

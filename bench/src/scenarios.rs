@@ -209,6 +209,7 @@ async fn run_once(
     let spec = spec(scenario, c, listen, &sink, opts)?;
     let mut process = Process::start(spec, opts.collector_core, Duration::from_secs(30)).await?;
     let before = process.usage()?;
+    let core_before = opts.collector_core.map(collector::core_busy).transpose()?;
     let profile = match &opts.perf {
         Some(dir) => {
             let file = dir.join(format!("{}-{}-{round}.data", scenario.name(), c.name()));
@@ -226,7 +227,12 @@ async fn run_once(
     };
     let started = Instant::now();
     let deadline = started + opts.timeout;
-    let sent = loadgen::send(workload.clone(), target, opts.connections, deadline).await?;
+    // A collector that dies under load would otherwise leave the load generator retrying until
+    // the deadline.
+    let sent = tokio::select! {
+        sent = loadgen::send(workload.clone(), target, opts.connections, deadline) => sent?,
+        died = watch(&mut process) => return Err(died),
+    };
     let expected = scenario.expected(workload);
     let sent_at = Instant::now();
     loop {
@@ -240,6 +246,7 @@ async fn run_once(
     }
     // Measure before stopping: the kernel forgets VmHWM when the process exits.
     let after = process.usage()?;
+    let core_after = opts.collector_core.map(collector::core_busy).transpose()?;
     let done = sink.seen();
     if let Some(p) = profile {
         p.finish().await?;
@@ -255,6 +262,12 @@ async fn run_once(
     let elapsed = done
         .last_arrival
         .map_or(sent.elapsed, |l| l.saturating_duration_since(started));
+    let cpu = after.cpu.saturating_sub(before.cpu);
+    // Other processes' time on the collector's CPU, as a share of the run's wall time.
+    let others = core_before.zip(core_after).map(|(b, a)| {
+        let wall = started.elapsed().as_secs_f64().max(1e-9);
+        (a.saturating_sub(b).saturating_sub(cpu)).as_secs_f64() / wall
+    });
     Ok(Run {
         scenario,
         collector: c,
@@ -268,12 +281,23 @@ async fn run_once(
         extra: seen.extra,
         series: seen.series,
         points: workload.points,
-        cpu: after.cpu.saturating_sub(before.cpu),
+        cpu,
+        others,
         hwm_kib: after.hwm_kib,
         elapsed,
         exit,
         error: None,
     })
+}
+
+/// Resolves (with the reason) once the collector has exited.
+async fn watch(process: &mut Process) -> anyhow::Error {
+    loop {
+        if let Err(e) = process.check_alive() {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The command line (and config file) of collector `c` in `scenario`, receiving on `listen` and

@@ -105,7 +105,11 @@ impl Sink {
             .max_decoding_message_size(256 << 20);
         let incoming = tonic::transport::server::TcpIncoming::from(grpc);
         let grpc_task = tokio::spawn(async move {
+            // Flow-control windows as large as a real backend's: with h2's 64 KiB defaults, large
+            // uncompressed batches would crawl and the sink, not the collector, would set the pace.
             let _ = tonic::transport::Server::builder()
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(16 << 20)
                 .add_service(svc)
                 .serve_with_incoming(incoming)
                 .await;
