@@ -4,6 +4,7 @@
 # self cost. Needs perf (Debian: linux-perf) and target/release/sluice (cargo build --release).
 #
 #   bench/profile.sh W1 [more sluice-bench run flags, e.g. --samples 200000]
+#   REPORT_ONLY=1 bench/profile.sh W1     # the tables again, from the last profile
 set -euo pipefail
 
 scenario=${1:?usage: bench/profile.sh W1|W2|W3 [sluice-bench run flags]}
@@ -12,8 +13,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${PROFILE_DIR:-$root/target/bench-profiles}
 mkdir -p "$out"
 cd "$root"
-cargo build --release -p sluice-bench --quiet
-target/release/sluice-bench run "$scenario" --quick --rounds 1 --only sluice --perf "$out" "$@"
+if [[ -z ${REPORT_ONLY:-} ]]; then  # REPORT_ONLY=1 summarizes the last profile again
+  cargo build --release -p sluice-bench --quiet
+  target/release/sluice-bench run "$scenario" --quick --rounds 1 --only sluice --perf "$out" "$@"
+fi
 
 data=$out/$scenario-sluice-1.data
 # Runtime plumbing (tokio's scheduler, thread start, async wrappers, inlined copies) is in every
@@ -37,6 +40,7 @@ for l in sys.stdin:
     shown += 1
     if shown == limit:
         break
+sys.stdin.read()  # drain, so that perf does not die of a closed pipe
 ' "$2"
 }
 echo

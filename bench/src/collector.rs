@@ -30,6 +30,9 @@ pub struct Usage {
     pub cpu: Duration,
     /// Peak resident set (`VmHWM`), KiB.
     pub hwm_kib: u64,
+    /// Bytes written to files and sockets (`wchar` of `/proc/<pid>/io`): shows what the collector
+    /// really sends, compressed or not.
+    pub written: u64,
 }
 
 /// A running collector; killed if dropped without [`Process::stop`].
@@ -159,7 +162,7 @@ impl Process {
     }
 }
 
-/// CPU time (all threads, user + system) and `VmHWM` of process `pid`.
+/// CPU time (all threads, user + system), `VmHWM` and bytes written of process `pid`.
 pub fn usage(pid: u32) -> anyhow::Result<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces: the 14th and
@@ -181,7 +184,18 @@ pub fn usage(pid: u32) -> anyhow::Result<Usage> {
         .and_then(|v| v.split_whitespace().next())
         .context("no VmHWM in /proc/<pid>/status")?
         .parse()?;
-    Ok(Usage { cpu, hwm_kib })
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let written = io
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .context("no wchar in /proc/<pid>/io")?
+        .trim()
+        .parse()?;
+    Ok(Usage {
+        cpu,
+        hwm_kib,
+        written,
+    })
 }
 
 /// Time CPU `core` spent running processes so far (all of them), from `/proc/stat`: with the collector's own

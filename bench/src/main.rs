@@ -53,8 +53,9 @@ struct RunArgs {
     /// Concurrent connections of the load generator.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// OTLP exporter compression, the same for Sluice and rotel (W3).
-    #[arg(long, value_enum, default_value_t = Compression::None)]
+    /// OTLP exporter compression, the same for Sluice and rotel (W3). rotel 0.0.1-alpha10 gzips
+    /// even when told `none`, so only gzip compares like with like.
+    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     compression: Compression,
     /// Sluice's exporter `sending_queue.queue_size`, in points.
     #[arg(long, default_value_t = 200_000)]

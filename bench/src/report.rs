@@ -32,6 +32,8 @@ pub struct Run {
     /// Share of the run's wall time the collector's CPU spent on other processes (when pinned).
     pub others: Option<f64>,
     pub hwm_kib: u64,
+    /// Bytes the collector wrote during the run (what it sent on, as sent).
+    pub written: u64,
     /// First request to last arrival at the sink.
     pub elapsed: Duration,
     /// Exit status after SIGTERM (`0` when clean).
@@ -57,6 +59,7 @@ impl Run {
             cpu: Duration::ZERO,
             others: None,
             hwm_kib: 0,
+            written: 0,
             elapsed: Duration::ZERO,
             exit: String::new(),
             error: Some(error),
@@ -85,8 +88,8 @@ impl Run {
     }
 }
 
-pub const RUN_HEADER: &str = "| scenario | collector | round | sent | received | lost | dup | target_info | series | retries | refused | CPU s | CPU µs/sample | peak RSS MiB | samples/s | others on CPU | exit |\n\
-     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+pub const RUN_HEADER: &str = "| scenario | collector | round | sent | received | lost | dup | target_info | series | retries | refused | CPU s | CPU µs/sample | peak RSS MiB | samples/s | MiB written | others on CPU | exit |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 pub fn run_row(r: &Run) -> String {
     if let Some(e) = &r.error {
@@ -99,7 +102,7 @@ pub fn run_row(r: &Run) -> String {
         );
     }
     let mut row = format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.1} | {:.0} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.1} | {:.0} | {:.1} | {} | {} |",
         r.scenario.name(),
         r.collector.name(),
         r.round,
@@ -115,6 +118,7 @@ pub fn run_row(r: &Run) -> String {
         r.cpu_us_per_point(),
         r.hwm_mib(),
         r.points_per_sec(),
+        r.written as f64 / 1048576.0,
         r.others
             .map_or("-".to_string(), |o| format!("{:.0}%", o * 100.0)),
         r.exit

@@ -283,6 +283,7 @@ async fn run_once(
         points: workload.points,
         cpu,
         others,
+        written: after.written.saturating_sub(before.written),
         hwm_kib: after.hwm_kib,
         elapsed,
         exit,
