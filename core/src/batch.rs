@@ -2,6 +2,7 @@
 
 use crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use crate::proto::otlp::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric::Data};
+use crate::tenancy::TenantInfo;
 use std::sync::Arc;
 
 /// Who a batch belongs to and what the receiver learned about the request it came in.
@@ -10,6 +11,12 @@ use std::sync::Arc;
 pub struct Context {
     /// The tenant, once decided (by authentication, a trusted header, or a static setting).
     pub tenant: Option<Arc<str>>,
+    /// What the tenants file says about the tenant (SLA tier, limits), when it was authenticated
+    /// by one.
+    pub tenant_info: Option<Arc<TenantInfo>>,
+    /// The exporters a `route` processor chose for this batch (ids as written in the config);
+    /// `None`: every exporter of the pipeline.
+    pub route: Option<Arc<[String]>>,
     /// Request headers the receiver was told to carry (`metadata_keys`), keys lowercased, sorted.
     pub metadata: Vec<(Arc<str>, Arc<str>)>,
 }
@@ -18,6 +25,13 @@ impl Context {
     /// The tenant as a telemetry label value (empty when there is none).
     pub fn tenant_label(&self) -> &str {
         self.tenant.as_deref().unwrap_or("")
+    }
+
+    /// The SLA tier from the tenants file, if any.
+    pub fn sla_tier(&self) -> Option<&str> {
+        self.tenant_info
+            .as_ref()
+            .and_then(|i| i.sla_tier.as_deref())
     }
 
     pub fn metadata(&self, key: &str) -> Option<&str> {

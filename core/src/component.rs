@@ -148,6 +148,12 @@ pub trait ReceiverConfig: fmt::Debug + Send + Sync {
 
 pub trait ProcessorConfig: fmt::Debug + Send + Sync {
     fn build(&self, ctx: ProcessorContext) -> Result<Arc<dyn Processor>, BoxError>;
+    /// The exporters this processor may send batches to (a `route` processor's targets), with
+    /// their positions in the config: each must be among the exporters of every pipeline that
+    /// uses the processor.
+    fn routes_to(&self) -> Vec<crate::config::Located<ComponentId>> {
+        Vec::new()
+    }
 }
 
 pub trait ExporterConfig: fmt::Debug + Send + Sync {

@@ -54,6 +54,7 @@ impl Ingress {
         Context {
             tenant: None,
             metadata,
+            ..Default::default()
         }
     }
 

@@ -14,6 +14,7 @@ pub mod proto;
 pub mod queue;
 pub mod sending;
 pub mod telemetry;
+pub mod tenancy;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod topology;

@@ -255,7 +255,8 @@ impl Worker {
 }
 
 /// Hands each batch to several exporter queues, all or none: if any queue lacks room the batch is
-/// refused whole, so that a client's retry does not duplicate data in the other exporters.
+/// refused whole, so that a client's retry does not duplicate data in the other exporters. A batch
+/// whose context carries a route (see [`crate::batch::Context::route`]) goes to those exporters only.
 pub struct Fanout {
     pub queues: Vec<Arc<Queue>>,
 }
@@ -266,16 +267,23 @@ impl crate::component::Consumer for Fanout {
         if points == 0 {
             return Ok(());
         }
-        if let Some(q) = self.queues.iter().find(|q| !q.has_room(points)) {
+        let chosen: Vec<&Arc<Queue>> = match &batch.context.route {
+            None => self.queues.iter().collect(),
+            Some(route) => self
+                .queues
+                .iter()
+                .filter(|q| route.iter().any(|e| e == q.exporter()))
+                .collect(),
+        };
+        if let Some(q) = chosen.iter().find(|q| !q.has_room(points)) {
             return Err(crate::component::Refusal::full(format!(
                 "the queue of exporter {} is full; retry later",
                 q.exporter()
             )));
         }
-        let (last, rest) = self
-            .queues
-            .split_last()
-            .expect("a pipeline has at least one exporter");
+        let Some((last, rest)) = chosen.split_last() else {
+            return Ok(());
+        };
         for q in rest {
             q.push(batch.clone());
         }

@@ -161,6 +161,7 @@ fn ctx() -> Context {
     Context {
         tenant: Some("acme".into()),
         metadata: vec![("x-team".into(), "infra".into())],
+        ..Default::default()
     }
 }
 

@@ -210,6 +210,23 @@ pub fn load_str(
             &comp,
             &mut errs,
         );
+        for r in &p.processors {
+            let Some(proc) = processors.parsed.get(&r.value) else {
+                continue;
+            };
+            for target in proc.routes_to() {
+                if !p.exporters.iter().any(|e| e.value == target.value) {
+                    errs.push(
+                        target.pos,
+                        Some(format!("processors.{}", r.value)),
+                        format!(
+                            "routes to exporter `{}`, which is not in the exporters of pipeline `{}`",
+                            target.value, p.id
+                        ),
+                    );
+                }
+            }
+        }
         let mut seen = BTreeSet::new();
         for r in &p.processors {
             if !seen.insert(&r.value) {

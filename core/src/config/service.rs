@@ -2,7 +2,7 @@
 
 use super::de::{Located, from_node};
 use super::node::{Node, Pos, Value};
-use super::types::{Duration, Endpoint};
+use super::types::{ByteSize, Duration, Endpoint};
 use crate::component::ComponentId;
 use serde::Deserialize;
 
@@ -12,6 +12,8 @@ pub struct ServiceConfig {
     pub pipelines: Vec<PipelineConfig>,
     /// How long the staged shutdown may take in all (default 10s).
     pub shutdown_timeout: std::time::Duration,
+    /// The process's hard memory limit in bytes (`service.memory_limit`; none by default).
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +114,8 @@ struct ServiceSection {
     #[serde(default)]
     shutdown_timeout: Option<Duration>,
     #[serde(default)]
+    memory_limit: Option<ByteSize>,
+    #[serde(default)]
     pipelines: Option<Located<serde::de::IgnoredAny>>,
 }
 
@@ -136,6 +140,7 @@ pub(super) fn parse(
     match from_node::<ServiceSection>(node) {
         Ok(s) => {
             out.telemetry = s.telemetry;
+            out.memory_limit = s.memory_limit.map(ByteSize::get);
             if let Some(t) = s.shutdown_timeout {
                 out.shutdown_timeout = t.get();
             }

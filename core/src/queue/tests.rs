@@ -20,6 +20,7 @@ fn batch(tenant: Option<&str>, tag: &str, points: usize) -> Batch {
         Context {
             tenant: tenant.map(Into::into),
             metadata: vec![],
+            ..Default::default()
         },
         vec![ResourceMetrics {
             scope_metrics: vec![ScopeMetrics {

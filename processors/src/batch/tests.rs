@@ -122,6 +122,7 @@ fn context(tenant: Option<&str>) -> Context {
     Context {
         tenant: tenant.map(Arc::from),
         metadata: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -210,6 +211,7 @@ async fn different_contexts_are_never_merged() {
     let with_metadata = Context {
         tenant: Some(Arc::from("a")),
         metadata: vec![(Arc::from("x-scope-orgid"), Arc::from("a"))],
+        ..Default::default()
     };
     s.p.consume(numbered("a", context(Some("a")), 0..3))
         .unwrap();

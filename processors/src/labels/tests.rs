@@ -150,6 +150,7 @@ fn ctx(tenant: Option<&str>, headers: &[(&str, &str)]) -> Context {
             .iter()
             .map(|(k, v)| (Arc::from(k.to_ascii_lowercase()), Arc::from(*v)))
             .collect(),
+        ..Default::default()
     }
 }
 
