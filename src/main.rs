@@ -8,6 +8,13 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the hot paths allocate and free many small label strings across threads, where glibc's
+/// allocator spent most of Sluice's CPU (docs/performance.md), and it hands freed memory back to the
+/// system promptly, which the memory limit (`service.memory_limit`, measured as resident memory)
+/// relies on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",

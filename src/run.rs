@@ -76,6 +76,9 @@ async fn serve(config: Config) -> ExitCode {
             }
         }
     }
+    if let Some(limit) = config.service.memory_limit {
+        sluice_core::memory::install(limit, &telemetry);
+    }
     let running = match topology::start(&config, telemetry.clone()).await {
         Ok(r) => r,
         Err(e) => {

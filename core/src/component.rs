@@ -64,6 +64,8 @@ pub enum RefusalKind {
     Full,
     /// Sluice is shutting down.
     ShuttingDown,
+    /// The process is near its memory limit (`service.memory_limit`): retry later.
+    MemoryLimit,
     /// A per-tenant limit was exceeded: retry later.
     Limited,
     /// The data itself is unacceptable: do not retry.
@@ -93,6 +95,7 @@ impl Refusal {
         match self.kind {
             RefusalKind::Full => "queue_full",
             RefusalKind::ShuttingDown => "shutting_down",
+            RefusalKind::MemoryLimit => "memory_limit",
             RefusalKind::Limited => "limited",
             RefusalKind::Invalid => "invalid",
         }

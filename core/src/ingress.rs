@@ -74,7 +74,7 @@ impl Ingress {
             return Ok(0);
         }
         let tenant = batch.context.tenant_label().to_string();
-        match self.next.consume(batch) {
+        match crate::memory::admit(&batch.context).and_then(|()| self.next.consume(batch)) {
             Ok(()) => {
                 self.telemetry
                     .receiver_accepted(&self.name, &tenant, points);

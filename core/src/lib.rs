@@ -8,6 +8,7 @@ pub mod compression;
 pub mod config;
 pub mod grpc_codec;
 pub mod ingress;
+pub mod memory;
 pub mod otlp_json;
 pub mod prometheus;
 pub mod proto;

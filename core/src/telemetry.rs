@@ -39,6 +39,28 @@ pub struct ProcessorOnlyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub processor: String,
+    pub pipeline: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessorTenantLabels {
+    pub processor: String,
+    pub pipeline: String,
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessorTenantReasonLabels {
+    pub processor: String,
+    pub pipeline: String,
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LabelMissingLabels {
     pub processor: String,
     pub pipeline: String,
@@ -109,6 +131,12 @@ pub struct Telemetry {
     pub labels_points: Family<ProcessorOnlyLabels, Counter>,
     /// Points left without a label (no source gave a value, no default), by label and reason.
     pub labels_missing_points: Family<LabelMissingLabels, Counter>,
+    /// Points a route processor passed on, by route (its `name`, else its index; `default`).
+    pub route_points: Family<RouteLabels, Counter>,
+    /// Points a limits processor refused, by tenant and reason (limited_rate, limited_series).
+    pub limits_refused: Family<ProcessorTenantReasonLabels, Counter>,
+    /// Series a limits processor saw in the last 10 minutes, by tenant.
+    pub limits_active_series: Family<ProcessorTenantLabels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -145,6 +173,9 @@ impl Telemetry {
             exporter_shard_samples: Family::default(),
             labels_points: Family::default(),
             labels_missing_points: Family::default(),
+            route_points: Family::default(),
+            limits_refused: Family::default(),
+            limits_active_series: Family::default(),
         };
         r.register(
             "sluice_receiver_accepted_points",
@@ -256,8 +287,33 @@ impl Telemetry {
             "Points left without a label because no source gave a value and there is no default, by label and reason",
             t.labels_missing_points.clone(),
         );
+        r.register(
+            "sluice_processor_route_points",
+            "Points a route processor passed on, by route",
+            t.route_points.clone(),
+        );
+        r.register(
+            "sluice_processor_limits_refused_points",
+            "Points a limits processor refused, by tenant and reason",
+            t.limits_refused.clone(),
+        );
+        r.register(
+            "sluice_processor_limits_active_series",
+            "Series a limits processor saw in the last 10 minutes, by tenant",
+            t.limits_active_series.clone(),
+        );
         *t.registry.lock() = r;
         t
+    }
+
+    /// Registers a metric family that a module keeps for itself (e.g. the memory limiter's gauges).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.lock().register(name, help, metric);
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -39,7 +39,7 @@ impl MetricsService for Service {
 /// (a limit) with RetryInfo, both retryable per the OTLP spec; INVALID_ARGUMENT otherwise.
 pub fn status(r: &Refusal) -> Status {
     let code = match r.kind {
-        RefusalKind::Full | RefusalKind::ShuttingDown => Code::Unavailable,
+        RefusalKind::Full | RefusalKind::ShuttingDown | RefusalKind::MemoryLimit => Code::Unavailable,
         RefusalKind::Limited => Code::ResourceExhausted,
         RefusalKind::Invalid => Code::InvalidArgument,
     };

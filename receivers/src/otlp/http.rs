@@ -176,7 +176,7 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
 fn refusal(enc: Encoding, r: &Refusal) -> Response {
     let retry = r.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
     match r.kind {
-        RefusalKind::Full | RefusalKind::ShuttingDown => error(
+        RefusalKind::Full | RefusalKind::ShuttingDown | RefusalKind::MemoryLimit => error(
             enc,
             StatusCode::SERVICE_UNAVAILABLE,
             UNAVAILABLE,

@@ -237,7 +237,7 @@ pub fn decompress(raw: &[u8], limit: u64) -> Result<Vec<u8>, (StatusCode, &'stat
 fn refusal(version: Version, r: &Refusal) -> Response {
     let retry = r.retry_after.map(|d| d.as_secs_f64().ceil() as u64);
     let (status, retry) = match r.kind {
-        RefusalKind::Full | RefusalKind::ShuttingDown => {
+        RefusalKind::Full | RefusalKind::ShuttingDown | RefusalKind::MemoryLimit => {
             (StatusCode::SERVICE_UNAVAILABLE, retry.or(Some(1)))
         }
         RefusalKind::Limited => (StatusCode::TOO_MANY_REQUESTS, retry.or(Some(1))),
