@@ -10,7 +10,9 @@ use sluice_exporters::prometheus::PrometheusExporterConfig;
 use sluice_exporters::remote_write::RemoteWriteConfig;
 use sluice_processors::batch::BatchConfig;
 use sluice_processors::labels::LabelsConfig;
+use sluice_processors::limits::LimitsConfig;
 use sluice_processors::normalize::NormalizeConfig;
+use sluice_processors::route::RouteConfig;
 use sluice_receivers::otlp::OtlpReceiverConfig;
 use sluice_receivers::prometheus::PrometheusReceiverConfig;
 use sluice_receivers::remote_write::RemoteWriteReceiverConfig;
@@ -38,6 +40,8 @@ impl Registry for Components {
             "batch" => Some(|n, c| Ok(Box::new(parse_config::<BatchConfig>(n, c)?))),
             "normalize" => Some(|n, c| Ok(Box::new(parse_config::<NormalizeConfig>(n, c)?))),
             "labels" => Some(|n, c| Ok(Box::new(parse_config::<LabelsConfig>(n, c)?))),
+            "route" => Some(|n, c| Ok(Box::new(parse_config::<RouteConfig>(n, c)?))),
+            "limits" => Some(|n, c| Ok(Box::new(parse_config::<LimitsConfig>(n, c)?))),
             _ => None,
         }
     }
@@ -69,7 +73,7 @@ impl Registry for Components {
                 "prometheus_remote_write (alias prometheusremotewrite)",
                 "runtime",
             ],
-            Class::Processor => &["batch", "labels", "normalize"],
+            Class::Processor => &["batch", "labels", "limits", "normalize", "route"],
             Class::Exporter => &[
                 "otlp (alias otlp_grpc)",
                 "otlp_http (alias otlphttp)",

@@ -2,4 +2,6 @@
 
 pub mod batch;
 pub mod labels;
+pub mod limits;
 pub mod normalize;
+pub mod route;
