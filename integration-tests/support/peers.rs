@@ -303,6 +303,11 @@ pub struct RwState {
     pub calls: usize,
     /// Arrival time of each call (for backoff checks).
     pub call_times: Vec<std::time::Instant>,
+    /// Tenants answered 503 (by their `X-Scope-OrgID` header or a `/<tenant>/` path segment),
+    /// whatever the behaviour, until released.
+    pub refused_tenants: std::collections::HashSet<String>,
+    /// Calls answered 503 because of `refused_tenants`.
+    pub tenant_refusals: usize,
 }
 
 pub struct RwSink {
@@ -355,6 +360,19 @@ impl RwSink {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// Answers 503 to `tenant`'s requests until [`RwSink::release_tenant`].
+    pub fn refuse_tenant(&self, tenant: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .refused_tenants
+            .insert(tenant.into());
+    }
+
+    pub fn release_tenant(&self, tenant: &str) {
+        self.state.lock().unwrap().refused_tenants.remove(tenant);
+    }
+
     pub fn samples(&self) -> usize {
         self.requests()
             .iter()
@@ -378,6 +396,20 @@ async fn handle(
         s.call_times.push(std::time::Instant::now());
         s.calls
     };
+    {
+        let mut s = st.lock().unwrap();
+        let tenant = headers
+            .get("x-scope-orgid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if s.refused_tenants
+            .iter()
+            .any(|t| t == tenant || path.contains(&format!("/{t}/")))
+        {
+            s.tenant_refusals += 1;
+            return (http::StatusCode::SERVICE_UNAVAILABLE, "tenant refused").into_response();
+        }
+    }
     let is_v2 = headers.get("content-type").is_some_and(|v| {
         v.to_str()
             .unwrap()

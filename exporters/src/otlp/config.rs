@@ -21,6 +21,12 @@ pub struct OtlpGrpcExporterConfig {
     /// Metadata sent with every call, such as `authorization`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Metadata key carrying each batch's tenant (`X-Scope-OrgID`; sent lowercased, as gRPC
+    /// requires); none by default.
+    pub tenant_header: Option<String>,
+    /// Tenant sent in `tenant_header` when a batch has none (default `anonymous`).
+    #[serde(default = "default_tenant")]
+    pub default_tenant: String,
     #[serde(default)]
     pub sending_queue: QueueSettings,
     #[serde(default)]
@@ -33,7 +39,8 @@ pub struct OtlpGrpcExporterConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpHttpExporterConfig {
-    /// Base URL; `/v1/metrics` is appended (`http://collector:4318`).
+    /// Base URL; `/v1/metrics` is appended (`http://collector:4318`). `${tenant}` in it (or in
+    /// `metrics_endpoint`) is replaced by each batch's tenant.
     pub endpoint: Option<HttpUrl>,
     /// The full URL to post to, used as is instead of `endpoint` + `/v1/metrics`.
     pub metrics_endpoint: Option<HttpUrl>,
@@ -49,6 +56,12 @@ pub struct OtlpHttpExporterConfig {
     /// Headers sent with every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Header carrying each batch's tenant (`X-Scope-OrgID`); none by default.
+    pub tenant_header: Option<String>,
+    /// Tenant used for `tenant_header` and `${tenant}` when a batch has none (default
+    /// `anonymous`).
+    #[serde(default = "default_tenant")]
+    pub default_tenant: String,
     #[serde(default)]
     pub sending_queue: QueueSettings,
     #[serde(default)]
@@ -67,6 +80,26 @@ pub enum HttpEncoding {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_tenant() -> String {
+    "anonymous".into()
+}
+
+/// The tenant a batch is sent for: its own, else `default_tenant`.
+pub(crate) fn tenant_of<'a>(batch: &'a sluice_core::batch::Batch, default: &'a str) -> &'a str {
+    batch.context.tenant.as_deref().unwrap_or(default)
+}
+
+pub(crate) fn check_tenant_header(header: &Option<String>, node: &Node, errs: &mut Vec<DeError>) {
+    if let Some(h) = header
+        && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+    {
+        errs.push(DeError::new(
+            node.pos,
+            format!("tenant_header {h:?} is not a valid header name"),
+        ));
+    }
 }
 
 pub(crate) fn sending(
@@ -143,6 +176,7 @@ impl Validate for OtlpGrpcExporterConfig {
             errs.push(DeError::new(pos, m));
         }
         check_headers(&self.headers, node, &mut errs);
+        check_tenant_header(&self.tenant_header, node, &mut errs);
         errs
     }
 }
@@ -179,6 +213,13 @@ impl Validate for OtlpHttpExporterConfig {
             }
         }
         check_headers(&self.headers, node, &mut errs);
+        check_tenant_header(&self.tenant_header, node, &mut errs);
+        if let Some(url) = self.url()
+            && url.contains("${tenant}")
+            && let Err(m) = HttpUrl::parse(&url.replace("${tenant}", "tenant"))
+        {
+            errs.push(DeError::new(node.pos, m));
+        }
         errs
     }
 }

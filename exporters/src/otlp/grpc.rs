@@ -4,7 +4,7 @@
 //! DATA_LOSS, and RESOURCE_EXHAUSTED when the server sent RetryInfo (it then says how long to wait).
 //! Every other code is permanent: the batch is dropped and counted.
 
-use super::config::{OtlpGrpcExporterConfig, sending};
+use super::config::{OtlpGrpcExporterConfig, sending, tenant_of};
 use futures::future::BoxFuture;
 use sluice_core::batch::Batch;
 use sluice_core::component::{
@@ -41,7 +41,16 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
             let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?;
             headers.push((key, MetadataValue::try_from(v.as_str())?));
         }
-        Ok(Arc::new(GrpcExporter { client, headers }))
+        let tenant_key = match &self.tenant_header {
+            Some(h) => Some(MetadataKey::from_bytes(h.to_ascii_lowercase().as_bytes())?),
+            None => None,
+        };
+        Ok(Arc::new(GrpcExporter {
+            client,
+            headers,
+            tenant_key,
+            default_tenant: self.default_tenant.clone(),
+        }))
     }
 
     fn sending(&self) -> SendingSettings {
@@ -55,6 +64,9 @@ struct GrpcExporter {
         MetadataKey<tonic::metadata::Ascii>,
         MetadataValue<tonic::metadata::Ascii>,
     )>,
+    /// `tenant_header`, lowercased.
+    tenant_key: Option<MetadataKey<tonic::metadata::Ascii>>,
+    default_tenant: String,
 }
 
 impl Exporter for GrpcExporter {
@@ -63,6 +75,15 @@ impl Exporter for GrpcExporter {
             let mut req = tonic::Request::new(batch.to_request());
             for (k, v) in &self.headers {
                 req.metadata_mut().insert(k.clone(), v.clone());
+            }
+            if let Some(key) = &self.tenant_key {
+                let tenant = tenant_of(batch, &self.default_tenant);
+                let value = MetadataValue::try_from(tenant).map_err(|_| {
+                    SendError::permanent(format!(
+                        "tenant {tenant:?} cannot be sent as gRPC metadata {key}"
+                    ))
+                })?;
+                req.metadata_mut().insert(key.clone(), value);
             }
             match self.client.clone().export(req).await {
                 Ok(resp) => {

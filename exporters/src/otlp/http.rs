@@ -2,7 +2,7 @@
 //! and connection errors and timeouts. Other statuses are permanent: the batch is dropped and
 //! counted, with the start of the response body in the log.
 
-use super::config::{HttpEncoding, OtlpHttpExporterConfig, sending};
+use super::config::{HttpEncoding, OtlpHttpExporterConfig, sending, tenant_of};
 use futures::future::BoxFuture;
 use prost::Message;
 use sluice_core::batch::Batch;
@@ -31,11 +31,17 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .build()?;
+        let tenant_header = match &self.tenant_header {
+            Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes())?),
+            None => None,
+        };
         Ok(Arc::new(HttpExporter {
             client,
             url,
             encoding: self.encoding,
             compression: self.compression,
+            tenant_header,
+            default_tenant: self.default_tenant.clone(),
         }))
     }
 
@@ -49,6 +55,8 @@ struct HttpExporter {
     url: String,
     encoding: HttpEncoding,
     compression: Compression,
+    tenant_header: Option<http::HeaderName>,
+    default_tenant: String,
 }
 
 impl Exporter for HttpExporter {
@@ -62,10 +70,18 @@ impl Exporter for HttpExporter {
                     "application/json",
                 ),
             };
+            let tenant = tenant_of(batch, &self.default_tenant);
+            let url = self.url.replace("${tenant}", tenant);
             let mut rb = self
                 .client
-                .post(&self.url)
+                .post(&url)
                 .header(http::header::CONTENT_TYPE, ctype);
+            if let Some(h) = &self.tenant_header {
+                let value = http::HeaderValue::from_str(tenant).map_err(|_| {
+                    SendError::permanent(format!("tenant {tenant:?} cannot be sent in header {h}"))
+                })?;
+                rb = rb.header(h.clone(), value);
+            }
             if let Some(enc) = self.compression.header() {
                 rb = rb.header(http::header::CONTENT_ENCODING, enc);
             }
@@ -74,10 +90,7 @@ impl Exporter for HttpExporter {
                 .send()
                 .await
                 .map_err(|e| {
-                    SendError::retryable(
-                        format!("OTLP/HTTP request to {} failed: {e}", self.url),
-                        None,
-                    )
+                    SendError::retryable(format!("OTLP/HTTP request to {url} failed: {e}"), None)
                 })?;
             let status = resp.status();
             let retry_after = resp
@@ -103,7 +116,7 @@ impl Exporter for HttpExporter {
                 });
             }
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
-            let message = format!("OTLP/HTTP {} answered {status}: {text}", self.url);
+            let message = format!("OTLP/HTTP {url} answered {status}: {text}");
             match status.as_u16() {
                 429 | 502 | 503 | 504 => Err(SendError::retryable(message, retry_after)),
                 _ => Err(SendError::permanent(message)),

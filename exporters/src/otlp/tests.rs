@@ -216,6 +216,8 @@ fn http_config(addr: SocketAddr) -> OtlpHttpExporterConfig {
         compression: Compression::default(),
         timeout: CfgDuration::from_secs(5),
         headers: BTreeMap::new(),
+        tenant_header: None,
+        default_tenant: "anonymous".into(),
         sending_queue: QueueSettings::default(),
         retry_on_failure: RetrySettings::default(),
         max_age: None,
@@ -497,6 +499,8 @@ fn grpc_config(addr: SocketAddr) -> OtlpGrpcExporterConfig {
         compression: Compression::default(),
         timeout: CfgDuration::from_secs(5),
         headers: BTreeMap::new(),
+        tenant_header: None,
+        default_tenant: "anonymous".into(),
         sending_queue: QueueSettings::default(),
         retry_on_failure: RetrySettings::default(),
         max_age: None,
@@ -559,4 +563,143 @@ async fn grpc_retries_transient_codes_and_drops_permanent_ones() {
     assert_eq!(r.dropped("permanent_error"), 3.0);
     assert_eq!(r.retries(), 0.0);
     assert_eq!(r.sent(), 0.0);
+}
+
+/// `batch` for `tenant` (or none).
+fn for_tenant(mut batch: Batch, tenant: Option<&str>) -> Batch {
+    batch.context.tenant = tenant.map(Arc::from);
+    batch
+}
+
+// Guarantees: with `tenant_header`, the `otlp_http` exporter sends each batch's tenant in that
+// header, `default_tenant` for a batch without one, and `${tenant}` in the endpoint is replaced
+// by the batch's tenant.
+#[tokio::test]
+async fn http_sends_each_batch_with_its_tenant_header_and_url() {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let rec = received.clone();
+    let app = axum::Router::new().route(
+        "/{tenant}/v1/metrics",
+        axum::routing::post(
+            move |axum::extract::Path(t): axum::extract::Path<String>, headers: HeaderMap| {
+                let rec = rec.clone();
+                async move {
+                    let h = headers
+                        .get("x-scope-orgid")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    rec.lock().unwrap().push((t, h));
+                    ok_protobuf(None)
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut cfg = http_config(addr);
+    cfg.endpoint = Some(HttpUrl::parse(&format!("http://{addr}/${{tenant}}")).unwrap());
+    cfg.tenant_header = Some("X-Scope-OrgID".into());
+    cfg.default_tenant = "nobody".into();
+    cfg.sending_queue.num_consumers = 1;
+    let batches = vec![
+        for_tenant(gauge_batch("m", 2), Some("acme")),
+        for_tenant(gauge_batch("m", 2), None),
+        for_tenant(gauge_batch("m", 2), Some("globex")),
+    ];
+    let r = run("otlp_http/test", &cfg, batches).await;
+    task.abort();
+    let mut got = received.lock().unwrap().clone();
+    got.sort();
+    let want: Vec<(String, Option<String>)> = ["acme", "globex", "nobody"]
+        .iter()
+        .map(|t| (t.to_string(), Some(t.to_string())))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        r.value("sluice_exporter_sent_points_total", &[("tenant", "acme")]),
+        2.0
+    );
+}
+
+// Guarantees: with `tenant_header`, the `otlp` exporter sends each batch's tenant as call
+// metadata under the lowercased key, and `default_tenant` for a batch without one.
+#[tokio::test]
+async fn grpc_sends_each_batch_with_its_tenant_metadata() {
+    let server = GrpcServer::start(Vec::new()).await;
+    let mut cfg = grpc_config(server.addr);
+    cfg.tenant_header = Some("X-Scope-OrgID".into());
+    cfg.sending_queue.num_consumers = 1;
+    let batches = vec![
+        for_tenant(gauge_batch("m", 1), Some("acme")),
+        for_tenant(gauge_batch("m", 1), None),
+    ];
+    run("otlp/test", &cfg, batches).await;
+    let mut got: Vec<String> = server
+        .received()
+        .iter()
+        .map(|(md, _)| {
+            md.get("x-scope-orgid")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, ["acme", "anonymous"]);
+}
+
+/// Parses an exporter's YAML body as `exporters.<id>` of a config file: the config or its errors.
+fn parse_exporter<T: sluice_core::component::Validate + serde::de::DeserializeOwned>(
+    id: &str,
+    yaml: &str,
+) -> Result<T, String> {
+    use sluice_core::component::{Class, parse_config};
+    use sluice_core::config::{LoadContext, component_node};
+    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+    let text = format!("exporters:\n  {id}:\n{indented}");
+    let id = ComponentId::parse(id).unwrap();
+    let node = component_node(&text, Class::Exporter, &id).expect("an exporter node");
+    let ctx = LoadContext {
+        base_dir: std::path::Path::new(".").into(),
+    };
+    parse_config::<T>(&node, &ctx).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+// Guarantees: `tenant_header` and `default_tenant` are read from YAML (default `anonymous`), a
+// `tenant_header` that is not a valid header name is a config error, and `${tenant}` in an
+// `otlp_http` endpoint survives the config's `${env:...}` expansion.
+#[test]
+fn tenant_settings_are_read_and_validated() {
+    let c: OtlpGrpcExporterConfig = parse_exporter(
+        "otlp",
+        "endpoint: 127.0.0.1:4317\ntenant_header: X-Scope-OrgID",
+    )
+    .unwrap();
+    assert_eq!(c.tenant_header.as_deref(), Some("X-Scope-OrgID"));
+    assert_eq!(c.default_tenant, "anonymous");
+    let e = parse_exporter::<OtlpGrpcExporterConfig>(
+        "otlp",
+        "endpoint: 127.0.0.1:4317\ntenant_header: \"bad header\"",
+    )
+    .unwrap_err();
+    assert!(e.contains("tenant_header"), "{e}");
+    let c: OtlpHttpExporterConfig = parse_exporter(
+        "otlp_http",
+        "endpoint: http://gw:4318/${tenant}\ndefault_tenant: nobody",
+    )
+    .unwrap();
+    assert_eq!(c.url().unwrap(), "http://gw:4318/${tenant}/v1/metrics");
+    assert_eq!(c.default_tenant, "nobody");
+    let e = parse_exporter::<OtlpHttpExporterConfig>(
+        "otlp_http",
+        "endpoint: http://gw:4318\ntenant_header: \"a:b\"",
+    )
+    .unwrap_err();
+    assert!(e.contains("tenant_header"), "{e}");
 }

@@ -38,7 +38,8 @@ pub struct RemoteWriteConfig {
     pub default_tenant: String,
     #[serde(default)]
     pub queue_config: QueueConfig,
-    /// The exporter's input queue (points), as for every exporter; `num_consumers` is ignored.
+    /// The exporter's input queue (points), as for every exporter; `num_consumers` is ignored (one
+    /// dispatcher, which never waits for a tenant's full shards).
     #[serde(default)]
     pub sending_queue: QueueSettings,
     /// Add unit and type suffixes to metric names (default true).
@@ -106,13 +107,15 @@ pub struct QueueConfig {
     /// Send a partial request after this long (default 1s).
     #[serde(default = "default_deadline")]
     pub batch_send_deadline: Duration,
-    /// Samples buffered per shard before the exporter stops taking more (default 10000).
+    /// Series entries buffered per shard (each tenant has its own shards) before that tenant's
+    /// batches wait in the exporter's input queue (default 10000).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
-    /// Shards (requests in flight, each for its own set of series) at least (default 1).
+    /// Shards per tenant (requests in flight, each for its own set of series) at least (default 1).
     #[serde(default = "default_min_shards")]
     pub min_shards: usize,
-    /// Shards at most (default 50); the count follows the backlog between the two.
+    /// Shards per tenant at most (default 50); the count follows the tenant's backlog between the
+    /// two. Also the most requests in flight for all tenants together (send slots).
     #[serde(default = "default_max_shards")]
     pub max_shards: usize,
     /// First retry wait, doubled after each failure (default 30ms).
@@ -124,7 +127,8 @@ pub struct QueueConfig {
     /// Retry 429 Too Many Requests, honouring Retry-After (default true).
     #[serde(default = "default_true")]
     pub retry_on_http_429: bool,
-    /// How often the shard count is reconsidered (default 10s).
+    /// How often a tenant's shard count is reconsidered (default 10s); a tenant's shards stop after
+    /// 30 intervals without data.
     #[serde(default = "default_shard_update")]
     pub shard_update_interval: Duration,
 }

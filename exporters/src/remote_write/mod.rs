@@ -1,7 +1,9 @@
 //! Exporter `prometheus_remote_write`: OTLP batches translated to Prometheus series
 //! (`sluice_core::prometheus`) and sent as remote_write 1.0 or 2.0 (protobuf + snappy), with
 //! per-series ordering across parallel shards, retries per the remote_write spec, and per-tenant
-//! headers or URLs.
+//! headers or URLs. Each tenant has its own shards (`tenants`), so a tenant whose backend refuses
+//! or floods only fills and blocks its own; requests in flight are bounded exporter-wide by send
+//! slots granted by SLA tier (`slots`).
 //!
 //! Counting: this exporter's `sent`, `failed` and `dropped` counters are in samples (a histogram
 //! point becomes several samples); points dropped in translation (e.g. delta temporality) are
@@ -11,19 +13,23 @@ mod client;
 mod config;
 mod encode;
 mod shards;
+mod slots;
+mod tenants;
 
 pub use config::{Protocol, QueueConfig, RemoteWriteConfig};
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use shards::{ShardSet, Shared};
+use shards::Shared;
 use sluice_core::batch::Batch;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
 use sluice_core::prometheus::{DeltaToCumulative, TranslateOptions, translate};
 use sluice_core::sending::SendingSettings;
+use sluice_core::tenancy::tier_rank;
 use std::sync::Arc;
+use tenants::Tenants;
 
 impl ExporterConfig for RemoteWriteConfig {
     fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
@@ -41,12 +47,11 @@ impl ExporterConfig for RemoteWriteConfig {
             client,
             ctx.telemetry,
         ));
-        let shards = ShardSet::start(shared.clone(), self.queue_config.min_shards);
         Ok(Arc::new(RemoteWriteExporter {
+            tenants: Tenants::new(shared.clone()),
             shared,
             opts: self.translate_options(),
             delta: Mutex::new(DeltaToCumulative::default()),
-            shards: tokio::sync::Mutex::new(Some(shards)),
         }))
     }
 
@@ -57,13 +62,16 @@ impl ExporterConfig for RemoteWriteConfig {
 
 struct RemoteWriteExporter {
     shared: Arc<Shared>,
+    tenants: Tenants,
     opts: TranslateOptions,
     delta: Mutex<DeltaToCumulative>,
-    shards: tokio::sync::Mutex<Option<ShardSet>>,
 }
 
 impl Exporter for RemoteWriteExporter {
-    /// Translates the batch and hands its series to their shards (waiting while a shard is full).
+    /// Translates the batch and hands its series to its tenant's shards, never waiting: series
+    /// that find their shard full are handed over as it makes room, and until then the tenant's
+    /// next batches are refused as retryable, so they wait in the sending engine's queue of that
+    /// tenant while other tenants are served.
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
             let tenant: Arc<str> = batch
@@ -71,39 +79,52 @@ impl Exporter for RemoteWriteExporter {
                 .tenant
                 .clone()
                 .unwrap_or_else(|| Arc::from(self.shared.cfg.default_tenant.as_str()));
-            let translation = {
-                let mut delta = self.delta.lock();
-                translate(batch, &self.opts, Some(&mut delta))
-            };
-            for (reason, points) in &translation.dropped {
-                tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
-                self.shared
-                    .telemetry
-                    .exporter_dropped(&self.shared.name, &tenant, reason, *points);
-            }
-            let mut guard = self.shards.lock().await;
-            let Some(set) = guard.take() else {
-                return Err(SendError::permanent("the exporter is shut down"));
-            };
-            let mut set = set
-                .maybe_reshard(self.shared.cfg.queue_config.shard_update_interval.get())
-                .await;
-            let mut series = translation.series.into_iter();
-            for s in series.by_ref() {
-                if !set.enqueue(&tenant, s).await {
-                    break;
+            loop {
+                let Some(entry) = self.tenants.get(&tenant) else {
+                    return Err(SendError::permanent("the exporter is shut down"));
+                };
+                let mut guard = entry.set.lock().await;
+                let Some(set) = guard.as_mut() else {
+                    // Retired for idleness between the lookup and the lock: look it up again.
+                    drop(guard);
+                    if self.tenants.is_shut_down() {
+                        return Err(SendError::permanent("the exporter is shut down"));
+                    }
+                    continue;
+                };
+                if set.is_feeding() {
+                    // Refused before translating, so that nothing is counted or accumulated twice.
+                    return Err(SendError::retryable(
+                        format!(
+                            "the shards of tenant {tenant} are full; the batch waits in the exporter's queue"
+                        ),
+                        None,
+                    ));
                 }
+                entry.tenant.set_rank(tier_rank(batch.context.sla_tier()));
+                entry.touch();
+                let translation = {
+                    let mut delta = self.delta.lock();
+                    translate(batch, &self.opts, Some(&mut delta))
+                };
+                for (reason, points) in &translation.dropped {
+                    tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
+                    self.shared.telemetry.exporter_dropped(
+                        &self.shared.name,
+                        &tenant,
+                        reason,
+                        *points,
+                    );
+                }
+                let interval = self.shared.cfg.queue_config.shard_update_interval.get();
+                if let Some(set) = guard.take() {
+                    let mut set = set.maybe_reshard(interval);
+                    set.hand_over(translation.series);
+                    *guard = Some(set);
+                }
+                break;
             }
-            let rest: u64 = series.map(|s| shards::samples_of(&s)).sum();
-            if rest > 0 {
-                self.shared.telemetry.exporter_dropped(
-                    &self.shared.name,
-                    &tenant,
-                    "shutdown",
-                    rest,
-                );
-            }
-            *guard = Some(set);
+            self.tenants.retire_idle().await;
             Ok(Delivered {
                 handed_off: true,
                 ..Default::default()
@@ -111,18 +132,16 @@ impl Exporter for RemoteWriteExporter {
         })
     }
 
-    /// The shards send what they hold until `deadline`; then what is left is dropped and counted.
+    /// Every tenant's shards send what they hold until `deadline`; then what is left is dropped
+    /// and counted.
     fn shutdown(&self, deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(set) = self.shards.lock().await.take() else {
-                return;
-            };
             let stop = self.shared.hard_stop.clone();
             let timer = tokio::spawn(async move {
                 tokio::time::sleep_until(deadline).await;
                 stop.cancel();
             });
-            set.stop().await;
+            self.tenants.stop().await;
             timer.abort();
         })
     }

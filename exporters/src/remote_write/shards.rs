@@ -1,43 +1,42 @@
-//! Per-series ordered sending: every series is hashed (with its tenant) to one shard; a shard sends
-//! one request at a time and retries it until it is delivered or must be dropped, so the samples of
-//! a series are never reordered or sent twice, while different series go out in parallel. The
-//! number of shards follows the backlog between `min_shards` and `max_shards`, as Prometheus does.
+//! Per-series ordered sending, per tenant: each tenant has its own shard set (see `tenants`), every
+//! series of the tenant is hashed to one of its shards, and a shard sends one request at a time and
+//! retries it until it is delivered or must be dropped, so the samples of a series are never
+//! reordered or sent twice, while different series go out in parallel. A tenant's shard count
+//! follows its backlog between `min_shards` and `max_shards`, as Prometheus does; requests in
+//! flight across all tenants are bounded by the exporter's send slots (`slots`).
 
 use super::client::{Client, Outcome};
 use super::config::{Protocol, RemoteWriteConfig};
 use super::encode::{Encoder, estimated_bytes};
+use super::slots::Slots;
 use sluice_core::backoff::Backoff;
 use sluice_core::prometheus::Series;
 use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// One series on its way to a shard.
-pub struct Item {
-    pub tenant: Arc<str>,
-    pub series: Series,
-}
-
-/// What every shard shares.
+/// What every shard of every tenant shares.
 pub struct Shared {
     pub name: String,
     pub cfg: RemoteWriteConfig,
     pub client: Client,
     pub telemetry: Arc<Telemetry>,
-    /// Set once an endpoint answered 415 to v2 (or ignored it): send v1 from then on.
-    pub v1_only: AtomicBool,
+    /// Set once the endpoint answered 415 to v2 (or ignored it): send v1 from then on. With
+    /// `${tenant}` in the endpoint each tenant has its own flag instead.
+    v1_only: Arc<AtomicBool>,
     /// Cancelled at the shutdown deadline: stop retrying, drop and count.
     pub hard_stop: CancellationToken,
-    /// Samples held by shards (queued to them or being sent).
-    pub held: AtomicI64,
-    samples_out: AtomicU64,
-    send_nanos: AtomicU64,
-    last_success: parking_lot::Mutex<Instant>,
+    /// Requests in flight, exporter-wide, granted by SLA tier.
+    pub slots: Slots,
+    /// Samples held by all shards (queued to them or being sent).
+    held: AtomicI64,
+    /// Shards running, all tenants together.
+    shards: AtomicI64,
 }
 
 impl Shared {
@@ -47,13 +46,73 @@ impl Shared {
         client: Client,
         telemetry: Arc<Telemetry>,
     ) -> Self {
+        let slots = Slots::new(cfg.queue_config.max_shards);
         Shared {
             name,
             cfg,
             client,
             telemetry,
-            v1_only: AtomicBool::new(false),
+            v1_only: Arc::new(AtomicBool::new(false)),
             hard_stop: CancellationToken::new(),
+            slots,
+            held: AtomicI64::new(0),
+            shards: AtomicI64::new(0),
+        }
+    }
+
+    fn exporter_labels(&self) -> ExporterOnlyLabels {
+        ExporterOnlyLabels {
+            exporter: self.name.clone(),
+        }
+    }
+
+    fn hold(&self, tenant: &Tenant, samples: i64) {
+        tenant.held.fetch_add(samples, Ordering::Relaxed);
+        let now = self.held.fetch_add(samples, Ordering::Relaxed) + samples;
+        self.telemetry
+            .exporter_shard_samples
+            .get_or_create(&self.exporter_labels())
+            .set(now);
+    }
+
+    fn add_shards(&self, n: i64) {
+        let now = self.shards.fetch_add(n, Ordering::Relaxed) + n;
+        self.telemetry
+            .exporter_shards
+            .get_or_create(&self.exporter_labels())
+            .set(now);
+    }
+}
+
+/// One tenant's sending state, shared by its shards.
+pub struct Tenant {
+    pub name: Arc<str>,
+    labels: ExporterLabels,
+    /// SLA tier rank of the tenant's latest batch (`tier_rank`: 0 gold .. 2 bronze and others).
+    rank: AtomicUsize,
+    v1_only: Arc<AtomicBool>,
+    /// Samples held by this tenant's shards.
+    held: AtomicI64,
+    samples_out: AtomicU64,
+    send_nanos: AtomicU64,
+    last_success: parking_lot::Mutex<Instant>,
+}
+
+impl Tenant {
+    pub fn new(shared: &Shared, name: Arc<str>) -> Self {
+        let v1_only = if shared.cfg.endpoint.contains("${tenant}") {
+            Arc::new(AtomicBool::new(false))
+        } else {
+            shared.v1_only.clone()
+        };
+        Tenant {
+            labels: ExporterLabels {
+                exporter: shared.name.clone(),
+                tenant: name.to_string(),
+            },
+            name,
+            rank: AtomicUsize::new(sluice_core::tenancy::TIERS.len() - 1),
+            v1_only,
             held: AtomicI64::new(0),
             samples_out: AtomicU64::new(0),
             send_nanos: AtomicU64::new(0),
@@ -61,14 +120,13 @@ impl Shared {
         }
     }
 
-    fn hold(&self, samples: i64) {
-        let now = self.held.fetch_add(samples, Ordering::Relaxed) + samples;
-        self.telemetry
-            .exporter_shard_samples
-            .get_or_create(&ExporterOnlyLabels {
-                exporter: self.name.clone(),
-            })
-            .set(now);
+    pub fn set_rank(&self, rank: usize) {
+        self.rank.store(rank, Ordering::Relaxed);
+    }
+
+    /// Samples queued to the tenant's shards or being sent.
+    pub fn held(&self) -> i64 {
+        self.held.load(Ordering::Relaxed)
     }
 }
 
@@ -76,37 +134,40 @@ pub fn samples_of(s: &Series) -> u64 {
     (s.samples.len() + s.histograms.len()) as u64
 }
 
-/// The running shards; only the dispatcher (the exporter's `send`) and shutdown touch it.
+/// One tenant's running shards; only that tenant's dispatcher (the exporter's `send`, under the
+/// tenant's lock) and shutdown touch it.
 pub struct ShardSet {
-    senders: Vec<mpsc::Sender<Item>>,
+    senders: Vec<mpsc::Sender<Series>>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
+    pub tenant: Arc<Tenant>,
     samples_in: u64,
     last_update: Instant,
+    /// Hands over the series that did not fit when their batch came (see `hand_over`).
+    feeder: Option<JoinHandle<()>>,
 }
 
 impl ShardSet {
-    pub fn start(shared: Arc<Shared>, n: usize) -> Self {
+    pub fn start(shared: Arc<Shared>, tenant: Arc<Tenant>, n: usize) -> Self {
         let per_shard = shared.cfg.queue_config.capacity.max(1);
         let (senders, workers) = (0..n)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(per_shard);
-                (tx, tokio::spawn(run_shard(shared.clone(), rx)))
+                (
+                    tx,
+                    tokio::spawn(run_shard(shared.clone(), tenant.clone(), rx)),
+                )
             })
             .unzip();
-        shared
-            .telemetry
-            .exporter_shards
-            .get_or_create(&ExporterOnlyLabels {
-                exporter: shared.name.clone(),
-            })
-            .set(n as i64);
+        shared.add_shards(n as i64);
         ShardSet {
             senders,
             workers,
             shared,
+            tenant,
             samples_in: 0,
             last_update: Instant::now(),
+            feeder: None,
         }
     }
 
@@ -114,55 +175,123 @@ impl ShardSet {
         self.senders.len()
     }
 
-    /// Hands a series to its shard, waiting while that shard is full (backpressure). Returns false
-    /// if the hard stop came first (the series is then counted as dropped).
-    pub async fn enqueue(&mut self, tenant: &Arc<str>, series: Series) -> bool {
+    /// Whether series handed over earlier are still waiting for room in a full shard: the tenant
+    /// takes no new batch until they are all in.
+    pub fn is_feeding(&self) -> bool {
+        self.feeder.as_ref().is_some_and(|f| !f.is_finished())
+    }
+
+    fn shard_of(&self, series: &Series) -> usize {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        tenant.hash(&mut h);
         series.labels.hash(&mut h);
-        let idx = (h.finish() % self.senders.len() as u64) as usize;
-        let samples = samples_of(&series);
-        self.shared.hold(samples as i64);
-        self.samples_in += samples;
-        let item = Item {
-            tenant: tenant.clone(),
-            series,
-        };
-        tokio::select! {
-            r = self.senders[idx].send(item) => r.is_ok(),
-            _ = self.shared.hard_stop.cancelled() => {
-                self.shared.hold(-(samples as i64));
-                self.shared.telemetry.exporter_dropped(&self.shared.name, tenant, "shutdown", samples);
-                false
+        (h.finish() % self.senders.len() as u64) as usize
+    }
+
+    /// Hands the series to their shards without waiting: those that do not fit (from the first
+    /// that meets a full shard on, to keep their order), or all of them while a previous shard
+    /// set still drains after a reshard, are handed over by a feeder task as the shards make
+    /// room. The caller takes no new batch for the tenant while [`ShardSet::is_feeding`].
+    pub fn hand_over(&mut self, series: Vec<Series>) {
+        let before = self.feeder.take().filter(|f| !f.is_finished());
+        let mut series = series.into_iter();
+        let mut rest = Vec::new();
+        for s in series.by_ref() {
+            let samples = samples_of(&s);
+            self.shared.hold(&self.tenant, samples as i64);
+            self.samples_in += samples;
+            let idx = self.shard_of(&s);
+            if before.is_some() {
+                rest.push((idx, s));
+                continue;
+            }
+            match self.senders[idx].try_send(s) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(s)) => rest.push((idx, s)),
+                Err(mpsc::error::TrySendError::Closed(_)) => self.lost(samples),
+            }
+            if !rest.is_empty() {
+                break;
             }
         }
+        for s in series {
+            let samples = samples_of(&s);
+            self.shared.hold(&self.tenant, samples as i64);
+            self.samples_in += samples;
+            rest.push((self.shard_of(&s), s));
+        }
+        if rest.is_empty() {
+            self.feeder = before;
+            return;
+        }
+        let senders = self.senders.clone();
+        let (shared, tenant) = (self.shared.clone(), self.tenant.clone());
+        self.feeder = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let mut rest = rest.into_iter();
+            for (idx, s) in rest.by_ref() {
+                let samples = samples_of(&s);
+                tokio::select! {
+                    r = senders[idx].send(s) => if r.is_err() {
+                        shared.hold(&tenant, -(samples as i64));
+                        shared.telemetry.exporter_dropped(&shared.name, &tenant.name, "shutdown", samples);
+                    },
+                    _ = shared.hard_stop.cancelled() => {
+                        let samples = samples + rest.map(|(_, s)| samples_of(&s)).sum::<u64>();
+                        shared.hold(&tenant, -(samples as i64));
+                        shared.telemetry.exporter_dropped(&shared.name, &tenant.name, "shutdown", samples);
+                        return;
+                    }
+                }
+            }
+        }));
     }
 
-    /// Closes the shards and waits until they have sent what they hold (or the hard stop).
+    /// Samples of a series whose shard is gone (only at shutdown): dropped and counted.
+    fn lost(&self, samples: u64) {
+        self.shared.hold(&self.tenant, -(samples as i64));
+        self.shared.telemetry.exporter_dropped(
+            &self.shared.name,
+            &self.tenant.name,
+            "shutdown",
+            samples,
+        );
+    }
+
+    /// Closes the shards and waits until they have sent what they hold, the feeder's series
+    /// included (or the hard stop).
     pub async fn stop(self) {
+        let n = self.len() as i64;
         drop(self.senders);
+        if let Some(f) = self.feeder {
+            let _ = f.await;
+        }
         futures::future::join_all(self.workers).await;
+        self.shared.add_shards(-n);
     }
 
-    /// Every `shard_update_interval`, resizes to what the input rate and the measured send cost
-    /// need (Prometheus' formula: time per sample x (input rate + 5% of the backlog per second)),
-    /// within `min_shards..=max_shards`, ignoring changes under 30%, and never while sends fail.
-    pub async fn maybe_reshard(self, interval: Duration) -> ShardSet {
+    /// Every `shard_update_interval`, resizes to what the tenant's input rate and measured send
+    /// cost need (Prometheus' formula: time per sample x (input rate + 5% of the backlog per
+    /// second)), within `min_shards..=max_shards`, ignoring changes under 30%, and never while
+    /// the tenant's sends fail. The old shards drain in the background; the new set takes series
+    /// only once they have (see [`ShardSet::hand_over`]), so no series is reordered.
+    pub fn maybe_reshard(self, interval: Duration) -> ShardSet {
         let elapsed = self.last_update.elapsed();
         if elapsed < interval {
             return self;
         }
-        let shared = self.shared.clone();
-        let out = shared.samples_out.swap(0, Ordering::Relaxed);
-        let nanos = shared.send_nanos.swap(0, Ordering::Relaxed);
+        let (shared, tenant) = (self.shared.clone(), self.tenant.clone());
+        let out = tenant.samples_out.swap(0, Ordering::Relaxed);
+        let nanos = tenant.send_nanos.swap(0, Ordering::Relaxed);
         let in_rate = self.samples_in as f64 / elapsed.as_secs_f64();
-        let backlog = shared.held.load(Ordering::Relaxed).max(0) as f64;
+        let backlog = tenant.held().max(0) as f64;
         let current = self.len();
         let mut set = self;
         set.samples_in = 0;
         set.last_update = Instant::now();
-        tracing::debug!(exporter = %shared.name, out, nanos, in_rate, backlog, current, "shard update");
-        if out == 0 || shared.last_success.lock().elapsed() > interval {
+        tracing::debug!(exporter = %shared.name, tenant = %tenant.name, out, nanos, in_rate, backlog, current, "shard update");
+        if out == 0 || tenant.last_success.lock().elapsed() > interval {
             return set;
         }
         let time_per_sample = nanos as f64 / 1e9 / out as f64;
@@ -174,75 +303,63 @@ impl ShardSet {
         if desired == current || (desired > lower && desired < upper) {
             return set;
         }
-        tracing::info!(exporter = %shared.name, from = current, to = desired, in_rate, backlog, "resharding");
-        set.stop().await;
-        ShardSet::start(shared, desired)
+        tracing::info!(exporter = %shared.name, tenant = %tenant.name, from = current, to = desired, in_rate, backlog, "resharding");
+        let draining = tokio::spawn(set.stop());
+        let mut set = ShardSet::start(shared, tenant, desired);
+        set.feeder = Some(draining);
+        set
     }
 }
 
-/// A shard: gathers series into requests of at most `max_samples_per_send` samples (and
-/// `max_bytes_per_send`), one tenant per request, sent when full or after `batch_send_deadline`.
-async fn run_shard(shared: Arc<Shared>, mut rx: mpsc::Receiver<Item>) {
+/// A shard: gathers its tenant's series into requests of at most `max_samples_per_send` samples
+/// (and `max_bytes_per_send`), sent when full or after `batch_send_deadline`.
+async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Receiver<Series>) {
     let q = &shared.cfg.queue_config;
     let mut pending: Vec<Series> = Vec::new();
-    let mut tenant: Option<Arc<str>> = None;
     let (mut samples, mut bytes) = (0usize, 0usize);
     let mut encoder = Encoder::default();
     let mut deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
     loop {
-        let item = if pending.is_empty() {
+        let series = if pending.is_empty() {
             rx.recv().await
         } else {
             tokio::select! {
-                i = rx.recv() => i,
+                s = rx.recv() => s,
                 _ = tokio::time::sleep_until(deadline) => {
-                    flush(&shared, &mut encoder, tenant.as_ref(), &mut pending).await;
+                    flush(&shared, &tenant, &mut encoder, &mut pending).await;
                     (samples, bytes) = (0, 0);
                     continue;
                 }
             }
         };
-        let Some(item) = item else { break };
-        if tenant.as_ref().is_some_and(|t| *t != item.tenant) && !pending.is_empty() {
-            flush(&shared, &mut encoder, tenant.as_ref(), &mut pending).await;
-            (samples, bytes) = (0, 0);
-        }
+        let Some(series) = series else { break };
         if pending.is_empty() {
             deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
         }
-        tenant = Some(item.tenant);
-        samples += samples_of(&item.series) as usize;
-        bytes += estimated_bytes(&item.series);
-        pending.push(item.series);
+        samples += samples_of(&series) as usize;
+        bytes += estimated_bytes(&series);
+        pending.push(series);
         if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
-            flush(&shared, &mut encoder, tenant.as_ref(), &mut pending).await;
+            flush(&shared, &tenant, &mut encoder, &mut pending).await;
             (samples, bytes) = (0, 0);
         }
     }
     if !pending.is_empty() {
-        flush(&shared, &mut encoder, tenant.as_ref(), &mut pending).await;
+        flush(&shared, &tenant, &mut encoder, &mut pending).await;
     }
 }
 
 /// Sends one request, retrying as the protocol allows, until it is delivered, dropped, or the
-/// hard stop comes.
-async fn flush(
-    shared: &Shared,
-    encoder: &mut Encoder,
-    tenant: Option<&Arc<str>>,
-    pending: &mut Vec<Series>,
-) {
+/// hard stop comes. Each attempt takes a send slot; the waits between attempts do not.
+async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending: &mut Vec<Series>) {
     let series = std::mem::take(pending);
     let samples: u64 = series.iter().map(samples_of).sum();
-    let tenant = tenant.map_or(shared.cfg.default_tenant.as_str(), |t| t);
-    let labels = ExporterLabels {
-        exporter: shared.name.clone(),
-        tenant: tenant.to_string(),
-    };
+    let labels = &tenant.labels;
+    let name = &*tenant.name;
     let q = &shared.cfg.queue_config;
     let mut backoff = Backoff::new(q.min_backoff.get(), q.max_backoff.get());
     let result = loop {
-        let protocol = if shared.v1_only.load(Ordering::Relaxed) {
+        let protocol = if tenant.v1_only.load(Ordering::Relaxed) {
             Protocol::V1
         } else {
             shared.cfg.protocol
@@ -250,59 +367,67 @@ async fn flush(
         let body = encoder
             .encode(&series, protocol, shared.cfg.send_metadata)
             .to_vec();
-        let started = Instant::now();
-        let outcome = tokio::select! {
-            o = shared.client.send(tenant, protocol, body, samples) => o,
-            _ = shared.hard_stop.cancelled() => break "shutdown",
+        let outcome = {
+            let _slot = tokio::select! {
+                s = shared.slots.acquire(tenant.rank.load(Ordering::Relaxed)) => s,
+                _ = shared.hard_stop.cancelled() => break "shutdown",
+            };
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                o = shared.client.send(name, protocol, body, samples) => o,
+                _ = shared.hard_stop.cancelled() => break "shutdown",
+            };
+            (outcome, started.elapsed())
         };
         match outcome {
-            Outcome::Delivered => {
-                shared.samples_out.fetch_add(samples, Ordering::Relaxed);
-                shared
+            (Outcome::Delivered, took) => {
+                tenant.samples_out.fetch_add(samples, Ordering::Relaxed);
+                tenant
                     .send_nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                *shared.last_success.lock() = Instant::now();
+                    .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                *tenant.last_success.lock() = Instant::now();
                 shared
                     .telemetry
                     .exporter_sent
-                    .get_or_create(&labels)
+                    .get_or_create(labels)
                     .inc_by(samples);
                 break "";
             }
-            Outcome::FallBackToV1(why) => {
-                tracing::warn!(exporter = %shared.name, reason = %why, "the endpoint does not take remote_write 2.0; sending 1.0 from now on");
-                shared.v1_only.store(true, Ordering::Relaxed);
+            (Outcome::FallBackToV1(why), _) => {
+                tracing::warn!(exporter = %shared.name, tenant = name, reason = %why, "the endpoint does not take remote_write 2.0; sending 1.0 from now on");
+                tenant.v1_only.store(true, Ordering::Relaxed);
             }
-            Outcome::Permanent(msg) => {
-                tracing::error!(exporter = %shared.name, tenant, samples, error = %msg, "remote_write request refused; dropping it");
+            (Outcome::Permanent(msg), _) => {
+                tracing::error!(exporter = %shared.name, tenant = name, samples, error = %msg, "remote_write request refused; dropping it");
                 shared
                     .telemetry
                     .exporter_failed
-                    .get_or_create(&labels)
+                    .get_or_create(labels)
                     .inc_by(samples);
                 break "permanent_error";
             }
-            Outcome::Retry {
-                message,
-                retry_after,
-            } => {
+            (
+                Outcome::Retry {
+                    message,
+                    retry_after,
+                },
+                _,
+            ) => {
                 shared
                     .telemetry
                     .exporter_failed
-                    .get_or_create(&labels)
+                    .get_or_create(labels)
                     .inc_by(samples);
                 shared
                     .telemetry
                     .exporter_retries
-                    .get_or_create(&ExporterOnlyLabels {
-                        exporter: shared.name.clone(),
-                    })
+                    .get_or_create(&shared.exporter_labels())
                     .inc();
                 // As Prometheus: sleep for Retry-After when given, else the current backoff.
                 let wait = retry_after
                     .filter(|d| !d.is_zero())
                     .unwrap_or_else(|| backoff.next_wait());
-                tracing::warn!(exporter = %shared.name, tenant, samples, error = %message, retry_in = ?wait, "remote_write request failed; will retry");
+                tracing::warn!(exporter = %shared.name, tenant = name, samples, error = %message, retry_in = ?wait, "remote_write request failed; will retry");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shared.hard_stop.cancelled() => break "shutdown",
@@ -313,7 +438,7 @@ async fn flush(
     if !result.is_empty() {
         shared
             .telemetry
-            .exporter_dropped(&shared.name, tenant, result, samples);
+            .exporter_dropped(&shared.name, name, result, samples);
     }
-    shared.hold(-(samples as i64));
+    shared.hold(tenant, -(samples as i64));
 }

@@ -132,3 +132,545 @@ fn basic_auth_base64() {
     assert_eq!(super::client::base64_encode("a"), "YQ==");
     assert_eq!(super::client::base64_encode("ab"), "YWI=");
 }
+
+/// Per-tenant sending: an in-process remote_write endpoint that refuses chosen tenants.
+mod tenants {
+    use super::super::slots::Slots;
+    use crate::remote_write::RemoteWriteConfig;
+    use prost::Message;
+    use sluice_core::batch::{Batch, Context};
+    use sluice_core::component::{ComponentId, Exporter, ExporterConfig, ExporterContext};
+    use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
+    use sluice_core::proto::otlp::metrics::v1::*;
+    use sluice_core::proto::prometheus_v1 as v1;
+    use sluice_core::telemetry::Telemetry;
+    use sluice_core::tenancy::TenantInfo;
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Fails the test if `fut` takes longer than 20s, instead of hanging.
+    async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), fut)
+            .await
+            .expect("timed out")
+    }
+
+    /// Waits (up to 20s) until `cond` holds.
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// (tenant from the header, path, request) of each accepted request.
+        accepted: Vec<(String, String, v1::WriteRequest)>,
+        /// Tenants answered 503.
+        failing: HashSet<String>,
+        refused: usize,
+        /// Tenants whose requests are held (not answered) while they are in the set.
+        stalled: HashSet<String>,
+        /// Requests that arrived, answered or not.
+        arrived: usize,
+    }
+
+    struct Endpoint {
+        addr: std::net::SocketAddr,
+        state: Arc<Mutex<State>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Endpoint {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl Endpoint {
+        async fn start() -> Endpoint {
+            let state = Arc::new(Mutex::new(State::default()));
+            let st = state.clone();
+            let app = axum::Router::new().route(
+                "/{*path}",
+                axum::routing::post(
+                    move |uri: http::Uri, headers: http::HeaderMap, body: axum::body::Bytes| {
+                        let st = st.clone();
+                        async move {
+                            let tenant = headers
+                                .get("x-scope-orgid")
+                                .map_or("", |v| v.to_str().unwrap())
+                                .to_string();
+                            let path = uri.path().to_string();
+                            st.lock().unwrap().arrived += 1;
+                            while st.lock().unwrap().stalled.contains(&tenant) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            let mut s = st.lock().unwrap();
+                            if s.failing.contains(&tenant)
+                                || s.failing.iter().any(|t| path.contains(&format!("/{t}/")))
+                            {
+                                s.refused += 1;
+                                return http::StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                            let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+                            let req = v1::WriteRequest::decode(raw.as_slice()).unwrap();
+                            s.accepted.push((tenant, path, req));
+                            http::StatusCode::NO_CONTENT
+                        }
+                    },
+                ),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let task = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+            Endpoint { addr, state, task }
+        }
+
+        fn fail(&self, tenant: &str, on: bool) {
+            let mut s = self.state.lock().unwrap();
+            if on {
+                s.failing.insert(tenant.into());
+            } else {
+                s.failing.remove(tenant);
+            }
+        }
+
+        /// Sample values received per series (`s` label), for one tenant (by header or path).
+        fn values(&self, tenant: &str) -> BTreeMap<String, Vec<f64>> {
+            let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (t, path, req) in &self.state.lock().unwrap().accepted {
+                if t != tenant && !path.contains(&format!("/{tenant}/")) {
+                    continue;
+                }
+                for ts in &req.timeseries {
+                    let s = ts.labels.iter().find(|l| l.name == "s").unwrap();
+                    let v = out.entry(s.value.clone()).or_default();
+                    v.extend(ts.samples.iter().map(|x| x.value));
+                }
+            }
+            out
+        }
+
+        fn samples(&self, tenant: &str) -> usize {
+            self.values(tenant).values().map(Vec::len).sum()
+        }
+    }
+
+    fn config(yaml: &str) -> RemoteWriteConfig {
+        use sluice_core::component::{Class, parse_config};
+        use sluice_core::config::{LoadContext, component_node};
+        let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+        let text = format!("exporters:\n  prometheus_remote_write:\n{indented}");
+        let id = ComponentId::parse("prometheus_remote_write").unwrap();
+        let node = component_node(&text, Class::Exporter, &id).unwrap();
+        let ctx = LoadContext {
+            base_dir: std::path::Path::new(".").into(),
+        };
+        parse_config(&node, &ctx).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn build(cfg: &RemoteWriteConfig) -> (Arc<dyn Exporter>, Arc<Telemetry>) {
+        let telemetry = Arc::new(Telemetry::new());
+        let e = cfg
+            .build(ExporterContext {
+                id: ComponentId::parse("prometheus_remote_write").unwrap(),
+                telemetry: telemetry.clone(),
+            })
+            .unwrap();
+        (e, telemetry)
+    }
+
+    /// Batch number `seq` of a tenant: gauge `m` with `series` series (`s="0"`...), each with
+    /// one sample of value `seq` at `seq` ms.
+    fn batch(tenant: &str, tier: Option<&str>, series: usize, seq: u64) -> Batch {
+        let points = (0..series)
+            .map(|j| NumberDataPoint {
+                attributes: vec![KeyValue {
+                    key: "s".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(j.to_string())),
+                    }),
+                }],
+                time_unix_nano: 1_790_000_000_000_000_000 + seq * 1_000_000,
+                value: Some(number_data_point::Value::AsDouble(seq as f64)),
+                ..Default::default()
+            })
+            .collect();
+        Batch::new(
+            Context {
+                tenant: Some(tenant.into()),
+                tenant_info: tier.map(|t| {
+                    Arc::new(TenantInfo {
+                        sla_tier: Some(t.into()),
+                        ..Default::default()
+                    })
+                }),
+                ..Default::default()
+            },
+            vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: points,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        )
+    }
+
+    /// Every series got exactly the values 0..batches, in order.
+    fn assert_complete_in_order(got: &BTreeMap<String, Vec<f64>>, series: usize, batches: u64) {
+        let want: Vec<f64> = (0..batches).map(|i| i as f64).collect();
+        assert_eq!(got.len(), series, "{got:?}");
+        for (s, v) in got {
+            assert_eq!(v, &want, "series {s}");
+        }
+    }
+
+    const QUEUE: &str = "queue_config: { batch_send_deadline: 20ms, min_backoff: 10ms, max_backoff: 50ms, min_shards: 1, max_shards: 4 }";
+
+    // Guarantees: while tenant A's backend refuses (503) every request, tenant B's samples are
+    // delivered, complete and in order, through the same exporter with one shard per tenant; once
+    // A's backend accepts again, A's samples arrive complete, once each, in order; the counters
+    // are per tenant (A failed attempts, both sent).
+    #[tokio::test]
+    async fn a_failing_tenant_does_not_hold_back_another() {
+        let ep = Endpoint::start().await;
+        ep.fail("a", true);
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\n{QUEUE}",
+            ep.addr
+        ));
+        let (e, telemetry) = build(&cfg);
+        for seq in 0..5 {
+            within(e.send(&batch("a", None, 3, seq))).await.unwrap();
+            within(e.send(&batch("b", None, 3, seq))).await.unwrap();
+        }
+        until("b delivered", || ep.samples("b") == 15).await;
+        assert_complete_in_order(&ep.values("b"), 3, 5);
+        until("a refused", || ep.state.lock().unwrap().refused >= 2).await;
+        assert_eq!(ep.samples("a"), 0);
+        ep.fail("a", false);
+        until("a delivered", || ep.samples("a") == 15).await;
+        assert_complete_in_order(&ep.values("a"), 3, 5);
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+        let v = |name: &str, t: &str| {
+            telemetry.value(
+                name,
+                &[("exporter", "prometheus_remote_write"), ("tenant", t)],
+            )
+        };
+        assert_eq!(v("sluice_exporter_sent_points_total", "a"), 15.0);
+        assert_eq!(v("sluice_exporter_sent_points_total", "b"), 15.0);
+        assert!(v("sluice_exporter_failed_points_total", "a") > 0.0);
+        assert_eq!(v("sluice_exporter_failed_points_total", "b"), 0.0);
+    }
+
+    // Guarantees: with `${tenant}` in the endpoint each tenant's requests go to its own URL, and
+    // one tenant's URL failing does not hold back the other's.
+    #[tokio::test]
+    async fn tenant_urls_fail_independently() {
+        let ep = Endpoint::start().await;
+        ep.fail("a", true);
+        let cfg = config(&format!(
+            "endpoint: http://{}/insert/${{tenant}}/write\n{QUEUE}",
+            ep.addr
+        ));
+        let (e, _) = build(&cfg);
+        for seq in 0..3 {
+            within(e.send(&batch("a", None, 2, seq))).await.unwrap();
+            within(e.send(&batch("b", None, 2, seq))).await.unwrap();
+        }
+        until("b delivered", || ep.samples("b") == 6).await;
+        assert!(
+            ep.state
+                .lock()
+                .unwrap()
+                .accepted
+                .iter()
+                .all(|(_, p, _)| p == "/insert/b/write"),
+            "paths"
+        );
+        ep.fail("a", false);
+        until("a delivered", || ep.samples("a") == 6).await;
+        assert_complete_in_order(&ep.values("a"), 2, 3);
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+    }
+
+    // Guarantees: when a failing tenant's shards are full, `send` does not wait: the series that
+    // did not fit are kept (in order) and the tenant's next batch is refused as retryable (before
+    // it is translated), while another tenant's batches are taken and delivered; memory per tenant
+    // stays bounded by its shards' capacity plus one batch.
+    #[tokio::test]
+    async fn full_shards_refuse_only_their_tenant() {
+        let ep = Endpoint::start().await;
+        ep.fail("a", true);
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\nqueue_config: {{ batch_send_deadline: 20ms, min_backoff: 10ms, max_backoff: 50ms, max_shards: 1, capacity: 2, max_samples_per_send: 2 }}",
+            ep.addr
+        ));
+        let (e, telemetry) = build(&cfg);
+        within(e.send(&batch("a", None, 10, 0))).await.unwrap();
+        let err = within(e.send(&batch("a", None, 10, 1))).await.unwrap_err();
+        assert!(err.retryable, "{err}");
+        assert!(err.message.contains("tenant a"), "{err}");
+        for seq in 0..3 {
+            within(e.send(&batch("b", None, 10, seq))).await.unwrap();
+            until("b delivered", || ep.samples("b") == 10 * (seq as usize + 1)).await;
+        }
+        assert_complete_in_order(&ep.values("b"), 10, 3);
+        ep.fail("a", false);
+        // The refused batch is sent again, as the sending engine does, until it is taken.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while e.send(&batch("a", None, 10, 1)).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a never took its batch"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        until("a delivered", || ep.samples("a") == 20).await;
+        assert_complete_in_order(&ep.values("a"), 10, 2);
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+        let dropped = telemetry.value(
+            "sluice_exporter_dropped_points_total",
+            &[("exporter", "prometheus_remote_write")],
+        );
+        assert_eq!(dropped, 0.0);
+    }
+
+    // Guarantees: at the shutdown deadline, a tenant whose backend still refuses has its held
+    // samples dropped and counted under its own tenant (reason `shutdown`); the other tenant's
+    // were delivered and nothing of it is dropped.
+    #[tokio::test]
+    async fn shutdown_drops_and_counts_only_the_stuck_tenants_samples() {
+        let ep = Endpoint::start().await;
+        ep.fail("a", true);
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\n{QUEUE}",
+            ep.addr
+        ));
+        let (e, telemetry) = build(&cfg);
+        within(e.send(&batch("a", None, 4, 0))).await.unwrap();
+        within(e.send(&batch("b", None, 4, 0))).await.unwrap();
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_millis(500))).await;
+        let dropped = |t: &str| {
+            telemetry.value(
+                "sluice_exporter_dropped_points_total",
+                &[
+                    ("exporter", "prometheus_remote_write"),
+                    ("tenant", t),
+                    ("reason", "shutdown"),
+                ],
+            )
+        };
+        assert_eq!(dropped("a"), 4.0);
+        assert_eq!(dropped("b"), 0.0);
+        assert_eq!(ep.samples("b"), 4);
+        assert_eq!(ep.samples("a"), 0);
+        assert!(
+            within(e.send(&batch("b", None, 1, 1))).await.is_err(),
+            "taken after shutdown"
+        );
+    }
+
+    // Guarantees: when every send slot is taken, a freed slot goes to the waiting shard of the
+    // best SLA tier (gold before silver before bronze), first come first served within a tier,
+    // and a waiter that gives up returns a slot it was granted.
+    #[tokio::test]
+    async fn send_slots_go_to_the_best_tier_first() {
+        let slots = Arc::new(Slots::new(1));
+        let held = slots.acquire(2).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (who, rank) in [("bronze", 2), ("silver", 1), ("gold-1", 0), ("gold-2", 0)] {
+            let (slots, order) = (slots.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _slot = slots.acquire(rank).await;
+                order.lock().unwrap().push(who);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }));
+            // Each waits before the next comes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(held);
+        for t in tasks {
+            within(t).await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["gold-1", "gold-2", "silver", "bronze"]
+        );
+        assert_eq!(slots.free(), 1);
+
+        let held = slots.acquire(0).await;
+        let waiting = {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire(1).await;
+                std::future::pending::<()>().await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        drop(held);
+        assert_eq!(slots.free(), 1, "a slot was lost");
+    }
+
+    // Guarantees: with the exporter saturated (its one send slot held by a request in flight)
+    // and a bronze and then a gold tenant's requests waiting, the gold tenant's goes first.
+    #[tokio::test]
+    async fn gold_is_sent_first_when_saturated() {
+        let ep = Endpoint::start().await;
+        ep.state.lock().unwrap().stalled.insert("hold".into());
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\nqueue_config: {{ batch_send_deadline: 10ms, max_shards: 1 }}",
+            ep.addr
+        ));
+        let (e, _) = build(&cfg);
+        within(e.send(&batch("hold", Some("gold"), 1, 0)))
+            .await
+            .unwrap();
+        until("hold in flight", || ep.state.lock().unwrap().arrived == 1).await;
+        // Each tenant's shard flushes after 10ms and then waits for the slot; the pauses only
+        // let the bronze one queue first.
+        within(e.send(&batch("bronze", Some("bronze"), 1, 0)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        within(e.send(&batch("gold", Some("gold"), 1, 0)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            ep.state.lock().unwrap().arrived,
+            1,
+            "the slot limit was not kept"
+        );
+        ep.state.lock().unwrap().stalled.clear();
+        until("all delivered", || {
+            ep.state.lock().unwrap().accepted.len() == 3
+        })
+        .await;
+        let order: Vec<String> = ep
+            .state
+            .lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .map(|(t, _, _)| t.clone())
+            .collect();
+        assert_eq!(order, ["hold", "gold", "bronze"]);
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+    }
+
+    // Guarantees: a tenant's shards stop once it has sent nothing for 30 shard update intervals
+    // (the shard gauge counts only the active tenant's), and start again with its next batch,
+    // which is delivered.
+    #[tokio::test]
+    async fn idle_tenants_shards_are_retired_and_restarted() {
+        let ep = Endpoint::start().await;
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\nqueue_config: {{ batch_send_deadline: 5ms, shard_update_interval: 5ms, min_shards: 2, max_shards: 2 }}",
+            ep.addr
+        ));
+        let (e, telemetry) = build(&cfg);
+        let shards = || {
+            telemetry.value(
+                "sluice_exporter_shards",
+                &[("exporter", "prometheus_remote_write")],
+            )
+        };
+        within(e.send(&batch("a", None, 2, 0))).await.unwrap();
+        within(e.send(&batch("b", None, 2, 0))).await.unwrap();
+        assert_eq!(shards(), 4.0);
+        until("a delivered", || ep.samples("a") == 2).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut seq = 1;
+        while shards() != 2.0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a's shards never stopped"
+            );
+            within(e.send(&batch("b", None, 2, seq))).await.unwrap();
+            seq += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        within(e.send(&batch("a", None, 2, 1))).await.unwrap();
+        until("a delivered again", || ep.samples("a") == 4).await;
+        assert_complete_in_order(&ep.values("a"), 2, 2);
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+        assert_eq!(shards(), 0.0);
+    }
+
+    // Guarantees: with `${tenant}` in the endpoint, a 415 to v2 from one tenant's URL makes only
+    // that tenant fall back to v1; the other keeps sending v2.
+    #[tokio::test]
+    async fn v2_fallback_is_per_tenant_with_tenant_urls() {
+        let versions = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+        let got = versions.clone();
+        let app = axum::Router::new().route(
+            "/{tenant}/write",
+            axum::routing::post(
+                move |axum::extract::Path(t): axum::extract::Path<String>,
+                      headers: http::HeaderMap| {
+                    let got = got.clone();
+                    async move {
+                        let v = headers["x-prometheus-remote-write-version"]
+                            .to_str()
+                            .unwrap()
+                            .to_string();
+                        got.lock().unwrap().push((t.clone(), v.clone()));
+                        if t == "old" && v.starts_with('2') {
+                            return http::StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+                        }
+                        let mut r = http::StatusCode::NO_CONTENT.into_response();
+                        if v.starts_with('2') {
+                            r.headers_mut().insert(
+                                "X-Prometheus-Remote-Write-Samples-Written",
+                                http::HeaderValue::from_static("1"),
+                            );
+                        }
+                        r
+                    }
+                },
+            ),
+        );
+        use axum::response::IntoResponse;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let cfg = config(&format!(
+            "endpoint: http://{addr}/${{tenant}}/write\nprotocol: v2\nqueue_config: {{ batch_send_deadline: 5ms }}"
+        ));
+        let (e, _) = build(&cfg);
+        for seq in 0..2 {
+            within(e.send(&batch("old", None, 1, seq))).await.unwrap();
+            within(e.send(&batch("new", None, 1, seq))).await.unwrap();
+            // Round 0: old's v2 refused and sent again as v1, new's v2; then one each.
+            let n = 3 + 2 * seq as usize;
+            until("sent", || versions.lock().unwrap().len() >= n).await;
+        }
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+        task.abort();
+        let v = versions.lock().unwrap().clone();
+        let of = |t: &str| -> Vec<String> {
+            v.iter()
+                .filter(|(x, _)| x == t)
+                .map(|(_, v)| v[..1].to_string())
+                .collect()
+        };
+        assert_eq!(of("old"), ["2", "0", "0"]);
+        assert_eq!(of("new"), ["2", "2"]);
+    }
+}
