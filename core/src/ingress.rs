@@ -1,10 +1,12 @@
-//! What every push receiver does with a request once it has decoded it: the batch context from the
-//! request's carried headers (`metadata_keys`), the hand-off to the pipeline, and the accepted and
-//! refused counts. One place, so that every receiver decides and counts the same way.
+//! What every push receiver does with a request: its tenant (authenticated, from a trusted
+//! header, or fixed; decided before the body is read) and the batch context with the request's
+//! carried headers (`metadata_keys`), the hand-off to the pipeline, and the accepted and refused
+//! counts. One place, so that every receiver decides and counts the same way.
 
 use crate::batch::{Batch, Context};
 use crate::component::{Consumer, Refusal};
 use crate::telemetry::{ReceiverReasonLabels, Telemetry};
+use crate::tenancy::{Authenticator, Denied};
 use std::sync::Arc;
 
 pub struct Ingress {
@@ -13,6 +15,8 @@ pub struct Ingress {
     telemetry: Arc<Telemetry>,
     /// Lowercased header / metadata keys carried into the context.
     metadata_keys: Vec<String>,
+    /// How the tenant is decided; `None`: requests have no tenant.
+    tenancy: Option<Arc<Authenticator>>,
 }
 
 impl Ingress {
@@ -31,7 +35,14 @@ impl Ingress {
             next,
             telemetry,
             metadata_keys,
+            tenancy: None,
         }
+    }
+
+    /// Decides each request's tenant with `auth` (the receiver's `auth` or `tenant` setting).
+    pub fn with_tenancy(mut self, auth: Option<Arc<Authenticator>>) -> Self {
+        self.tenancy = auth;
+        self
     }
 
     /// The receiver's id, as in telemetry and logs.
@@ -43,19 +54,33 @@ impl Ingress {
         &self.telemetry
     }
 
-    /// The batch context from a request; `get` looks a (lowercase) header or metadata key up.
-    pub fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
+    /// The batch context from a request's headers; `get` looks a (lowercase) header or metadata key
+    /// up. Call it before reading the body: a request without a tenant is refused, and counted
+    /// (reason `unauthenticated` or `invalid_tenant`).
+    pub fn context(&self, get: impl Fn(&str) -> Option<String>) -> Result<Context, Denied> {
+        let (tenant, tenant_info) = match &self.tenancy {
+            Some(auth) => match auth.identify(&get) {
+                Ok((t, info)) => (Some(t), info),
+                Err(denied) => {
+                    tracing::debug!(receiver = %self.name, reason = denied.reason(), message = denied.message(), "request refused");
+                    self.refuse_unread(denied.reason());
+                    return Err(denied);
+                }
+            },
+            None => (None, None),
+        };
         let mut metadata: Vec<(Arc<str>, Arc<str>)> = self
             .metadata_keys
             .iter()
             .filter_map(|k| get(k).map(|v| (Arc::from(k.as_str()), Arc::from(v))))
             .collect();
         metadata.sort();
-        Context {
-            tenant: None,
+        Ok(Context {
+            tenant,
+            tenant_info,
             metadata,
             ..Default::default()
-        }
+        })
     }
 
     /// Counts points of a request that were left out (invalid), by reason.

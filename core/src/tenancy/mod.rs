@@ -3,6 +3,18 @@
 
 use std::sync::Arc;
 
+mod auth;
+mod config;
+mod file;
+mod id;
+
+pub use auth::{Authenticator, CHALLENGE, Denied, Identified};
+pub use config::{
+    AuthConfig, FileSettings, Identity, TenantConfig, check_metadata_keys, identity, resolve_paths,
+};
+pub use file::{Tenant, Tenants};
+pub use id::{MAX_TENANT_ID_BYTES, check_tenant_id};
+
 /// A tenant's own limits from the tenants file; each overrides the `limits` processor's default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TenantLimits {
@@ -31,3 +43,6 @@ pub fn tier_rank(tier: Option<&str>) -> usize {
     tier.and_then(|t| TIERS.iter().position(|x| x.eq_ignore_ascii_case(t)))
         .unwrap_or(TIERS.len() - 1)
 }
+
+#[cfg(test)]
+mod tests;

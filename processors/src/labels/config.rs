@@ -56,8 +56,9 @@ pub struct RuleConfig {
     /// The sources in the order they are tried; excludes the short-form fields below.
     #[serde(default)]
     pub sources: Option<Vec<SourceConfig>>,
-    /// Short form: `tenant`, the batch's tenant (tenant label only; there it is always tried
-    /// first).
+    /// Short form: `tenant`, the batch's tenant (tenant label only), or `sla_tier`, the tier its
+    /// tenant has in the receiver's tenants file (SLA label only); in the short form it is always
+    /// tried first.
     #[serde(default)]
     pub context: Option<Located<String>>,
     /// Short form: a request header carried by the receiver.
@@ -108,7 +109,8 @@ fn yes() -> bool {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// `tenant`: the batch's tenant (as authenticated by the receiver); tenant label only.
+    /// `tenant`: the batch's tenant (as authenticated by the receiver), tenant label only;
+    /// `sla_tier`: its tenant's tier from the receiver's tenants file, SLA label only.
     #[serde(default)]
     pub context: Option<Located<String>>,
     /// A request header carried by the receiver (its `metadata_keys`), matched case-insensitively.
@@ -320,18 +322,24 @@ impl LabelsConfig {
     ) -> Option<Source> {
         let what = which.name();
         if let Some(c) = &s.context {
-            if which != Which::Tenant {
+            let (want, source) = match which {
+                Which::Tenant => ("tenant", Source::Context),
+                Which::Sla => ("sla_tier", Source::Tier),
+                Which::Domain => {
+                    errs.push(DeError::new(
+                        c.pos,
+                        format!("{what}: `context` is a source of the tenant and SLA labels only"),
+                    ));
+                    return None;
+                }
+            };
+            if c.value != want {
                 errs.push(DeError::new(
                     c.pos,
-                    format!("{what}: `context` is a source of the tenant label only"),
-                ));
-            } else if c.value != "tenant" {
-                errs.push(DeError::new(
-                    c.pos,
-                    format!("{what}: `context` must be `tenant`"),
+                    format!("{what}: `context` must be `{want}`"),
                 ));
             }
-            return Some(Source::Context);
+            return Some(source);
         }
         if let Some(h) = &s.header {
             if h.trim().is_empty() {
@@ -439,14 +447,19 @@ fn first_pos(s: &SourceConfig) -> Option<Pos> {
     .next()
 }
 
-/// The short form as a list in the fixed order: the batch's tenant (tenant label only), header,
-/// from_attribute/pattern, table/table_file, default.
+/// The short form as a list in the fixed order: the batch's tenant (tenant label) or its tenant's
+/// tier (SLA label), header, from_attribute/pattern, table/table_file, default.
 fn split_short(which: Which, s: &SourceConfig) -> Vec<SourceConfig> {
     let mut out = Vec::new();
-    if which == Which::Tenant && s.context.is_none() {
+    let implied = match which {
+        Which::Tenant => Some("tenant"),
+        Which::Sla => Some("sla_tier"),
+        Which::Domain => None,
+    };
+    if let (Some(c), None) = (implied, &s.context) {
         out.push(SourceConfig {
             context: Some(Located {
-                value: "tenant".into(),
+                value: c.into(),
                 pos: Pos::default(),
             }),
             ..Default::default()

@@ -3,8 +3,8 @@
 //! metric kind, as point attributes: the Prometheus exporters emit them as series labels, OTLP
 //! carries them as point attributes.
 //!
-//! Each of the three labels has sources tried in order (the batch's tenant, a request header the
-//! receiver carried, a resource attribute, a regex capture over one, a lookup table, a default);
+//! Each of the three labels has sources tried in order (the batch's tenant, or for the SLA label
+//! the tier its tenant has in the receiver's tenants file; a request header the receiver carried, a resource attribute, a regex capture over one, a lookup table, a default);
 //! values are decided once per resource and written to all its points. With `overwrite` (the
 //! default) a point's own label of that key is replaced, or removed when no source gives a value,
 //! so a client cannot choose it; without, it is kept. The batch's context is never changed: a

@@ -20,6 +20,8 @@ pub struct Rule {
 pub enum Source {
     /// The batch's tenant.
     Context,
+    /// The batch's SLA tier (its tenant's `sla_tier` in the tenants file).
+    Tier,
     /// A request header the receiver carried (`Context::metadata`), case-insensitive.
     Header(String),
     /// A resource attribute's value.
@@ -48,7 +50,8 @@ pub enum TableKey {
 pub enum Miss {
     /// Every source that answered gave an empty value.
     Empty,
-    /// The batch has no tenant (context, or a table keyed by the tenant).
+    /// The batch has no tenant (context, or a table keyed by the tenant), or its tenant has no
+    /// tier in the tenants file.
     NoTenant,
     /// The header was not carried.
     NoHeader,
@@ -109,6 +112,12 @@ impl Source {
     fn lookup(&self, inp: &Inputs<'_>) -> Result<Arc<str>, Miss> {
         match self {
             Source::Context => inp.context.tenant.clone().ok_or(Miss::NoTenant),
+            Source::Tier => inp
+                .context
+                .tenant_info
+                .as_ref()
+                .and_then(|i| i.sla_tier.clone())
+                .ok_or(Miss::NoTenant),
             Source::Header(h) => inp.context.metadata(h).map(Arc::from).ok_or(Miss::NoHeader),
             Source::Attribute(a) => attribute(inp.attributes, a)
                 .map(|v| Arc::from(v.as_ref()))

@@ -272,7 +272,7 @@ sla: { key: sla_tier, default: bronze }
     let e = errors("domain: { key: domain }");
     assert!(e.contains("domain: no source"), "{e}");
     let e = errors("domain: { context: tenant }");
-    assert!(e.contains("tenant label only"), "{e}");
+    assert!(e.contains("tenant and SLA labels only"), "{e}");
     let e = errors("sla: { default: gold, sources: [{ default: silver }] }");
     assert!(e.contains("`sources` excludes"), "{e}");
     let e = errors("sla: { sources: [{ header: X-Tier, default: silver }] }");
@@ -302,6 +302,52 @@ fn tenant_comes_from_the_batch_context_first() {
         one(ctx(Some("acme"), &[("X-Customer-ID", "globex")]), &[], &[]),
     );
     assert_eq!(got, map(&[("tenant", "acme")]));
+}
+
+/// A batch whose tenant the receiver found in its tenants file, with that tenant's tier.
+fn tiered(tenant: &str, tier: Option<&str>) -> Context {
+    Context {
+        tenant_info: Some(Arc::new(sluice_core::tenancy::TenantInfo {
+            sla_tier: tier.map(Arc::from),
+            ..Default::default()
+        })),
+        ..ctx(Some(tenant), &[])
+    }
+}
+
+/// ARCHITECTURE: a tenant's `sla_tier` in tenants.yaml is the labels processor's tier for that
+/// tenant, before any other source (a table, a header, an attribute the client controls).
+#[test]
+fn sla_comes_from_the_tenants_file_tier_first() {
+    let yaml = "sla: { from_attribute: sla, table: { acme: silver }, default: bronze }";
+    let got = label_one(
+        yaml,
+        one(tiered("acme", Some("gold")), &[("sla", "bronze")], &[]),
+    );
+    assert_eq!(got, map(&[("sla_tier", "gold")]));
+    // Without a tier in the file, the other sources decide.
+    let got = label_one(yaml, one(tiered("acme", None), &[], &[]));
+    assert_eq!(got, map(&[("sla_tier", "silver")]));
+    let got = label_one(yaml, one(ctx(None, &[]), &[], &[]));
+    assert_eq!(got, map(&[("sla_tier", "bronze")]));
+    // `sla: {}` writes the file's tier only.
+    let got = label_one("sla: {}", one(tiered("acme", Some("gold")), &[], &[]));
+    assert_eq!(got, map(&[("sla_tier", "gold")]));
+}
+
+/// In a `sources` list the tier is where `context: sla_tier` puts it.
+#[test]
+fn sla_tier_context_in_a_sources_list() {
+    let yaml = "sla: { sources: [{ from_attribute: sla }, { context: sla_tier }] }";
+    let got = label_one(
+        yaml,
+        one(tiered("acme", Some("gold")), &[("sla", "silver")], &[]),
+    );
+    assert_eq!(got, map(&[("sla_tier", "silver")]));
+    let got = label_one(yaml, one(tiered("acme", Some("gold")), &[], &[]));
+    assert_eq!(got, map(&[("sla_tier", "gold")]));
+    let e = errors("sla: { sources: [{ context: tenant }] }");
+    assert!(e.contains("`context` must be `sla_tier`"), "{e}");
 }
 
 /// The header is looked up case-insensitively in the metadata the receiver carried.

@@ -1,7 +1,8 @@
 use serde::Deserialize;
 use sluice_core::component::Validate;
 use sluice_core::config::types::{ByteSize, Endpoint, enabled_section};
-use sluice_core::config::{DeError, LoadContext, Node};
+use sluice_core::config::{DeError, LoadContext, Located, Node};
+use sluice_core::tenancy::{self, AuthConfig, TenantConfig};
 
 /// `receivers.otlp`: the OTLP endpoint for instrumented services.
 #[derive(Clone, Debug, Deserialize)]
@@ -19,6 +20,13 @@ pub struct OtlpReceiverConfig {
     /// `X-Scope-OrgID` (default none). Matched case-insensitively.
     #[serde(default)]
     pub metadata_keys: Vec<String>,
+    /// Clients authenticate with a bearer token or basic auth from a tenants file, which decides
+    /// their tenant (default none); excludes `tenant`.
+    #[serde(default)]
+    pub auth: Option<Located<AuthConfig>>,
+    /// The tenant from a trusted header or a fixed id (default none); excludes `auth`.
+    #[serde(default)]
+    pub tenant: Option<Located<TenantConfig>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -78,8 +86,19 @@ fn default_max_decompressed_bytes() -> ByteSize {
 }
 
 impl Validate for OtlpReceiverConfig {
+    fn resolve_paths(&mut self, ctx: &LoadContext) {
+        tenancy::resolve_paths(&mut self.auth, &mut self.tenant, ctx);
+    }
+
     fn validate(&self, node: &Node, _ctx: &LoadContext) -> Vec<DeError> {
-        let mut errs = Vec::new();
+        let mut errs = tenancy::identity(self.auth.as_ref(), self.tenant.as_ref(), node)
+            .err()
+            .unwrap_or_default();
+        errs.extend(tenancy::check_metadata_keys(
+            self.auth.as_ref(),
+            &self.metadata_keys,
+            node,
+        ));
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
             errs.push(DeError::new(
                 node.pos,

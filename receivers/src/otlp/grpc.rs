@@ -1,6 +1,7 @@
 //! OTLP/gRPC server.
 
 use super::Shared;
+use sluice_core::batch::Context;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
 use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -8,11 +9,13 @@ use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
 use sluice_core::proto::otlp::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use sluice_core::tenancy::Denied;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -22,12 +25,12 @@ struct Service(Arc<Shared>);
 impl MetricsService for Service {
     async fn export(
         &self,
-        request: Request<ExportMetricsServiceRequest>,
+        mut request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let md = request.metadata();
-        let context = self
-            .0
-            .context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string));
+        let context = request
+            .extensions_mut()
+            .remove::<Context>()
+            .ok_or_else(|| Status::internal("the request was not admitted"))?;
         self.0
             .ingest(context, request.into_inner())
             .map(Response::new)
@@ -35,11 +38,32 @@ impl MetricsService for Service {
     }
 }
 
+/// Decides the request's tenant and context from its metadata before the message is decoded (a
+/// tonic interceptor), and hands the context on in the request's extensions.
+fn admit(shared: &Shared, mut request: Request<()>) -> Result<Request<()>, Status> {
+    let md = request.metadata();
+    let context = shared
+        .context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string))
+        .map_err(|d| denied(&d))?;
+    request.extensions_mut().insert(context);
+    Ok(request)
+}
+
+/// UNAUTHENTICATED without a tenant, INVALID_ARGUMENT for a header that is not a tenant id.
+fn denied(d: &Denied) -> Status {
+    match d {
+        Denied::Unauthenticated { message, .. } => Status::unauthenticated(message.clone()),
+        Denied::InvalidTenant(message) => Status::invalid_argument(message.clone()),
+    }
+}
+
 /// The gRPC status for a refusal: UNAVAILABLE (queue full, shutting down) or RESOURCE_EXHAUSTED
 /// (a limit) with RetryInfo, both retryable per the OTLP spec; INVALID_ARGUMENT otherwise.
 pub fn status(r: &Refusal) -> Status {
     let code = match r.kind {
-        RefusalKind::Full | RefusalKind::ShuttingDown | RefusalKind::MemoryLimit => Code::Unavailable,
+        RefusalKind::Full | RefusalKind::ShuttingDown | RefusalKind::MemoryLimit => {
+            Code::Unavailable
+        }
         RefusalKind::Limited => Code::ResourceExhausted,
         RefusalKind::Invalid => Code::InvalidArgument,
     };
@@ -84,11 +108,13 @@ pub async fn serve(
     // cut off at the limit.
     let limit = shared.max_decompressed_bytes.min(usize::MAX as u64) as usize;
     let name = shared.name().to_string();
+    let gate = shared.clone();
     let svc = MetricsServiceServer::new(Service(shared))
         .max_decoding_message_size(limit)
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip);
+    let svc = InterceptedService::new(svc, move |r| admit(&gate, r));
     tracing::info!(receiver = %name, endpoint = %local, "OTLP/gRPC receiver listening");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Ok(tokio::spawn(async move {

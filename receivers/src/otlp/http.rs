@@ -12,6 +12,7 @@ use prost::Message;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
 use sluice_core::compression::{DecompressError, decompress};
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use sluice_core::tenancy::Denied;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,7 @@ fn error(
 const INVALID_ARGUMENT: i32 = 3;
 const RESOURCE_EXHAUSTED: i32 = 8;
 const UNAVAILABLE: i32 = 14;
+const UNAUTHENTICATED: i32 = 16;
 
 async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let ctype = headers
@@ -82,9 +84,23 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         .trim()
         .to_ascii_lowercase();
     let enc = match mime.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
-        "application/json" => Encoding::Json,
-        _ => {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    };
+    // The tenant is decided before anything else, so that an unknown client learns nothing more.
+    let context = match shared.context(|k| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }) {
+        Ok(c) => c,
+        Err(d) => return denied(enc.unwrap_or(Encoding::Json), &d),
+    };
+    let enc = match enc {
+        Some(e) => e,
+        None => {
             shared.refuse_unread("unsupported_media_type");
             return error(
                 Encoding::Json,
@@ -148,12 +164,6 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             return error(enc, StatusCode::BAD_REQUEST, INVALID_ARGUMENT, msg, None);
         }
     };
-    let context = shared.context(|k| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
     match shared.ingest(context, request) {
         Ok(resp) => {
             let body = match enc {
@@ -168,6 +178,34 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
                 .into_response()
         }
         Err(r) => refusal(enc, &r),
+    }
+}
+
+/// 401 with a `WWW-Authenticate` challenge (when credentials are expected) for a request without
+/// a tenant; 400 for a tenant header that is not a valid tenant id.
+fn denied(enc: Encoding, d: &Denied) -> Response {
+    match d {
+        Denied::Unauthenticated { message, challenge } => {
+            let mut resp = error(
+                enc,
+                StatusCode::UNAUTHORIZED,
+                UNAUTHENTICATED,
+                message.clone(),
+                None,
+            );
+            if let Some(c) = challenge {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+            }
+            resp
+        }
+        Denied::InvalidTenant(message) => error(
+            enc,
+            StatusCode::BAD_REQUEST,
+            INVALID_ARGUMENT,
+            message.clone(),
+            None,
+        ),
     }
 }
 

@@ -8,6 +8,12 @@ mod validate;
 
 pub use config::OtlpReceiverConfig;
 
+/// The validation every request goes through, for the fuzz targets (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::validate::sanitize;
+}
+
 use futures::future::BoxFuture;
 use sluice_core::batch::{Batch, Context};
 use sluice_core::component::{BoxError, ReceiverConfig, ReceiverContext, Refusal};
@@ -15,6 +21,7 @@ use sluice_core::ingress::Ingress;
 use sluice_core::proto::otlp::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use sluice_core::tenancy::{Authenticator, Denied};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -22,13 +29,21 @@ impl ReceiverConfig for OtlpReceiverConfig {
     fn start(&self, ctx: ReceiverContext) -> BoxFuture<'static, Result<JoinHandle<()>, BoxError>> {
         let cfg = self.clone();
         Box::pin(async move {
+            let tenancy = Authenticator::from_config(
+                cfg.auth.as_ref(),
+                cfg.tenant.as_ref(),
+                &ctx.id.to_string(),
+                ctx.telemetry.clone(),
+                ctx.shutdown.clone(),
+            )?;
             let shared = Arc::new(Shared {
                 ingress: Ingress::new(
                     ctx.id.to_string(),
                     ctx.next,
                     ctx.telemetry,
                     &cfg.metadata_keys,
-                ),
+                )
+                .with_tenancy(tenancy),
                 max_request_bytes: cfg.max_request_bytes.get(),
                 max_decompressed_bytes: cfg.max_decompressed_bytes.get(),
             });
@@ -62,8 +77,9 @@ impl Shared {
         self.ingress.name()
     }
 
-    /// The batch context from the request's headers or metadata.
-    fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
+    /// The batch context from the request's headers or metadata, with its tenant; a request
+    /// without one is refused (and counted) before its body is read.
+    fn context(&self, get: impl Fn(&str) -> Option<String>) -> Result<Context, Denied> {
         self.ingress.context(get)
     }
 

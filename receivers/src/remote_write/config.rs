@@ -1,7 +1,8 @@
 use serde::Deserialize;
 use sluice_core::component::Validate;
 use sluice_core::config::types::{ByteSize, Endpoint};
-use sluice_core::config::{DeError, LoadContext, Node};
+use sluice_core::config::{DeError, LoadContext, Located, Node};
+use sluice_core::tenancy::{self, AuthConfig, TenantConfig};
 
 /// `receivers.prometheus_remote_write` (alias `prometheusremotewrite`): takes Prometheus
 /// remote_write 1.0 (`prometheus.WriteRequest`) and 2.0 (`io.prometheus.write.v2.Request`)
@@ -26,6 +27,13 @@ pub struct RemoteWriteReceiverConfig {
     /// Matched case-insensitively.
     #[serde(default)]
     pub metadata_keys: Vec<String>,
+    /// Senders authenticate with a bearer token or basic auth from a tenants file, which decides
+    /// their tenant (default none); excludes `tenant`.
+    #[serde(default)]
+    pub auth: Option<Located<AuthConfig>>,
+    /// The tenant from a trusted header or a fixed id (default none); excludes `auth`.
+    #[serde(default)]
+    pub tenant: Option<Located<TenantConfig>>,
 }
 
 impl Default for RemoteWriteReceiverConfig {
@@ -36,6 +44,8 @@ impl Default for RemoteWriteReceiverConfig {
             max_request_bytes: default_max_request_bytes(),
             max_decompressed_bytes: default_max_decompressed_bytes(),
             metadata_keys: Vec::new(),
+            auth: None,
+            tenant: None,
         }
     }
 }
@@ -54,8 +64,19 @@ fn default_max_decompressed_bytes() -> ByteSize {
 }
 
 impl Validate for RemoteWriteReceiverConfig {
+    fn resolve_paths(&mut self, ctx: &LoadContext) {
+        tenancy::resolve_paths(&mut self.auth, &mut self.tenant, ctx);
+    }
+
     fn validate(&self, node: &Node, _ctx: &LoadContext) -> Vec<DeError> {
-        let mut errs = Vec::new();
+        let mut errs = tenancy::identity(self.auth.as_ref(), self.tenant.as_ref(), node)
+            .err()
+            .unwrap_or_default();
+        errs.extend(tenancy::check_metadata_keys(
+            self.auth.as_ref(),
+            &self.metadata_keys,
+            node,
+        ));
         let path_ok = self.path.starts_with('/')
             && self
                 .path

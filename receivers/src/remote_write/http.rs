@@ -9,6 +9,8 @@
 //! | body not snappy, not protobuf, bad symbol table | 400 |
 //! | queues full / shutting down | 503 + Retry-After (senders retry 5xx) |
 //! | a tenant limit | 429 + Retry-After |
+//! | no tenant: credentials missing or wrong, tenant header missing | 401 (+ WWW-Authenticate) |
+//! | the tenant header is not a valid tenant id | 400 |
 //!
 //! Answers to 2.0 requests carry the `X-Prometheus-Remote-Write-*-Written` counts.
 
@@ -24,6 +26,7 @@ use axum::routing::post;
 use prost::Message;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
 use sluice_core::proto::{prometheus_v1, prometheus_v2};
+use sluice_core::tenancy::Denied;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +119,16 @@ fn refused(shared: &Shared, status: StatusCode, reason: &str, message: String) -
 }
 
 async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    // The tenant is decided before anything else, so that an unknown sender learns nothing more.
+    let context = match shared.context(|k| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }) {
+        Ok(c) => c,
+        Err(d) => return denied(&d),
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not text)"));
@@ -176,12 +189,6 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
         Ok(d) => d,
         Err(msg) => return refused(&shared, StatusCode::BAD_REQUEST, "malformed", msg),
     };
-    let context = shared.context(|k| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    });
     let rejected = decoded.rejected.any().then(|| decoded.rejected.message());
     match shared.ingest(context, decoded) {
         Ok(written) => match rejected {
@@ -197,6 +204,30 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
         },
         Err(r) => refusal(version, &r),
     }
+}
+
+/// 401 with a `WWW-Authenticate` challenge (when credentials are expected) for a request without
+/// a tenant; 400 for a tenant header that is not a valid tenant id. Already counted.
+fn denied(d: &Denied) -> Response {
+    let status = match d {
+        Denied::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+        Denied::InvalidTenant(_) => StatusCode::BAD_REQUEST,
+    };
+    let mut resp = answer(
+        status,
+        d.message().to_string(),
+        None,
+        Counts::default(),
+        None,
+    );
+    if let Denied::Unauthenticated {
+        challenge: Some(c), ..
+    } = d
+    {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+    }
+    resp
 }
 
 /// Snappy block format -> bytes, refusing before allocating when the announced length is over

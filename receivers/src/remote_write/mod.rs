@@ -11,12 +11,21 @@ mod http;
 
 pub use config::RemoteWriteReceiverConfig;
 
+/// The body decompression and the decoders the HTTP handler runs, for the fuzz targets (`fuzz/`);
+/// not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::decode::{MetadataCache, v1, v2};
+    pub use super::http::decompress;
+}
+
 use build::Counts;
 use decode::{Decoded, MetadataCache};
 use futures::future::BoxFuture;
 use sluice_core::batch::{Batch, Context};
 use sluice_core::component::{BoxError, ReceiverConfig, ReceiverContext, Refusal};
 use sluice_core::ingress::Ingress;
+use sluice_core::tenancy::{Authenticator, Denied};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -24,13 +33,21 @@ impl ReceiverConfig for RemoteWriteReceiverConfig {
     fn start(&self, ctx: ReceiverContext) -> BoxFuture<'static, Result<JoinHandle<()>, BoxError>> {
         let cfg = self.clone();
         Box::pin(async move {
+            let tenancy = Authenticator::from_config(
+                cfg.auth.as_ref(),
+                cfg.tenant.as_ref(),
+                &ctx.id.to_string(),
+                ctx.telemetry.clone(),
+                ctx.shutdown.clone(),
+            )?;
             let shared = Arc::new(Shared {
                 ingress: Ingress::new(
                     ctx.id.to_string(),
                     ctx.next,
                     ctx.telemetry,
                     &cfg.metadata_keys,
-                ),
+                )
+                .with_tenancy(tenancy),
                 max_request_bytes: cfg.max_request_bytes.get(),
                 max_decompressed_bytes: cfg.max_decompressed_bytes.get(),
                 metadata: MetadataCache::default(),
@@ -54,8 +71,9 @@ impl Shared {
         self.ingress.name()
     }
 
-    /// The batch context from the request's headers.
-    fn context(&self, get: impl Fn(&str) -> Option<String>) -> Context {
+    /// The batch context from the request's headers, with its tenant; a request without one is
+    /// refused (and counted) before its body is read.
+    fn context(&self, get: impl Fn(&str) -> Option<String>) -> Result<Context, Denied> {
         self.ingress.context(get)
     }
 

@@ -1542,3 +1542,70 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, want);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tenants.
+
+/// `tenant:` settings as written in a config.
+fn tenant_setting(yaml: &str) -> sluice_core::config::Located<sluice_core::tenancy::TenantConfig> {
+    sluice_core::config::from_node(&sluice_core::config::parse_yaml(yaml).unwrap()).unwrap()
+}
+
+fn one_series() -> v1::WriteRequest {
+    v1::WriteRequest {
+        timeseries: vec![series(&[("__name__", "up")], &[(1.0, 1_700_000_000_000)])],
+        ..Default::default()
+    }
+}
+
+// Guarantees: with `tenant.header`, the header names the batch's tenant; without it the request is
+// 401, with an invalid id 400, both before the body is read (a garbage body does not change the
+// answer) and counted.
+#[tokio::test]
+async fn a_trusted_header_names_the_tenant() {
+    let r = start_with(|c| c.tenant = Some(tenant_setting("{ header: X-Scope-OrgID }"))).await;
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&one_series().encode_to_vec())
+        .unwrap();
+    let headers = |org: Option<&'static str>| {
+        let mut h = vec![("content-type", V1_TYPE), ("content-encoding", "snappy")];
+        h.extend(org.map(|o| ("x-scope-orgid", o)));
+        h
+    };
+    let reply = r.post_raw(&headers(Some("acme")), body.clone()).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let got = r.next.capture.take();
+    assert_eq!(got[0].context.tenant.as_deref(), Some("acme"));
+    assert_eq!(got[0].context.tenant_info, None);
+
+    let reply = r.post_raw(&headers(None), b"garbage".to_vec()).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(reply.body.contains("x-scope-orgid"), "{}", reply.body);
+    assert_eq!(reply.header("www-authenticate"), None);
+    let reply = r.post_raw(&headers(Some("a/b")), b"garbage".to_vec()).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("'/'"), "{}", reply.body);
+    assert!(r.next.capture.take().is_empty());
+    for reason in ["unauthenticated", "invalid_tenant"] {
+        assert_eq!(
+            r.telemetry.value(
+                "sluice_receiver_refused_requests_total",
+                &[("receiver", RECEIVER), ("reason", reason)]
+            ),
+            1.0,
+            "{reason}"
+        );
+    }
+}
+
+// Guarantees: with `tenant.static`, every request is that tenant's.
+#[tokio::test]
+async fn a_static_tenant_for_every_request() {
+    let r = start_with(|c| c.tenant = Some(tenant_setting("{ static: acme }"))).await;
+    let reply = r.post_v1(&one_series()).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    assert_eq!(
+        r.next.capture.take()[0].context.tenant.as_deref(),
+        Some("acme")
+    );
+}
