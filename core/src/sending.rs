@@ -1,6 +1,8 @@
-//! The one sending engine every exporter uses: a bounded queue, a pool of consumers, retries with
-//! backoff on retryable failures (honouring the peer's Retry-After / RetryInfo), and telemetry.
-//! Each exporter only supplies `send` and says whether a failure is retryable.
+//! The one sending engine every exporter uses: a bounded queue per tenant (see [`crate::queue`]),
+//! a pool of consumers shared by the tenants in SLA order, retries with backoff on retryable
+//! failures (honouring the peer's Retry-After / RetryInfo), and telemetry. A batch waiting for its
+//! retry waits in its tenant's queue, not in a consumer, so a failing tenant does not hold the
+//! others up. Each exporter only supplies `send` and says whether a failure is retryable.
 
 use crate::backoff::Backoff;
 use crate::component::{ComponentId, Exporter};
@@ -9,7 +11,6 @@ use crate::queue::{Entry, FullPolicy, Queue};
 use crate::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,9 +18,14 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
-    /// Capacity in data points, counting batches being sent or retried (default 100000).
+    /// Capacity in data points of each tenant's queue, counting batches being sent or retried
+    /// (default 100000).
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// Capacity in data points of all tenants' queues together (default ten times `queue_size`);
+    /// silver tenants may fill 90% of it, bronze and untiered ones 80%.
+    #[serde(default)]
+    pub total_size: Option<usize>,
     /// Concurrent senders (default 4).
     #[serde(default = "default_num_consumers")]
     pub num_consumers: usize,
@@ -32,6 +38,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             queue_size: default_queue_size(),
+            total_size: None,
             num_consumers: default_num_consumers(),
             full_policy: FullPolicy::Block,
         }
@@ -105,12 +112,19 @@ impl ExporterRuntime {
         telemetry: Arc<Telemetry>,
     ) -> Self {
         let name = id.to_string();
-        let queue = Arc::new(Queue::new(
+        let queue_size = settings.queue.queue_size.max(1);
+        let senders = settings.queue.num_consumers.max(1);
+        let mut queue = Queue::new(
             name.clone(),
-            settings.queue.queue_size.max(1),
+            queue_size,
             settings.queue.full_policy,
             telemetry.clone(),
-        ));
+        )
+        .with_senders(senders);
+        if let Some(total) = settings.queue.total_size {
+            queue = queue.with_total_size(total);
+        }
+        let queue = Arc::new(queue);
         let hard_stop = CancellationToken::new();
         let worker = Arc::new(Worker {
             name,
@@ -119,13 +133,22 @@ impl ExporterRuntime {
             telemetry,
             hard_stop: hard_stop.clone(),
         });
-        let workers = (0..settings.queue.num_consumers.max(1))
+        let workers = (0..senders)
             .map(|_| {
                 let (w, q) = (worker.clone(), queue.clone());
                 tokio::spawn(async move {
-                    while let Some(entry) = q.pop().await {
-                        w.deliver(&entry, &q).await;
-                        q.release(&entry);
+                    loop {
+                        let entry = tokio::select! {
+                            e = q.pop() => e,
+                            _ = w.hard_stop.cancelled() => None,
+                        };
+                        let Some(mut entry) = entry else {
+                            break;
+                        };
+                        match w.attempt(&mut entry, &q).await {
+                            Attempt::Done => q.release(&entry),
+                            Attempt::RetryIn(wait) => q.retry_later(entry, wait),
+                        }
                     }
                 })
             })
@@ -146,14 +169,24 @@ impl ExporterRuntime {
         tokio::pin!(all);
         if tokio::time::timeout_at(deadline, &mut all).await.is_err() {
             self.hard_stop.cancel();
-            let dropped = self.queue.drain_dropped("shutdown");
+            let mut dropped = self.queue.drain_dropped("shutdown");
             let _ = all.await;
+            // Batches whose failed attempt ended as the senders stopped were put back.
+            dropped += self.queue.drain_dropped("shutdown");
             if dropped > 0 {
                 tracing::warn!(exporter = %self.id, points = dropped, "shutdown deadline passed; queued points dropped");
             }
         }
         self.exporter.shutdown(deadline).await;
     }
+}
+
+/// How one attempt at sending a batch ended.
+enum Attempt {
+    /// Delivered, or given up on (and counted): release its room.
+    Done,
+    /// Failed and to be retried after this wait; the batch goes back to its tenant's queue.
+    RetryIn(std::time::Duration),
 }
 
 struct Worker {
@@ -165,97 +198,102 @@ struct Worker {
 }
 
 impl Worker {
-    async fn deliver(&self, entry: &Entry, queue: &Queue) {
-        let tenant = entry.batch.context.tenant_label().to_string();
+    /// Sends `entry` once and decides what follows: done (delivered or dropped and counted), or a
+    /// retry after a backoff, which the queue waits out while this sender serves other tenants.
+    async fn attempt(&self, entry: &mut Entry, queue: &Queue) -> Attempt {
+        let tenant = entry.tenant().to_string();
         let labels = ExporterLabels {
             exporter: self.name.clone(),
             tenant: tenant.clone(),
         };
         let points = entry.points as u64;
         let retry = &self.settings.retry;
-        let mut backoff = Backoff::new(retry.initial_interval.get(), retry.max_interval.get());
-        loop {
-            let result = tokio::select! {
-                r = self.exporter.send(&entry.batch) => r,
-                _ = self.hard_stop.cancelled() => {
-                    self.telemetry.exporter_dropped(&self.name, &tenant, "shutdown", points);
-                    return;
+        let result = tokio::select! {
+            r = self.exporter.send(&entry.batch) => r,
+            _ = self.hard_stop.cancelled() => {
+                self.telemetry.exporter_dropped(&self.name, &tenant, "shutdown", points);
+                return Attempt::Done;
+            }
+        };
+        let err = match result {
+            Ok(d) if d.handed_off => {
+                queue.delivered(entry);
+                return Attempt::Done;
+            }
+            Ok(d) => {
+                queue.delivered(entry);
+                let sent = points.saturating_sub(d.rejected_points);
+                self.telemetry
+                    .exporter_sent
+                    .get_or_create(&labels)
+                    .inc_by(sent);
+                if d.rejected_points > 0 {
+                    tracing::warn!(exporter = %self.name, rejected = d.rejected_points, message = %d.message, "peer rejected some points");
+                    self.telemetry.exporter_dropped(
+                        &self.name,
+                        &tenant,
+                        "rejected",
+                        d.rejected_points,
+                    );
                 }
+                return Attempt::Done;
+            }
+            Err(e) => e,
+        };
+        self.telemetry
+            .exporter_failed
+            .get_or_create(&labels)
+            .inc_by(points);
+        if !err.retryable || !retry.enabled {
+            let reason = if err.retryable {
+                "retry_disabled"
+            } else {
+                "permanent_error"
             };
-            let err = match result {
-                Ok(d) if d.handed_off => return,
-                Ok(d) => {
-                    let sent = points.saturating_sub(d.rejected_points);
-                    self.telemetry
-                        .exporter_sent
-                        .get_or_create(&labels)
-                        .inc_by(sent);
-                    if d.rejected_points > 0 {
-                        tracing::warn!(exporter = %self.name, rejected = d.rejected_points, message = %d.message, "peer rejected some points");
-                        self.telemetry.exporter_dropped(
-                            &self.name,
-                            &tenant,
-                            "rejected",
-                            d.rejected_points,
-                        );
-                    }
-                    return;
-                }
-                Err(e) => e,
-            };
+            tracing::error!(exporter = %self.name, tenant, points, error = %err.message, "send failed; dropping the batch");
             self.telemetry
-                .exporter_failed
-                .get_or_create(&labels)
-                .inc_by(points);
-            if !err.retryable || !retry.enabled {
-                let reason = if err.retryable {
-                    "retry_disabled"
-                } else {
-                    "permanent_error"
-                };
-                tracing::error!(exporter = %self.name, points, error = %err.message, "send failed; dropping the batch");
-                self.telemetry
-                    .exporter_dropped(&self.name, &tenant, reason, points);
-                return;
-            }
-            if queue.should_yield_oldest() {
-                tracing::warn!(exporter = %self.name, points, error = %err.message, "queue full (drop_oldest); dropping the oldest batch");
-                self.telemetry
-                    .exporter_dropped(&self.name, &tenant, "queue_full", points);
-                return;
-            }
-            let mut wait = backoff.next_wait();
-            if let Some(hint) = err.retry_after {
-                wait = wait.max(hint);
-            }
-            if let Some(max_age) = self.settings.max_age
-                && entry.enqueued.elapsed() + wait > max_age
-            {
-                tracing::error!(exporter = %self.name, points, error = %err.message, "batch older than max_age; dropping it");
-                self.telemetry
-                    .exporter_dropped(&self.name, &tenant, "max_age", points);
-                return;
-            }
-            tracing::warn!(exporter = %self.name, points, error = %err.message, retry_in = ?wait, "send failed; will retry");
-            self.telemetry
-                .exporter_retries
-                .get_or_create(&ExporterOnlyLabels {
-                    exporter: self.name.clone(),
-                })
-                .inc();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.hard_stop.cancelled() => {
-                    self.telemetry.exporter_dropped(&self.name, &tenant, "shutdown", points);
-                    return;
-                }
-            }
+                .exporter_dropped(&self.name, &tenant, reason, points);
+            return Attempt::Done;
         }
+        if queue.should_yield_oldest(&tenant) {
+            tracing::warn!(exporter = %self.name, tenant, points, error = %err.message, "queue full (drop_oldest); dropping the oldest batch");
+            self.telemetry
+                .exporter_dropped(&self.name, &tenant, "queue_full", points);
+            return Attempt::Done;
+        }
+        let backoff = entry.backoff.get_or_insert_with(|| {
+            Backoff::new(retry.initial_interval.get(), retry.max_interval.get())
+        });
+        let mut wait = backoff.next_wait();
+        if let Some(hint) = err.retry_after {
+            wait = wait.max(hint);
+        }
+        if let Some(max_age) = self.settings.max_age
+            && entry.enqueued.elapsed() + wait > max_age
+        {
+            tracing::error!(exporter = %self.name, tenant, points, error = %err.message, "batch older than max_age; dropping it");
+            self.telemetry
+                .exporter_dropped(&self.name, &tenant, "max_age", points);
+            return Attempt::Done;
+        }
+        if self.hard_stop.is_cancelled() {
+            self.telemetry
+                .exporter_dropped(&self.name, &tenant, "shutdown", points);
+            return Attempt::Done;
+        }
+        tracing::warn!(exporter = %self.name, tenant, points, error = %err.message, retry_in = ?wait, "send failed; will retry");
+        self.telemetry
+            .exporter_retries
+            .get_or_create(&ExporterOnlyLabels {
+                exporter: self.name.clone(),
+            })
+            .inc();
+        Attempt::RetryIn(wait)
     }
 }
 
-/// Hands each batch to several exporter queues, all or none: if any queue lacks room the batch is
-/// refused whole, so that a client's retry does not duplicate data in the other exporters. A batch
+/// Hands each batch to several exporter queues (its tenant's part of each), all or none: if any
+/// queue lacks room for it the batch is refused whole, so that a client's retry does not duplicate data in the other exporters. A batch
 /// whose context carries a route (see [`crate::batch::Context::route`]) goes to those exporters only.
 pub struct Fanout {
     pub queues: Vec<Arc<Queue>>,
@@ -275,7 +313,7 @@ impl crate::component::Consumer for Fanout {
                 .filter(|q| route.iter().any(|e| e == q.exporter()))
                 .collect(),
         };
-        if let Some(q) = chosen.iter().find(|q| !q.has_room(points)) {
+        if let Some(q) = chosen.iter().find(|q| !q.has_room_for(&batch, points)) {
             return Err(crate::component::Refusal::full(format!(
                 "the queue of exporter {} is full; retry later",
                 q.exporter()
@@ -292,5 +330,5 @@ impl crate::component::Consumer for Fanout {
     }
 }
 
-#[allow(dead_code)]
-fn _instant_is_std(_: Instant) {}
+#[cfg(test)]
+mod tests;

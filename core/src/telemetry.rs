@@ -86,6 +86,13 @@ pub struct ExporterOnlyLabels {
     pub exporter: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantsFileLabels {
+    pub file: String,
+    /// `success` or `failure`.
+    pub result: String,
+}
+
 pub struct Telemetry {
     registry: Mutex<Registry>,
     ready: AtomicBool,
@@ -131,6 +138,9 @@ pub struct Telemetry {
     pub labels_points: Family<ProcessorOnlyLabels, Counter>,
     /// Points left without a label (no source gave a value, no default), by label and reason.
     pub labels_missing_points: Family<LabelMissingLabels, Counter>,
+    /// Reloads of a tenants file after it changed, by result (success, failure: the previous
+    /// version is kept).
+    pub tenants_file_reloads: Family<TenantsFileLabels, Counter>,
     /// Points a route processor passed on, by route (its `name`, else its index; `default`).
     pub route_points: Family<RouteLabels, Counter>,
     /// Points a limits processor refused, by tenant and reason (limited_rate, limited_series).
@@ -173,6 +183,7 @@ impl Telemetry {
             exporter_shard_samples: Family::default(),
             labels_points: Family::default(),
             labels_missing_points: Family::default(),
+            tenants_file_reloads: Family::default(),
             route_points: Family::default(),
             limits_refused: Family::default(),
             limits_active_series: Family::default(),
@@ -254,17 +265,17 @@ impl Telemetry {
         );
         r.register(
             "sluice_exporter_queue_points",
-            "Points waiting in an exporter's queue",
+            "Points held in an exporter's queue for a tenant, including batches being sent or retried",
             t.exporter_queue_points.clone(),
         );
         r.register(
             "sluice_exporter_queue_bytes",
-            "Encoded bytes waiting in an exporter's queue",
+            "Encoded bytes held in an exporter's queue for a tenant, including batches being sent or retried",
             t.exporter_queue_bytes.clone(),
         );
         r.register(
             "sluice_exporter_queue_capacity_points",
-            "Capacity of an exporter's queue",
+            "Capacity in points of each tenant's part of an exporter's queue",
             t.exporter_queue_capacity.clone(),
         );
         r.register(
@@ -286,6 +297,11 @@ impl Telemetry {
             "sluice_processor_labels_missing_points",
             "Points left without a label because no source gave a value and there is no default, by label and reason",
             t.labels_missing_points.clone(),
+        );
+        r.register(
+            "sluice_tenants_file_reloads",
+            "Reloads of a tenants file after it changed, by result (on failure the previous version is kept)",
+            t.tenants_file_reloads.clone(),
         );
         r.register(
             "sluice_processor_route_points",

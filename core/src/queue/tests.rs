@@ -36,6 +36,21 @@ fn batch(tenant: Option<&str>, tag: &str, points: usize) -> Batch {
     )
 }
 
+/// A batch of `points` for `tenant` whose tenants-file entry has SLA tier `tier`.
+fn tiered(tenant: &str, tier: &str, tag: &str, points: usize) -> Batch {
+    let mut b = batch(Some(tenant), tag, points);
+    b.context.tenant_info = Some(Arc::new(crate::tenancy::TenantInfo {
+        sla_tier: Some(tier.into()),
+        ..Default::default()
+    }));
+    b
+}
+
+/// Whether the queue has room for `b`.
+fn room(q: &Queue, b: &Batch) -> bool {
+    q.has_room_for(b, b.point_count())
+}
+
 fn tag(e: &Entry) -> &str {
     &e.batch.resource_metrics[0].scope_metrics[0].metrics[0].name
 }
@@ -90,30 +105,32 @@ async fn new_queue_reports_its_capacity_and_is_empty() {
     );
     assert!(q.has_room(1));
     assert!(q.has_room(1234));
-    assert!(!q.should_yield_oldest());
+    assert!(!q.should_yield_oldest(""));
+    assert_eq!(q.tenant_count(), 0);
 }
 
 #[tokio::test]
 async fn push_pop_release_account_points_and_bytes_in_fifo_order() {
     let (q, t) = queue(10, FullPolicy::Block);
-    let a = batch(Some("t1"), "a", 4);
+    let a = batch(None, "a", 4);
     let a_max_bytes = prost::Message::encoded_len(&a.to_request());
     q.push(a);
     assert_eq!(q.len_points(), 4);
     assert!(q.has_room(6));
     assert!(!q.has_room(7));
-    q.push(batch(Some("t2"), "b", 6));
+    q.push(batch(None, "b", 6));
     assert_eq!(q.len_points(), 10);
+    assert_eq!(q.tenant_points(""), 10);
     assert!(!q.has_room(1));
     assert!(q.has_room(0));
-    assert_eq!(queued_points(&t, "t1"), 4.0);
-    assert_eq!(queued_points(&t, "t2"), 6.0);
+    assert_eq!(queued_points(&t, ""), 10.0);
     let bytes_before = queued_bytes(&t);
     assert!(bytes_before > 0.0);
 
     let e = pop(&q).await.unwrap();
     assert_eq!((tag(&e), e.points), ("a", 4));
-    assert_eq!(e.batch.context.tenant.as_deref(), Some("t1"));
+    assert_eq!(e.batch.context.tenant, None);
+    assert_eq!(e.tenant(), "");
     assert!(
         e.bytes > 0 && e.bytes <= a_max_bytes,
         "{} vs {a_max_bytes}",
@@ -124,23 +141,23 @@ async fn push_pop_release_account_points_and_bytes_in_fifo_order() {
     // A popped batch is being sent: it still holds its room until released.
     assert_eq!(q.len_points(), 10);
     assert!(!q.has_room(1));
-    assert_eq!(queued_points(&t, "t1"), 4.0);
+    assert_eq!(queued_points(&t, ""), 10.0);
     assert_eq!(queued_bytes(&t), bytes_before);
 
     q.release(&e);
     assert_eq!(q.len_points(), 6);
     assert!(q.has_room(4));
     assert!(!q.has_room(5));
-    assert_eq!(queued_points(&t, "t1"), 0.0);
-    assert_eq!(queued_points(&t, "t2"), 6.0);
+    assert_eq!(queued_points(&t, ""), 6.0);
     assert_eq!(queued_bytes(&t), bytes_before - e.bytes as f64);
 
     assert_eq!(pop_release(&q).await, Some(("b".into(), 6)));
     assert_eq!(q.len_points(), 0);
-    assert_eq!(queued_points(&t, "t2"), 0.0);
+    assert_eq!(queued_points(&t, ""), 0.0);
     assert_eq!(queued_bytes(&t), 0.0);
-    // Nothing was dropped along the way.
+    // Nothing was dropped along the way, and the idle tenant is forgotten.
     assert_eq!(dropped(&t, &[]), 0.0);
+    assert_eq!(q.tenant_count(), 0);
 }
 
 #[tokio::test]
@@ -170,7 +187,7 @@ async fn block_policy_refuses_when_full_and_never_drops() {
     q.push(batch(None, "c", 2));
     assert_eq!(q.len_points(), 8);
     assert!(
-        !q.should_yield_oldest(),
+        !q.should_yield_oldest(""),
         "only drop_oldest gives up batches"
     );
     assert_eq!(dropped(&t, &[]), 0.0);
@@ -185,7 +202,7 @@ async fn block_policy_refuses_when_full_and_never_drops() {
 async fn drop_oldest_makes_room_and_counts_the_dropped_points() {
     let (q, t) = queue(10, FullPolicy::DropOldest);
     q.push(batch(Some("t1"), "a", 4));
-    q.push(batch(Some("t2"), "b", 4));
+    q.push(batch(Some("t1"), "b", 4));
     // Always room with drop_oldest.
     assert!(q.has_room(1_000));
     q.push(batch(Some("t1"), "c", 4));
@@ -193,34 +210,19 @@ async fn drop_oldest_makes_room_and_counts_the_dropped_points() {
     assert_eq!(q.len_points(), 8);
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 4.0);
     assert_eq!(
-        t.value(
-            "sluice_exporter_dropped_points_total",
-            &[("reason", "queue_full")]
-        ),
-        4.0
-    );
-    assert_eq!(
         dropped(&t, &[("tenant", "t1"), ("reason", "queue_full")]),
         4.0
     );
-    assert_eq!(dropped(&t, &[("tenant", "t2")]), 0.0);
-    assert_eq!(queued_points(&t, "t1"), 4.0);
-    assert_eq!(queued_points(&t, "t2"), 4.0);
+    assert_eq!(queued_points(&t, "t1"), 8.0);
 
     // Two batches must go for this one.
-    q.push(batch(Some("t2"), "d", 9));
+    q.push(batch(Some("t1"), "d", 9));
     assert_eq!(q.len_points(), 9);
-    assert_eq!(dropped(&t, &[("reason", "queue_full")]), 12.0);
-    assert_eq!(
-        dropped(&t, &[("tenant", "t2"), ("reason", "queue_full")]),
-        4.0
-    );
     assert_eq!(
         dropped(&t, &[("tenant", "t1"), ("reason", "queue_full")]),
-        8.0
+        12.0
     );
-    assert_eq!(queued_points(&t, "t1"), 0.0);
-    assert_eq!(queued_points(&t, "t2"), 9.0);
+    assert_eq!(queued_points(&t, "t1"), 9.0);
 
     assert_eq!(pop_release(&q).await, Some(("d".into(), 9)));
     assert_eq!(q.len_points(), 0);
@@ -251,7 +253,7 @@ async fn drop_oldest_does_not_drop_when_the_batch_fits() {
     q.push(batch(None, "a", 5));
     q.push(batch(None, "b", 5));
     assert_eq!(q.len_points(), 10);
-    assert!(!q.should_yield_oldest());
+    assert!(!q.should_yield_oldest(""));
     assert_eq!(dropped(&t, &[]), 0.0);
 }
 
@@ -265,16 +267,17 @@ async fn drop_oldest_cannot_drop_batches_being_sent_and_asks_senders_to_yield() 
     q.push(batch(None, "c", 4));
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 4.0);
     assert_eq!(q.len_points(), 8);
-    assert!(!q.should_yield_oldest());
+    assert!(!q.should_yield_oldest(""));
     // `c` goes too, and still `d` does not fit beside `a`: the queue overshoots, and the sender of `a`
     // is asked to give it up.
     q.push(batch(None, "d", 8));
     assert_eq!(dropped(&t, &[("reason", "queue_full")]), 8.0);
     assert_eq!(q.len_points(), 12);
-    assert!(q.should_yield_oldest());
+    assert!(q.should_yield_oldest(""));
+    assert!(!q.should_yield_oldest("other"));
     q.release(&a);
     assert_eq!(q.len_points(), 8);
-    assert!(!q.should_yield_oldest());
+    assert!(!q.should_yield_oldest(""));
     assert_eq!(pop_release(&q).await, Some(("d".into(), 8)));
     assert_eq!(q.len_points(), 0);
     assert_eq!(queued_points(&t, ""), 0.0);
@@ -457,4 +460,397 @@ fn full_policy_deserializes_from_config_names() {
     );
     assert_eq!((e.pos.line, e.pos.column), (3, 7));
     assert_eq!(FullPolicy::default(), FullPolicy::Block);
+}
+
+/// Pops `n` batches, releasing each at once; returns their tags.
+async fn pop_tags(q: &Queue, n: usize) -> Vec<String> {
+    let mut tags = Vec::new();
+    for _ in 0..n {
+        tags.push(pop_release(q).await.expect("a batch").0);
+    }
+    tags
+}
+
+// Guarantees: each tenant's part is bounded by `queue_size` on its own, so one tenant's full queue
+// does not refuse another tenant's data.
+#[tokio::test]
+async fn each_tenant_has_its_own_capacity() {
+    let (q, t) = queue(10, FullPolicy::Block);
+    q.push(batch(Some("a"), "a1", 6));
+    q.push(batch(Some("a"), "a2", 4));
+    assert!(!room(&q, &batch(Some("a"), "a3", 1)));
+    assert!(room(&q, &batch(Some("b"), "b1", 10)));
+    assert!(room(&q, &batch(None, "n1", 10)));
+    q.push(batch(Some("b"), "b1", 10));
+    assert_eq!(q.len_points(), 20);
+    assert_eq!((q.tenant_points("a"), q.tenant_points("b")), (10, 10));
+    assert_eq!(q.tenant_count(), 2);
+    assert_eq!(
+        (queued_points(&t, "a"), queued_points(&t, "b")),
+        (10.0, 10.0)
+    );
+    // Sending one of a's batches makes room for a only.
+    let e = pop(&q).await.unwrap();
+    assert_eq!(tag(&e), "a1");
+    q.release(&e);
+    assert!(room(&q, &batch(Some("a"), "a3", 6)));
+    assert!(!room(&q, &batch(Some("b"), "b2", 1)));
+    assert_eq!(dropped(&t, &[]), 0.0);
+}
+
+// Guarantees: all tenants together are bounded by `total_size`; as it fills, bronze (and
+// untiered) tenants are refused first (above 80%), then silver (above 90%), and gold keeps room.
+#[tokio::test]
+async fn total_size_refuses_bronze_first_then_silver_and_keeps_room_for_gold() {
+    let (q, _t) = queue(10, FullPolicy::Block);
+    let q = q.with_total_size(50);
+    for (i, tenant) in ["b1", "b2", "b3", "b4"].iter().enumerate() {
+        q.push(tiered(tenant, "bronze", &format!("x{i}"), 10));
+    }
+    assert_eq!(q.len_points(), 40);
+    // 40 of 50 held: bronze may hold 40, silver 45, gold 50.
+    assert!(!room(&q, &tiered("b5", "bronze", "x", 1)));
+    assert!(
+        !room(&q, &batch(Some("plain"), "x", 1)),
+        "untiered ranks with bronze"
+    );
+    assert!(room(&q, &tiered("s1", "silver", "x", 5)));
+    assert!(!room(&q, &tiered("s1", "silver", "x", 6)));
+    q.push(tiered("s1", "silver", "s", 5));
+    assert!(!room(&q, &tiered("s2", "silver", "x", 1)));
+    assert!(room(&q, &tiered("g1", "gold", "x", 5)));
+    assert!(!room(&q, &tiered("g1", "gold", "x", 6)));
+    // The tier is matched case-insensitively, as in the tenants file.
+    assert!(room(&q, &tiered("g2", "Gold", "x", 5)));
+}
+
+#[tokio::test]
+async fn total_size_is_at_least_the_tenant_capacity() {
+    let (q, _t) = queue(10, FullPolicy::Block);
+    let q = q.with_total_size(3);
+    assert!(q.has_room(8));
+    q.push(batch(None, "a", 8));
+    assert!(q.has_room(0));
+    assert!(!q.has_room(1), "80% of 10 are held");
+}
+
+// Guarantees: under drop_oldest a tenant's full part drops that tenant's oldest batches only.
+#[tokio::test]
+async fn drop_oldest_drops_within_the_pushing_tenant_only() {
+    let (q, t) = queue(10, FullPolicy::DropOldest);
+    q.push(batch(Some("a"), "a1", 5));
+    q.push(batch(Some("b"), "b1", 5));
+    q.push(batch(Some("a"), "a2", 5));
+    q.push(batch(Some("a"), "a3", 5));
+    assert_eq!(
+        dropped(&t, &[("tenant", "a"), ("reason", "queue_full")]),
+        5.0
+    );
+    assert_eq!(dropped(&t, &[("tenant", "b")]), 0.0);
+    assert_eq!((q.tenant_points("a"), q.tenant_points("b")), (10, 5));
+    let mut tags = pop_tags(&q, 3).await;
+    tags.sort();
+    assert_eq!(tags, ["a2", "a3", "b1"]);
+}
+
+// Guarantees: under drop_oldest, a full total sheds the worst-tiered tenants' oldest batches first
+// (never a better tier's for a worse one).
+#[tokio::test]
+async fn drop_oldest_sheds_the_worst_tier_first_when_the_total_is_full() {
+    let (q, t) = queue(10, FullPolicy::DropOldest);
+    let q = q.with_total_size(20);
+    q.push(tiered("g", "gold", "g1", 10));
+    q.push(tiered("b", "bronze", "b1", 6));
+    // Bronze may hold 16 of 20 in all: its own oldest goes, not gold's.
+    q.push(tiered("b", "bronze", "b2", 6));
+    assert_eq!(
+        dropped(&t, &[("tenant", "b"), ("reason", "queue_full")]),
+        6.0
+    );
+    assert_eq!(q.tenant_points("g"), 10);
+    q.push(tiered("s", "silver", "s1", 8));
+    // Silver may hold 18: bronze's b2 made room, gold kept everything.
+    assert_eq!(
+        dropped(&t, &[("tenant", "b"), ("reason", "queue_full")]),
+        12.0
+    );
+    assert_eq!(dropped(&t, &[("tenant", "g")]), 0.0);
+    assert_eq!((q.tenant_points("g"), q.tenant_points("s")), (10, 8));
+    assert_eq!(q.tenant_points("b"), 0);
+    // Gold may hold all 20: silver goes before gold.
+    q.push(tiered("g2", "gold", "g2", 5));
+    assert_eq!(
+        dropped(&t, &[("tenant", "s"), ("reason", "queue_full")]),
+        8.0
+    );
+    assert_eq!(dropped(&t, &[("tenant", "g")]), 0.0);
+    assert_eq!(q.len_points(), 15);
+    assert_eq!(queued_points(&t, "b"), 0.0);
+    assert_eq!(queued_points(&t, "s"), 0.0);
+}
+
+// Guarantees: senders take gold's batches first, then silver's, then the rest.
+#[tokio::test]
+async fn pop_serves_gold_then_silver_then_bronze() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    q.push(tiered("b", "bronze", "b1", 1));
+    q.push(batch(Some("n"), "n1", 1));
+    q.push(tiered("s", "silver", "s1", 1));
+    q.push(tiered("g", "gold", "g1", 1));
+    q.push(tiered("s", "silver", "s2", 1));
+    q.push(tiered("g", "gold", "g2", 1));
+    let tags = pop_tags(&q, 6).await;
+    assert_eq!(&tags[..4], ["g1", "g2", "s1", "s2"]);
+    let mut rest = tags[4..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["b1", "n1"]);
+}
+
+// Guarantees: tenants of the same tier take turns, each in its own FIFO order.
+#[tokio::test]
+async fn pop_is_round_robin_among_tenants_of_a_tier() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    for tenant in ["a", "b", "c"] {
+        for i in 1..=2 {
+            q.push(tiered(tenant, "silver", &format!("{tenant}{i}"), 1));
+        }
+    }
+    q.push(tiered("a", "silver", "a3", 1));
+    assert_eq!(
+        pop_tags(&q, 7).await,
+        ["a1", "b1", "c1", "a2", "b2", "c2", "a3"]
+    );
+}
+
+// Guarantees: a batch put back after a failed attempt waits at the front of its tenant's FIFO
+// while senders serve the other tenants (even worse-tiered ones); then it goes first, in order.
+#[tokio::test]
+async fn a_tenant_in_backoff_does_not_hold_up_another() {
+    let (q, t) = queue(100, FullPolicy::Block);
+    q.push(tiered("a", "gold", "a1", 2));
+    q.push(tiered("a", "gold", "a2", 2));
+    q.push(tiered("b", "bronze", "b1", 3));
+    q.push(tiered("b", "bronze", "b2", 3));
+    let a1 = pop(&q).await.unwrap();
+    assert_eq!(tag(&a1), "a1");
+    q.retry_later(a1, Duration::from_millis(300));
+    // Still held: the batch keeps its room while it waits.
+    assert_eq!(q.tenant_points("a"), 4);
+    assert_eq!(queued_points(&t, "a"), 4.0);
+    assert_eq!(pop_tags(&q, 2).await, ["b1", "b2"]);
+    // Then a's batches, in their order, once the wait is over.
+    let a1 = pop(&q).await.unwrap();
+    assert_eq!(tag(&a1), "a1");
+    q.delivered(&a1);
+    q.release(&a1);
+    assert_eq!(pop_tags(&q, 1).await, ["a2"]);
+    assert_eq!(q.len_points(), 0);
+    assert_eq!(q.tenant_count(), 0);
+}
+
+// Guarantees: until one of its sends succeeds, a failing tenant has one batch in flight at a time
+// (a slow or failing backend does not take every sender); a success lifts that.
+#[tokio::test]
+async fn a_failing_tenant_has_one_batch_in_flight_until_a_send_succeeds() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    for i in 1..=4 {
+        q.push(batch(Some("a"), &format!("a{i}"), 1));
+    }
+    let a1 = pop(&q).await.unwrap();
+    q.retry_later(a1, Duration::ZERO);
+    let probe = pop(&q).await.unwrap();
+    assert_eq!(tag(&probe), "a1");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), q.pop())
+            .await
+            .is_err(),
+        "a second batch of a failing tenant was handed out"
+    );
+    // Another tenant is served meanwhile.
+    q.push(batch(Some("b"), "b1", 1));
+    assert_eq!(pop_tags(&q, 1).await, ["b1"]);
+    q.delivered(&probe);
+    q.release(&probe);
+    // Healthy again: several in flight at once.
+    let a2 = pop(&q).await.unwrap();
+    let a3 = pop(&q).await.unwrap();
+    assert_eq!((tag(&a2), tag(&a3)), ("a2", "a3"));
+    q.release(&a2);
+    q.release(&a3);
+    assert_eq!(pop_tags(&q, 1).await, ["a4"]);
+}
+
+// Guarantees: a failed attempt that is given up (dropped, not delivered) keeps the tenant failing.
+#[tokio::test]
+async fn releasing_without_delivery_keeps_the_tenant_failing() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    for i in 1..=3 {
+        q.push(batch(Some("a"), &format!("a{i}"), 1));
+    }
+    let a1 = pop(&q).await.unwrap();
+    q.retry_later(a1, Duration::ZERO);
+    let a1 = pop(&q).await.unwrap();
+    q.retry_later(a1, Duration::ZERO);
+    let a1 = pop(&q).await.unwrap();
+    // Dropped (e.g. max_age): the next batch is the new probe, alone.
+    q.release(&a1);
+    let a2 = pop(&q).await.unwrap();
+    assert_eq!(tag(&a2), "a2");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), q.pop())
+            .await
+            .is_err()
+    );
+    q.release(&a2);
+}
+
+// Guarantees: a closed queue still hands out batches waiting for their retry, then ends.
+#[tokio::test]
+async fn close_waits_for_batches_in_backoff() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    q.push(batch(Some("a"), "a1", 1));
+    let a1 = pop(&q).await.unwrap();
+    q.retry_later(a1, Duration::from_millis(30));
+    q.close();
+    let a1 = pop(&q).await.expect("the batch in backoff");
+    assert_eq!(tag(&a1), "a1");
+    assert!(
+        a1.backoff.is_none(),
+        "the queue leaves the backoff to the sender"
+    );
+    q.release(&a1);
+    assert!(pop(&q).await.is_none());
+}
+
+#[tokio::test]
+async fn drain_dropped_counts_batches_in_backoff() {
+    let (q, t) = queue(100, FullPolicy::Block);
+    q.push(batch(Some("a"), "a1", 3));
+    q.push(batch(Some("b"), "b1", 4));
+    let a1 = pop(&q).await.unwrap();
+    q.retry_later(a1, Duration::from_secs(3600));
+    assert_eq!(q.drain_dropped("shutdown"), 7);
+    assert_eq!(dropped(&t, &[("tenant", "a"), ("reason", "shutdown")]), 3.0);
+    assert_eq!(dropped(&t, &[("tenant", "b"), ("reason", "shutdown")]), 4.0);
+    assert_eq!(q.len_points(), 0);
+    assert_eq!(q.tenant_count(), 0);
+    assert_eq!(queued_bytes(&t), 0.0);
+    q.close();
+    assert!(pop(&q).await.is_none());
+}
+
+// Guarantees: many senders and tenants, with retries, get every batch exactly once, each tenant's
+// accounting returns to zero, and idle tenants are forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consumers_with_retries_deliver_every_batch_once() {
+    let (q, t) = queue(20, FullPolicy::Block);
+    let q = Arc::new(q);
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(e) = pop(&q).await {
+                    let n: usize = tag(&e).parse().unwrap();
+                    tokio::task::yield_now().await;
+                    // Every third batch fails once.
+                    if n.is_multiple_of(3) && e.backoff.is_none() {
+                        let mut e = e;
+                        e.backoff = Some(crate::backoff::Backoff::new(
+                            Duration::from_millis(1),
+                            Duration::from_millis(1),
+                        ));
+                        q.retry_later(e, Duration::from_millis(1));
+                        continue;
+                    }
+                    got.push(n);
+                    q.delivered(&e);
+                    q.release(&e);
+                }
+                got
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let tiers = ["gold", "silver", "bronze", "tin"];
+    for i in 0..400usize {
+        let b = tiered(
+            &format!("t{}", i % 5),
+            tiers[i % 4],
+            &i.to_string(),
+            i % 4 + 1,
+        );
+        while !room(&q, &b) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no room for batch {i}"
+            );
+            tokio::task::yield_now().await;
+        }
+        q.push(b);
+    }
+    q.close();
+    let mut all = Vec::new();
+    for c in consumers {
+        all.extend(c.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..400).collect::<Vec<_>>());
+    assert_eq!(q.len_points(), 0);
+    assert_eq!(q.tenant_count(), 0);
+    for i in 0..5 {
+        assert_eq!(queued_points(&t, &format!("t{i}")), 0.0);
+    }
+    assert_eq!(queued_bytes(&t), 0.0);
+    assert_eq!(dropped(&t, &[]), 0.0);
+}
+
+// Guarantees: with several senders, a tenant holding all senders but one gives way to a tenant of
+// its tier with fewer batches in flight (a slow backend leaves a sender to its peers), but never
+// to a worse tier, and still gets every sender when it is alone.
+#[tokio::test]
+async fn a_tenant_holding_all_senders_but_one_gives_way_to_its_peers_only() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    let q = q.with_senders(3);
+    for i in 1..=4 {
+        q.push(tiered("a", "silver", &format!("a{i}"), 1));
+    }
+    let a1 = pop(&q).await.unwrap();
+    let a2 = pop(&q).await.unwrap();
+    // a holds two of three senders; b, of the same tier, goes first though a comes first in turn.
+    q.push(tiered("b", "silver", "b1", 1));
+    q.push(tiered("c", "bronze", "c1", 1));
+    let b1 = pop(&q).await.unwrap();
+    assert_eq!(tag(&b1), "b1");
+    // No silver peer is waiting: a goes before the bronze tenant, past its share.
+    let a3 = pop(&q).await.unwrap();
+    let a4 = pop(&q).await.unwrap();
+    assert_eq!((tag(&a3), tag(&a4)), ("a3", "a4"));
+    let c1 = pop(&q).await.unwrap();
+    assert_eq!(tag(&c1), "c1");
+    for e in [a1, a2, b1, a3, a4, c1] {
+        q.release(&e);
+    }
+    assert_eq!(q.len_points(), 0);
+}
+
+// Guarantees: when all tenants together overshoot (batches in flight cannot be dropped), a failing
+// sender of a worse tier gives its batch up, a gold one does not.
+#[tokio::test]
+async fn only_tiers_over_their_share_of_the_total_are_asked_to_yield() {
+    let (q, _t) = queue(10, FullPolicy::DropOldest);
+    let q = q.with_total_size(20);
+    q.push(tiered("g", "gold", "g1", 10));
+    let g1 = pop(&q).await.unwrap();
+    q.push(tiered("b", "bronze", "b1", 6));
+    let b1 = pop(&q).await.unwrap();
+    // Bronze may fill 16 of 20; nothing queued can go, so the total overshoots.
+    q.push(tiered("b", "bronze", "b2", 4));
+    assert_eq!(q.len_points(), 20);
+    assert!(q.should_yield_oldest("b"));
+    assert!(!q.should_yield_oldest("g"));
+    assert!(!q.should_yield_oldest("unknown"));
+    q.release(&g1);
+    assert!(!q.should_yield_oldest("b"));
+    q.release(&b1);
 }

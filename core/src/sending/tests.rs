@@ -1,0 +1,237 @@
+use super::*;
+use crate::batch::{Batch, Context};
+use crate::component::{Delivered, SendError};
+use crate::proto::otlp::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data, number_data_point,
+};
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const EXPORTER: &str = "otlp/test";
+
+/// A batch of `points` gauge points for `tenant`, tagged `tag` (in the metric name).
+fn batch(tenant: &str, tag: &str, points: usize) -> Batch {
+    let data_points = (0..points)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: i as u64 + 1,
+            value: Some(number_data_point::Value::AsDouble(i as f64)),
+            ..Default::default()
+        })
+        .collect();
+    Batch::new(
+        Context {
+            tenant: Some(tenant.into()),
+            ..Default::default()
+        },
+        vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: tag.into(),
+                    data: Some(Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    )
+}
+
+/// An exporter that fails (retryably, with an optional hint) the batches of the tenants it is told
+/// to, and records every attempt.
+#[derive(Default)]
+struct FakeExporter {
+    /// Tenant -> the peer's Retry-After hint, while that tenant's backend is down.
+    failing: Mutex<BTreeMap<String, Option<Duration>>>,
+    /// Every attempt: tag, when, and whether it was delivered.
+    attempts: Mutex<Vec<(String, Instant, bool)>>,
+}
+
+impl FakeExporter {
+    fn fail(&self, tenant: &str, hint: Option<Duration>) {
+        self.failing.lock().insert(tenant.into(), hint);
+    }
+
+    fn recover(&self, tenant: &str) {
+        self.failing.lock().remove(tenant);
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        let a = self.attempts.lock();
+        a.iter().filter(|x| x.2).map(|x| x.0.clone()).collect()
+    }
+
+    fn attempts_of(&self, tag: &str) -> Vec<Instant> {
+        let a = self.attempts.lock();
+        a.iter().filter(|x| x.0 == tag).map(|x| x.1).collect()
+    }
+}
+
+impl Exporter for FakeExporter {
+    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(async move {
+            let tag = batch.resource_metrics[0].scope_metrics[0].metrics[0]
+                .name
+                .clone();
+            let fail = self
+                .failing
+                .lock()
+                .get(batch.context.tenant_label())
+                .copied();
+            self.attempts
+                .lock()
+                .push((tag, Instant::now(), fail.is_none()));
+            match fail {
+                Some(hint) => Err(SendError::retryable("backend down", hint)),
+                None => Ok(Delivered::default()),
+            }
+        })
+    }
+}
+
+fn spawn(
+    exporter: Arc<FakeExporter>,
+    consumers: usize,
+    max_age: Option<Duration>,
+) -> (ExporterRuntime, Arc<Telemetry>) {
+    let telemetry = Arc::new(Telemetry::new());
+    let settings = SendingSettings {
+        queue: QueueSettings {
+            queue_size: 1000,
+            num_consumers: consumers,
+            ..Default::default()
+        },
+        retry: RetrySettings {
+            enabled: true,
+            initial_interval: crate::config::types::Duration::from_millis(10),
+            max_interval: crate::config::types::Duration::from_millis(100),
+        },
+        max_age,
+    };
+    let rt = ExporterRuntime::spawn(
+        ComponentId::parse(EXPORTER).unwrap(),
+        exporter,
+        settings,
+        telemetry.clone(),
+    );
+    (rt, telemetry)
+}
+
+/// Waits until `f` holds (for at most about 20 s).
+async fn until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..4_000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+// Guarantees: with a single sender, a tenant whose backend fails does not keep that sender: the
+// other tenant's batches are delivered meanwhile, and once the backend recovers the failing
+// tenant's batches are delivered in their order.
+#[tokio::test]
+async fn a_failing_tenant_does_not_hold_the_only_sender() {
+    let exporter = Arc::new(FakeExporter::default());
+    exporter.fail("a", None);
+    let (rt, t) = spawn(exporter.clone(), 1, None);
+    for i in 1..=3 {
+        rt.queue.push(batch("a", &format!("a{i}"), 2));
+    }
+    for i in 1..=3 {
+        rt.queue.push(batch("b", &format!("b{i}"), 3));
+    }
+    until("b's batches delivered", || exporter.delivered().len() == 3).await;
+    assert_eq!(exporter.delivered(), ["b1", "b2", "b3"]);
+    assert_eq!(rt.queue.tenant_points("a"), 6);
+    assert_eq!(rt.queue.tenant_points("b"), 0);
+    // Only a1 was tried while a is failing.
+    until("a1 retried", || exporter.attempts_of("a1").len() >= 3).await;
+    assert!(exporter.attempts_of("a2").is_empty());
+    exporter.recover("a");
+    until("a's batches delivered", || exporter.delivered().len() == 6).await;
+    assert_eq!(&exporter.delivered()[3..], ["a1", "a2", "a3"]);
+    assert_eq!(rt.queue.len_points(), 0);
+    assert_eq!(
+        t.value(
+            "sluice_exporter_sent_points_total",
+            &[("exporter", EXPORTER), ("tenant", "a")]
+        ),
+        6.0
+    );
+    assert!(t.value("sluice_exporter_retries_total", &[("exporter", EXPORTER)]) >= 2.0);
+    assert_eq!(t.value("sluice_exporter_dropped_points_total", &[]), 0.0);
+    rt.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+// Guarantees: the next attempt waits at least as long as the peer asked, while other tenants are
+// served.
+#[tokio::test]
+async fn a_retry_waits_for_the_peers_hint_while_others_are_served() {
+    let exporter = Arc::new(FakeExporter::default());
+    exporter.fail("a", Some(Duration::from_millis(300)));
+    let (rt, _t) = spawn(exporter.clone(), 1, None);
+    rt.queue.push(batch("a", "a1", 1));
+    until("a1 tried", || !exporter.attempts_of("a1").is_empty()).await;
+    exporter.recover("a");
+    rt.queue.push(batch("b", "b1", 1));
+    until("both delivered", || exporter.delivered().len() == 2).await;
+    assert_eq!(exporter.delivered(), ["b1", "a1"]);
+    let a1 = exporter.attempts_of("a1");
+    assert!(
+        a1[1] - a1[0] >= Duration::from_millis(300),
+        "{:?}",
+        a1[1] - a1[0]
+    );
+    assert!(exporter.attempts_of("b1")[0] < a1[1]);
+    rt.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+// Guarantees: a batch whose next wait would take it past `max_age` is dropped and counted.
+#[tokio::test]
+async fn max_age_still_drops_a_batch_that_cannot_be_delivered_in_time() {
+    let exporter = Arc::new(FakeExporter::default());
+    exporter.fail("a", Some(Duration::from_secs(60)));
+    let (rt, t) = spawn(exporter.clone(), 2, Some(Duration::from_secs(5)));
+    rt.queue.push(batch("a", "a1", 4));
+    until("a1 dropped", || rt.queue.len_points() == 0).await;
+    assert_eq!(
+        t.value(
+            "sluice_exporter_dropped_points_total",
+            &[("tenant", "a"), ("reason", "max_age")]
+        ),
+        4.0
+    );
+    rt.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+// Guarantees: at the shutdown deadline, batches waiting for their retry are dropped and counted as
+// `shutdown`, and the senders stop without waiting out the backoff.
+#[tokio::test]
+async fn shutdown_deadline_drops_and_counts_batches_waiting_for_a_retry() {
+    let exporter = Arc::new(FakeExporter::default());
+    exporter.fail("a", Some(Duration::from_secs(3600)));
+    let (rt, t) = spawn(exporter.clone(), 2, None);
+    rt.queue.push(batch("a", "a1", 4));
+    rt.queue.push(batch("a", "a2", 5));
+    until("a1 tried", || !exporter.attempts_of("a1").is_empty()).await;
+    let queue = rt.queue.clone();
+    let start = Instant::now();
+    rt.shutdown(start + Duration::from_millis(200)).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "waited out the backoff"
+    );
+    assert_eq!(
+        t.value(
+            "sluice_exporter_dropped_points_total",
+            &[("tenant", "a"), ("reason", "shutdown")]
+        ),
+        9.0
+    );
+    assert_eq!(queue.len_points(), 0);
+}
