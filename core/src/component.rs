@@ -197,6 +197,10 @@ pub struct SendError {
     /// The peer's own hint (Retry-After, RetryInfo).
     pub retry_after: Option<Duration>,
     pub message: String,
+    /// Not a failure: the exporter's own sending stage has no room for this batch yet (e.g. its
+    /// tenant's remote_write shards are full). The engine tries again shortly, without counting a
+    /// failure or a retry and without growing the backoff.
+    pub busy: bool,
 }
 
 impl SendError {
@@ -205,6 +209,16 @@ impl SendError {
             retryable: true,
             retry_after,
             message: message.into(),
+            busy: false,
+        }
+    }
+    /// See [`SendError::busy`]; `retry_in` is when to try again.
+    pub fn busy(message: impl Into<String>, retry_in: Duration) -> Self {
+        SendError {
+            retryable: true,
+            retry_after: Some(retry_in),
+            message: message.into(),
+            busy: true,
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
@@ -212,6 +226,7 @@ impl SendError {
             retryable: false,
             retry_after: None,
             message: message.into(),
+            busy: false,
         }
     }
 }

@@ -181,6 +181,10 @@ impl ExporterRuntime {
     }
 }
 
+/// How long a batch waits when the exporter was busy ([`crate::component::SendError::busy`]) and
+/// gave no wait of its own.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How one attempt at sending a batch ended.
 enum Attempt {
     /// Delivered, or given up on (and counted): release its room.
@@ -237,6 +241,16 @@ impl Worker {
                     );
                 }
                 return Attempt::Done;
+            }
+            Err(e) if e.busy => {
+                if self.hard_stop.is_cancelled() {
+                    self.telemetry
+                        .exporter_dropped(&self.name, &tenant, "shutdown", points);
+                    return Attempt::Done;
+                }
+                tracing::debug!(exporter = %self.name, tenant, message = %e.message, "exporter busy; trying again shortly");
+                self.telemetry.exporter_busy.get_or_create(&labels).inc();
+                return Attempt::RetryIn(e.retry_after.unwrap_or(BUSY_WAIT));
             }
             Err(e) => e,
         };

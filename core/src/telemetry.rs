@@ -127,6 +127,9 @@ pub struct Telemetry {
     pub exporter_dropped: Family<ExporterReasonLabels, Counter>,
     /// Send attempts that were retried.
     pub exporter_retries: Family<ExporterOnlyLabels, Counter>,
+    /// Batches the exporter's own sending stage had no room for yet (not failures): they wait
+    /// in their tenant's queue and are offered again shortly.
+    pub exporter_busy: Family<ExporterLabels, Counter>,
     pub exporter_queue_points: Family<ExporterLabels, Gauge>,
     pub exporter_queue_bytes: Family<ExporterLabels, Gauge>,
     pub exporter_queue_capacity: Family<ExporterOnlyLabels, Gauge>,
@@ -176,6 +179,7 @@ impl Telemetry {
             exporter_failed: Family::default(),
             exporter_dropped: Family::default(),
             exporter_retries: Family::default(),
+            exporter_busy: Family::default(),
             exporter_queue_points: Family::default(),
             exporter_queue_bytes: Family::default(),
             exporter_queue_capacity: Family::default(),
@@ -257,6 +261,11 @@ impl Telemetry {
             "sluice_exporter_dropped_points",
             "Points an exporter gave up on, by reason",
             t.exporter_dropped.clone(),
+        );
+        r.register(
+            "sluice_exporter_busy_deferrals",
+            "Batches offered again later because the exporter's own sending stage (remote_write shards) was full",
+            t.exporter_busy.clone(),
         );
         r.register(
             "sluice_exporter_retries",

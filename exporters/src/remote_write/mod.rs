@@ -94,11 +94,11 @@ impl Exporter for RemoteWriteExporter {
                 };
                 if set.is_feeding() {
                     // Refused before translating, so that nothing is counted or accumulated twice.
-                    return Err(SendError::retryable(
+                    return Err(SendError::busy(
                         format!(
                             "the shards of tenant {tenant} are full; the batch waits in the exporter's queue"
                         ),
-                        None,
+                        std::time::Duration::from_millis(5),
                     ));
                 }
                 entry.tenant.set_rank(tier_rank(batch.context.sla_tier()));

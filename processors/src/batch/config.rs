@@ -16,8 +16,8 @@ pub struct BatchConfig {
     /// Send what is pending at least this often (default 200ms).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
-    /// Refuse new data (retryable) while this many points are pending because the next stage is
-    /// full (default 10 x the larger of send_batch_size and send_batch_max_size).
+    /// Refuse a tenant's new data (retryable) while this many of its points are pending because the
+    /// next stage is full (default 10 x the larger of send_batch_size and send_batch_max_size).
     #[serde(default)]
     pub max_pending_points: Option<usize>,
 }

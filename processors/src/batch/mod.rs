@@ -1,7 +1,8 @@
 //! Processor `batch`: gathers points per tenant context and passes them on when `send_batch_size`
 //! points are pending or `timeout` has passed. When the next stage refuses (its queues are full),
-//! the points stay pending and are offered again on the next tick; once `max_pending_points` are
-//! pending, new data is refused with a retryable status, so backpressure reaches the receivers.
+//! the points stay pending and are offered again on the next tick; once `max_pending_points` of a
+//! tenant are pending, that tenant's new data is refused with a retryable status, so backpressure
+//! reaches its receivers while other tenants' data keeps flowing.
 
 mod config;
 
@@ -52,8 +53,24 @@ impl ProcessorConfig for BatchConfig {
 #[derive(Default)]
 struct State {
     pending: HashMap<Context, Batch>,
-    /// Points held: pending, and taken out to be offered to the next stage but not yet taken.
-    points: usize,
+    /// Points held per tenant: pending, and taken out to be offered to the next stage but not yet
+    /// taken. Entries are removed when they reach zero.
+    points: HashMap<Option<Arc<str>>, usize>,
+}
+
+impl State {
+    fn add(&mut self, tenant: &Option<Arc<str>>, points: usize) {
+        *self.points.entry(tenant.clone()).or_default() += points;
+    }
+
+    fn remove(&mut self, tenant: &Option<Arc<str>>, points: usize) {
+        if let Some(held) = self.points.get_mut(tenant) {
+            *held = held.saturating_sub(points);
+            if *held == 0 {
+                self.points.remove(tenant);
+            }
+        }
+    }
 }
 
 pub struct BatchProcessor {
@@ -98,7 +115,7 @@ impl BatchProcessor {
             let points = piece.point_count();
             match self.next.consume(piece.clone()) {
                 Ok(()) => {
-                    self.state.lock().points -= points;
+                    self.state.lock().remove(&ctx.tenant, points);
                     self.telemetry
                         .processor_batches
                         .get_or_create(&ProcessorLabels {
@@ -146,14 +163,16 @@ impl Consumer for BatchProcessor {
         }
         let ready = {
             let mut s = self.state.lock();
-            if s.points > 0 && s.points + points > self.cfg.max_pending() {
+            let held = s.points.get(&batch.context.tenant).copied().unwrap_or(0);
+            if held > 0 && held + points > self.cfg.max_pending() {
                 return Err(Refusal::full(format!(
-                    "processor {} is full: {} points wait for the exporters; retry later",
-                    self.name, s.points
+                    "processor {} is full for tenant {:?}: {held} points wait for the exporters; retry later",
+                    self.name,
+                    batch.context.tenant_label()
                 )));
             }
-            s.points += points;
             let ctx = batch.context.clone();
+            s.add(&ctx.tenant, points);
             let total = match s.pending.get_mut(&ctx) {
                 Some(p) => {
                     p.append(batch);
@@ -195,7 +214,7 @@ impl Processor for BatchProcessor {
                             .inc_by(b.point_count() as u64);
                         tracing::warn!(processor = %self.name, tenant = ctx.tenant_label(), points = b.point_count(), "shutdown deadline passed; pending points dropped");
                     }
-                    s.points = 0;
+                    s.points.clear();
                     return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;

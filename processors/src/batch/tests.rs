@@ -306,27 +306,31 @@ async fn refused_points_stay_pending_and_are_delivered_in_order() {
     assert_eq!(s.dropped("shutdown"), 0.0);
 }
 
-// Guarantees: once max_pending_points are pending (the next stage refusing), consume refuses with
-// a retryable `Full` refusal, and takes data again once the pending points have gone on.
+// Guarantees: once max_pending_points of a tenant are pending (the next stage refusing), consume
+// refuses that tenant's data with a retryable `Full` refusal while other tenants' data is still
+// taken, and takes it again once the pending points have gone on.
 #[tokio::test(start_paused = true)]
 async fn full_processor_refuses_with_a_retryable_refusal() {
     let s = build(BatchConfig {
-        max_pending_points: Some(20),
+        max_pending_points: Some(10),
         ..cfg(10, Duration::from_millis(200))
     })
     .await;
     s.next.refuse();
-    s.p.consume(numbered("m", context(None), 0..10)).unwrap();
     s.p.consume(numbered("m", context(Some("t")), 0..9))
         .unwrap();
-    s.p.consume(numbered("m", context(None), 10..11)).unwrap();
-    // 20 points are pending: nothing more fits.
+    s.p.consume(numbered("m", context(Some("t")), 9..10))
+        .unwrap();
+    // 10 points of tenant t are pending: nothing more of t fits.
     let r =
-        s.p.consume(numbered("m", context(Some("t")), 9..10))
-            .expect_err("the processor is full");
+        s.p.consume(numbered("m", context(Some("t")), 10..11))
+            .expect_err("the processor is full for t");
     assert_eq!(r.kind, RefusalKind::Full);
     assert!(r.retryable());
     assert!(r.retry_after.is_some());
+    assert!(r.message.contains("tenant \"t\""), "{}", r.message);
+    // Another tenant is not held back by t.
+    s.p.consume(numbered("m", context(None), 0..10)).unwrap();
     assert!(s.delivered().is_empty());
 
     s.next.accept_all();
@@ -334,7 +338,7 @@ async fn full_processor_refuses_with_a_retryable_refusal() {
         s.next.capture.points() == 20
     })
     .await;
-    s.p.consume(numbered("m", context(Some("t")), 9..10))
+    s.p.consume(numbered("m", context(Some("t")), 10..11))
         .expect("room again");
 }
 
