@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers the benchmarks compare Sluice with (idempotent; safe to re-run):
-#   - vmagent (Debian package victoria-metrics), the remote_write relay of W1;
+#   - vmagent (Debian package victoria-metrics), the remote_write relay of W1 and a scraper in W4;
+#   - Prometheus (Debian package prometheus), run in agent mode in W4;
 #   - rotel, the OTLP collector of W3: its PyPI wheel carries the `rotel-agent` binary, which is
 #     extracted to target/bench-peers/rotel-agent (nothing is pip-installed).
 # Also checks for taskset (util-linux), which pins the collector and the harness to CPUs.
@@ -22,6 +23,7 @@ apt_install() {
 }
 
 [[ -x /usr/bin/vmagent ]] || apt_install victoria-metrics
+[[ -x /usr/bin/prometheus ]] || apt_install prometheus
 command -v taskset >/dev/null || apt_install util-linux
 
 if [[ ! -x $dest/rotel-agent ]] || ! "$dest/rotel-agent" --version >/dev/null 2>&1; then
@@ -40,4 +42,5 @@ PY
 fi
 
 echo "bench peers: vmagent $(/usr/bin/vmagent -version 2>&1 | head -1);" \
+  "$(/usr/bin/prometheus --version 2>&1 | head -1);" \
   "$("$dest/rotel-agent" --version) at $dest/rotel-agent"

@@ -131,6 +131,24 @@ impl Process {
         usage(self.pid())
     }
 
+    /// Waits (at most `max`) until the process uses less than 4% of a CPU over half a second:
+    /// its start-up is over.
+    pub async fn settle(&mut self, max: Duration) -> anyhow::Result<()> {
+        const WINDOW: Duration = Duration::from_millis(500);
+        let deadline = Instant::now() + max;
+        let mut last = self.usage()?.cpu;
+        while Instant::now() < deadline {
+            tokio::time::sleep(WINDOW).await;
+            self.check_alive()?;
+            let now = self.usage()?.cpu;
+            if now.saturating_sub(last) < WINDOW / 25 {
+                break;
+            }
+            last = now;
+        }
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit status; after `timeout`, SIGKILL and an error.
     pub async fn stop(mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let pid = self.pid().to_string();

@@ -5,12 +5,14 @@
 //! - [`workload`] builds every request body before the clock starts;
 //! - [`loadgen`] sends them over a few connections, retrying pushback;
 //! - [`sink`] receives what the collector sends on, decodes it and counts samples and series;
+//! - [`targets`] serves the scrape targets of W4;
 //! - [`collector`] starts, measures and stops a collector process pinned to one core;
-//! - [`scenarios`] wires the three for W1, W2 and W3, and [`report`] prints the tables.
+//! - [`scenarios`] wires them for W1 to W5, and [`report`] prints the tables.
 
 pub mod collector;
 pub mod loadgen;
 pub mod report;
 pub mod scenarios;
 pub mod sink;
+pub mod targets;
 pub mod workload;

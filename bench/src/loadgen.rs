@@ -2,7 +2,8 @@
 //! collector takes them. Pushback (HTTP 429 and 5xx, gRPC `UNAVAILABLE` and `RESOURCE_EXHAUSTED`,
 //! connection errors) is retried after a short backoff, without honouring Retry-After, until the
 //! body is taken or the deadline passes; retries are counted. Anything else refuses the body for
-//! good and is counted too.
+//! good and is counted too. With tenants, body `i` goes to tenant `i mod tenants`, named by an
+//! `X-Scope-OrgID` header.
 
 use crate::workload::{Format, Workload};
 use bytes::{BufMut, Bytes};
@@ -23,6 +24,16 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsServ
 pub struct Target {
     pub format: Format,
     pub url: String,
+    /// Spread the bodies over this many tenants (`X-Scope-OrgID`); none when 0.
+    pub tenants: usize,
+}
+
+/// The header naming a request's tenant (gRPC metadata keys are lowercase).
+const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// The name of tenant `i` (0-based): `tenant-01`, `tenant-02`, ...
+pub fn tenant(i: usize) -> String {
+    format!("tenant-{:02}", i + 1)
 }
 
 /// What sending cost and what the collector said.
@@ -73,14 +84,20 @@ pub async fn send(
     for _ in 0..connections.max(1) {
         clients.push(Client::connect(&target).await?);
     }
+    let tenants: Arc<Vec<Option<String>>> = Arc::new(if target.tenants == 0 {
+        vec![None]
+    } else {
+        (0..target.tenants).map(|i| Some(tenant(i))).collect()
+    });
     let started = Instant::now();
     for body in &workload.preamble {
         let c = &mut clients[0];
-        send_one(c, body.clone(), 0, &tally, deadline).await;
+        send_one(c, body.clone(), tenants[0].as_deref(), 0, &tally, deadline).await;
     }
     let mut tasks = Vec::new();
     for mut client in clients {
         let (workload, tally, next) = (workload.clone(), tally.clone(), next.clone());
+        let tenants = tenants.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Relaxed);
@@ -88,7 +105,8 @@ pub async fn send(
                     break;
                 };
                 let points = u64::from(workload.body_points[i]);
-                send_one(&mut client, body.clone(), points, &tally, deadline).await;
+                let tenant = tenants[i % tenants.len()].as_deref();
+                send_one(&mut client, body.clone(), tenant, points, &tally, deadline).await;
             }
         }));
     }
@@ -108,7 +126,14 @@ pub async fn send(
     })
 }
 
-async fn send_one(client: &mut Client, body: Bytes, points: u64, tally: &Tally, deadline: Instant) {
+async fn send_one(
+    client: &mut Client,
+    body: Bytes,
+    tenant: Option<&str>,
+    points: u64,
+    tally: &Tally,
+    deadline: Instant,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         if Instant::now() >= deadline {
@@ -116,7 +141,7 @@ async fn send_one(client: &mut Client, body: Bytes, points: u64, tally: &Tally, 
             return;
         }
         tally.requests.fetch_add(1, Relaxed);
-        match client.send(body.clone()).await {
+        match client.send(body.clone(), tenant).await {
             Outcome::Accepted { rejected_points } => {
                 tally
                     .points
@@ -170,11 +195,14 @@ impl Client {
         })
     }
 
-    async fn send(&mut self, body: Bytes) -> Outcome {
+    async fn send(&mut self, body: Bytes, tenant: Option<&str>) -> Outcome {
         match self {
             Client::RemoteWrite { http, url } => {
-                let sent = http
-                    .post(url.as_str())
+                let mut post = http.post(url.as_str());
+                if let Some(t) = tenant {
+                    post = post.header(TENANT_HEADER, t);
+                }
+                let sent = post
                     .header("Content-Encoding", "snappy")
                     .header("Content-Type", "application/x-protobuf")
                     .header("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -200,7 +228,11 @@ impl Client {
                     return Outcome::Retry;
                 }
                 let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
-                match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+                let mut request = tonic::Request::new(body);
+                if let Some(t) = tenant.and_then(|t| t.parse().ok()) {
+                    request.metadata_mut().insert(TENANT_HEADER, t);
+                }
+                match grpc.unary(request, path, RawCodec).await {
                     Ok(resp) => Outcome::Accepted {
                         rejected_points: resp
                             .into_inner()

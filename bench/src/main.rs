@@ -6,7 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use sluice_bench::report::{self, RUN_HEADER};
-use sluice_bench::scenarios::{self, Compression, Options, Programs, Scenario};
+use sluice_bench::scenarios::{self, Compression, Options, Programs, Scenario, Scrape};
 use sluice_bench::workload::Sizes;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -31,11 +31,13 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// W1 (remote_write relay, vs vmagent), W2 (OTLP -> remote_write, Sluice only), W3 (OTLP
-    /// relay with batching, vs rotel).
+    /// W1 (remote_write -> remote_write, vs vmagent), W2 (OTLP -> remote_write, Sluice only), W3
+    /// (OTLP relay with batching, vs rotel), W4 (scraping -> remote_write, vs vmagent and
+    /// Prometheus in agent mode), W5 (W2 over many tenants, Sluice only).
     #[arg(required = true, value_enum)]
     scenarios: Vec<Scenario>,
-    /// 1M samples over 10k series instead of 10M over 50k (unless given explicitly).
+    /// 1M samples over 10k series instead of 10M over 50k, and 3 scrapes per target instead of
+    /// 12 in W4 (unless given explicitly).
     #[arg(long)]
     quick: bool,
     /// Runs per collector; runs alternate between collectors.
@@ -57,9 +59,28 @@ struct RunArgs {
     /// even when told `none`, so only gzip compares like with like.
     #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     compression: Compression,
-    /// Sluice's exporter `sending_queue.queue_size`, in points.
+    /// Sluice's exporter `sending_queue.queue_size`, in points (W5: shared among the tenants).
     #[arg(long, default_value_t = 200_000)]
     queue_size: usize,
+    /// No `normalize` and `labels` in Sluice's W1, W2 and W5 pipelines and no relabeling in
+    /// vmagent's W1: the relay-only figures.
+    #[arg(long)]
+    no_processors: bool,
+    /// Tenants of W5 (the load generator's `X-Scope-OrgID`, request by request in turn).
+    #[arg(long, default_value_t = 20)]
+    tenants: usize,
+    /// W4: scrape targets, each on its own port.
+    #[arg(long, default_value_t = Scrape::FULL.targets)]
+    scrape_targets: usize,
+    /// W4: series (one sample each) per target; at least 91.
+    #[arg(long, default_value_t = Scrape::FULL.series as u64, value_parser = clap::value_parser!(u64).range(91..))]
+    scrape_series: u64,
+    /// W4: scrape interval (and timeout) in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    scrape_interval: f64,
+    /// W4: scrapes each target serves before it answers 503 [default: 12, quick 3].
+    #[arg(long)]
+    scrape_cycles: Option<u64>,
     /// End a run this many seconds after the last arrival when not everything arrived.
     #[arg(long, default_value_t = 5)]
     quiet_secs: u64,
@@ -75,7 +96,7 @@ struct RunArgs {
     /// CPU the harness (load generator and sink) runs on.
     #[arg(long, default_value_t = 1)]
     harness_core: usize,
-    /// Run only these collectors (comma-separated: sluice, vmagent, rotel).
+    /// Run only these collectors (comma-separated: sluice, vmagent, rotel, prometheus).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Record a perf profile (`perf record -e cpu-clock --call-graph dwarf`) of every collector run
@@ -91,6 +112,9 @@ struct RunArgs {
     sluice: Option<PathBuf>,
     #[arg(long, default_value = "/usr/bin/vmagent")]
     vmagent: PathBuf,
+    /// Prometheus (run in agent mode in W4).
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    prometheus: PathBuf,
     /// The rotel agent [default: target/bench-peers/rotel-agent, see bench/install-peers.sh].
     #[arg(long)]
     rotel: Option<PathBuf>,
@@ -147,10 +171,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn options(args: &RunArgs, pin: bool) -> Options {
-    let base = if args.quick {
-        Sizes::QUICK
+    let (base, scrape) = if args.quick {
+        (Sizes::QUICK, Scrape::QUICK)
     } else {
-        Sizes::FULL
+        (Sizes::FULL, Scrape::FULL)
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -180,10 +204,19 @@ fn options(args: &RunArgs, pin: bool) -> Options {
                 .rotel
                 .clone()
                 .unwrap_or_else(|| target.join("bench-peers/rotel-agent")),
+            prometheus: args.prometheus.clone(),
         },
         only: args.only.clone(),
         perf: args.perf.clone(),
         sluice_env: args.sluice_env.clone(),
+        processors: !args.no_processors,
+        tenants: args.tenants.max(1),
+        scrape: Scrape {
+            targets: args.scrape_targets.max(1),
+            series: args.scrape_series as usize,
+            interval: Duration::from_secs_f64(args.scrape_interval.max(0.1)),
+            cycles: args.scrape_cycles.unwrap_or(scrape.cycles).max(1),
+        },
     }
 }
 
@@ -260,16 +293,47 @@ fn print_header(args: &RunArgs, opts: &Options) {
         None => println!("- nothing pinned"),
     }
     let s = opts.sizes;
-    println!(
-        "- {} samples, {} series, {} per request, {} rounds ({} per series), {} connections, OTLP export compression {:?}",
-        s.samples,
-        s.series,
-        s.per_request,
-        opts.rounds,
-        s.rounds(),
-        opts.connections,
-        opts.compression
-    );
+    let has = |f: fn(Scenario) -> bool| args.scenarios.iter().any(|&s| f(s));
+    if has(Scenario::has_processors) {
+        println!(
+            "- W1, W2, W5 processors: {}",
+            if opts.processors {
+                "Sluice `normalize`, `labels` (static `env`, `domain` from service.name); vmagent the same labels by `-remoteWrite.urlRelabelConfig`"
+            } else {
+                "none (--no-processors): relay only"
+            }
+        );
+    }
+    if has(|s| s == Scenario::W4) {
+        let sc = opts.scrape;
+        println!(
+            "- W4: {} targets x {} series, scraped every {:?}, {} scrapes each ({} samples)",
+            sc.targets,
+            sc.series,
+            sc.interval,
+            sc.cycles,
+            sc.targets as u64 * sc.series as u64 * sc.cycles
+        );
+    }
+    if has(|s| s == Scenario::W5) {
+        println!(
+            "- W5: {} tenants, Sluice's queue shared among them ({} points each)",
+            opts.tenants,
+            (opts.queue_size / opts.tenants).max(s.per_request)
+        );
+    }
+    println!("- {} runs per collector", opts.rounds);
+    if has(|s| s.input().is_some()) {
+        println!(
+            "- {} samples, {} series ({} samples each), {} per request, {} connections, OTLP export compression {:?}",
+            s.samples,
+            s.series,
+            s.rounds(),
+            s.per_request,
+            opts.connections,
+            opts.compression
+        );
+    }
     let mut collectors = Vec::new();
     for c in args.scenarios.iter().flat_map(|s| s.collectors()) {
         if !collectors.contains(c) {

@@ -21,10 +21,16 @@ pub struct Run {
     /// What the sink should count, in its unit (remote_write samples or OTLP points).
     pub expected: u64,
     pub received: u64,
-    /// `target_info` samples the collector added.
+    /// Samples of series the collector added on its own (`target_info`, `up`, `scrape_*`).
     pub extra: u64,
+    /// Staleness markers the collector wrote (W4: after the targets' last scrape).
+    pub stale: u64,
     /// Distinct series the sink saw.
     pub series: usize,
+    /// Distinct tenants (`X-Scope-OrgID`) the sink saw samples for (W5).
+    pub tenants: usize,
+    /// When the collector was to add the benchmark's labels: the received samples that have them.
+    pub labelled: Option<u64>,
     /// Samples (or data points) in the workload: the unit of CPU per sample and of throughput.
     pub points: u64,
     /// Collector CPU time (user + sys) from the first request to the last arrival.
@@ -54,7 +60,10 @@ impl Run {
             expected: 0,
             received: 0,
             extra: 0,
+            stale: 0,
             series: 0,
+            tenants: 0,
+            labelled: None,
             points: 0,
             cpu: Duration::ZERO,
             others: None,
@@ -88,8 +97,8 @@ impl Run {
     }
 }
 
-pub const RUN_HEADER: &str = "| scenario | collector | round | sent | received | lost | dup | target_info | series | retries | refused | CPU s | CPU µs/sample | peak RSS MiB | samples/s | MiB written | others on CPU | exit |\n\
-     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+pub const RUN_HEADER: &str = "| scenario | collector | round | sent | received | lost | dup | own series | stale | series | retries | refused | CPU s | CPU µs/sample | peak RSS MiB | samples/s | MiB written | others on CPU | exit |\n\
+     |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 pub fn run_row(r: &Run) -> String {
     if let Some(e) = &r.error {
@@ -102,7 +111,7 @@ pub fn run_row(r: &Run) -> String {
         );
     }
     let mut row = format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.1} | {:.0} | {:.1} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.1} | {:.0} | {:.1} | {} | {} |",
         r.scenario.name(),
         r.collector.name(),
         r.round,
@@ -111,6 +120,7 @@ pub fn run_row(r: &Run) -> String {
         r.lost(),
         r.duplicated(),
         r.extra,
+        r.stale,
         r.series,
         r.retries,
         r.refused,
@@ -123,6 +133,12 @@ pub fn run_row(r: &Run) -> String {
             .map_or("-".to_string(), |o| format!("{:.0}%", o * 100.0)),
         r.exit
     );
+    if let Some(n) = r.labelled {
+        row.push_str(&format!(" labelled: {n} of {}", r.received));
+    }
+    if r.tenants > 0 {
+        row.push_str(&format!(" tenants at the sink: {}", r.tenants));
+    }
     if let Some(e) = &r.first_error {
         row.push_str(&format!(" first refusal: {e}"));
     }

@@ -1,10 +1,12 @@
 //! The scenarios, the collectors each one compares, how each collector is configured for it, and
-//! one measured run: sink, collector, load, wait for everything to arrive, measure, stop.
+//! one measured run: sink, collector, load (requests, or targets to scrape), wait for everything
+//! to arrive, measure, stop.
 
 use crate::collector::{self, Process, Spec};
-use crate::loadgen::{self, Target};
+use crate::loadgen::{self, Sent, Target};
 use crate::report::Run;
-use crate::sink::Sink;
+use crate::sink::{BENCH_LABEL, Sink};
+use crate::targets::{Exposition, Targets};
 use crate::workload::{Format, Sizes, Workload};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +22,10 @@ pub enum Scenario {
     W2,
     /// OTLP/gRPC in -> OTLP/gRPC out; peer: rotel.
     W3,
+    /// Scrape targets -> remote_write out; peers: vmagent, Prometheus in agent mode.
+    W4,
+    /// W2 over many tenants (tenant header in, per-tenant queues, tenant header out); Sluice only.
+    W5,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +33,8 @@ pub enum Collector {
     Sluice,
     Vmagent,
     Rotel,
+    /// Prometheus in agent mode.
+    Prometheus,
 }
 
 impl Collector {
@@ -35,6 +43,7 @@ impl Collector {
             Collector::Sluice => "sluice",
             Collector::Vmagent => "vmagent",
             Collector::Rotel => "rotel",
+            Collector::Prometheus => "prometheus",
         }
     }
 }
@@ -61,21 +70,17 @@ impl Scenario {
             Scenario::W1 => "W1",
             Scenario::W2 => "W2",
             Scenario::W3 => "W3",
+            Scenario::W4 => "W4",
+            Scenario::W5 => "W5",
         }
     }
 
-    pub fn describe(self) -> &'static str {
+    /// What the load generator sends: remote_write, OTLP, or nothing (W4 is scraped).
+    pub fn input(self) -> Option<Format> {
         match self {
-            Scenario::W1 => "remote_write in -> remote_write out (relay)",
-            Scenario::W2 => "OTLP/gRPC in -> remote_write out (translation)",
-            Scenario::W3 => "OTLP/gRPC in -> batch -> OTLP/gRPC out",
-        }
-    }
-
-    pub fn input(self) -> Format {
-        match self {
-            Scenario::W1 => Format::RemoteWrite,
-            Scenario::W2 | Scenario::W3 => Format::Otlp,
+            Scenario::W1 => Some(Format::RemoteWrite),
+            Scenario::W2 | Scenario::W3 | Scenario::W5 => Some(Format::Otlp),
+            Scenario::W4 => None,
         }
     }
 
@@ -83,16 +88,23 @@ impl Scenario {
     pub fn collectors(self) -> &'static [Collector] {
         match self {
             Scenario::W1 => &[Collector::Sluice, Collector::Vmagent],
-            Scenario::W2 => &[Collector::Sluice],
+            Scenario::W2 | Scenario::W5 => &[Collector::Sluice],
             Scenario::W3 => &[Collector::Sluice, Collector::Rotel],
+            Scenario::W4 => &[Collector::Sluice, Collector::Vmagent, Collector::Prometheus],
         }
+    }
+
+    /// Whether Sluice's pipeline has the `normalize` and `labels` processors (unless
+    /// `--no-processors`), and vmagent the matching relabeling.
+    pub fn has_processors(self) -> bool {
+        matches!(self, Scenario::W1 | Scenario::W2 | Scenario::W5)
     }
 
     /// What the sink should count once everything arrived (remote_write samples or OTLP points).
     fn expected(self, w: &Workload) -> u64 {
         match self {
-            Scenario::W2 => w.rw_samples,
-            Scenario::W1 | Scenario::W3 => w.points,
+            Scenario::W2 | Scenario::W5 => w.rw_samples,
+            Scenario::W1 | Scenario::W3 | Scenario::W4 => w.points,
         }
     }
 }
@@ -103,6 +115,7 @@ pub struct Programs {
     pub sluice: PathBuf,
     pub vmagent: PathBuf,
     pub rotel: PathBuf,
+    pub prometheus: PathBuf,
 }
 
 impl Programs {
@@ -111,6 +124,7 @@ impl Programs {
             Collector::Sluice => &self.sluice,
             Collector::Vmagent => &self.vmagent,
             Collector::Rotel => &self.rotel,
+            Collector::Prometheus => &self.prometheus,
         }
     }
 
@@ -118,7 +132,7 @@ impl Programs {
         let args: &[&str] = match c {
             Collector::Sluice => &["version"],
             Collector::Vmagent => &["-version"],
-            Collector::Rotel => &["--version"],
+            Collector::Rotel | Collector::Prometheus => &["--version"],
         };
         let v = collector::version(self.of(c), args);
         if v.is_empty() && c == Collector::Vmagent {
@@ -155,6 +169,45 @@ pub struct Options {
     /// Record a `perf` profile of each collector run into this folder (the figures of such runs
     /// include perf's sampling overhead).
     pub perf: Option<PathBuf>,
+    /// Sluice's pipeline in W1, W2 and W5 has `normalize` and `labels` (and vmagent's W1 the
+    /// matching relabeling); false for the relay-only figures.
+    pub processors: bool,
+    /// Tenants of W5.
+    pub tenants: usize,
+    /// The scrape targets of W4.
+    pub scrape: Scrape,
+}
+
+/// W4's targets and how long they are scraped.
+#[derive(Clone, Copy, Debug)]
+pub struct Scrape {
+    pub targets: usize,
+    /// Series (one sample each) per target and scrape.
+    pub series: usize,
+    pub interval: Duration,
+    /// Scrapes each target serves; it answers 503 after that.
+    pub cycles: u64,
+}
+
+impl Scrape {
+    pub const FULL: Scrape = Scrape {
+        targets: 50,
+        series: 2000,
+        interval: Duration::from_secs(5),
+        cycles: 12,
+    };
+    pub const QUICK: Scrape = Scrape {
+        cycles: 3,
+        ..Scrape::FULL
+    };
+}
+
+/// What a scenario sends, built once for all its runs.
+enum Load {
+    /// Request bodies for the load generator.
+    Requests(Arc<Workload>),
+    /// The targets' expositions (each run serves them on fresh ports).
+    Scrape(Vec<Arc<Exposition>>),
 }
 
 /// Builds the workload once, then runs each collector in turn, `rounds` times (A B A B ...).
@@ -163,19 +216,39 @@ pub async fn run(
     opts: &Options,
     mut on_run: impl FnMut(&Run),
 ) -> anyhow::Result<Vec<Run>> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let t = Instant::now();
-    let workload = Arc::new(Workload::build(scenario.input(), opts.sizes, now_ms));
-    eprintln!(
-        "{}: built {} requests ({} points, {} series, {:.1} MiB on the wire, {:.1} MiB protobuf) in {:.1?}",
-        scenario.name(),
-        workload.bodies.len(),
-        workload.points,
-        workload.series,
-        workload.wire_bytes as f64 / 1048576.0,
-        workload.proto_bytes as f64 / 1048576.0,
-        t.elapsed()
-    );
+    let load = match scenario.input() {
+        Some(format) => {
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+            let workload = Arc::new(Workload::build(format, opts.sizes, now_ms));
+            eprintln!(
+                "{}: built {} requests ({} points, {} series, {:.1} MiB on the wire, {:.1} MiB protobuf) in {:.1?}",
+                scenario.name(),
+                workload.bodies.len(),
+                workload.points,
+                workload.series,
+                workload.wire_bytes as f64 / 1048576.0,
+                workload.proto_bytes as f64 / 1048576.0,
+                t.elapsed()
+            );
+            Load::Requests(workload)
+        }
+        None => {
+            let sc = opts.scrape;
+            let expositions: Vec<Arc<Exposition>> = (0..sc.targets)
+                .map(|i| Arc::new(Exposition::build(i, sc.series)))
+                .collect();
+            eprintln!(
+                "{}: built {} targets of {} series, {:.1} KiB per scrape, in {:.1?}",
+                scenario.name(),
+                sc.targets,
+                sc.series,
+                expositions.first().map_or(0, |e| e.render(0).len()) as f64 / 1024.0,
+                t.elapsed()
+            );
+            Load::Scrape(expositions)
+        }
+    };
     let collectors: Vec<Collector> = scenario
         .collectors()
         .iter()
@@ -185,7 +258,7 @@ pub async fn run(
     let mut runs = Vec::new();
     for round in 1..=opts.rounds {
         for &c in &collectors {
-            let run = match run_once(scenario, c, &workload, opts, round).await {
+            let run = match run_once(scenario, c, &load, opts, round).await {
                 Ok(r) => r,
                 Err(e) => Run::failed(scenario, c, format!("{e:#}")),
             };
@@ -200,14 +273,24 @@ pub async fn run(
 async fn run_once(
     scenario: Scenario,
     c: Collector,
-    workload: &Arc<Workload>,
+    load: &Load,
     opts: &Options,
     round: usize,
 ) -> anyhow::Result<Run> {
     let sink = Sink::start().await?;
+    let targets = match load {
+        Load::Scrape(e) => Some(Targets::start(e, opts.scrape.cycles).await?),
+        Load::Requests(_) => None,
+    };
     let listen = collector::free_addr()?;
-    let spec = spec(scenario, c, listen, &sink, opts)?;
+    let spec = spec(scenario, c, listen, &sink, targets.as_ref(), opts)?;
     let mut process = Process::start(spec, opts.collector_core, Duration::from_secs(30)).await?;
+    if let Some(t) = &targets {
+        // A scrape run's CPU time is small: leave the start-up out of it, then let the scrapes
+        // begin.
+        process.settle(Duration::from_secs(10)).await?;
+        t.open();
+    }
     let before = process.usage()?;
     let core_before = opts.collector_core.map(collector::core_busy).transpose()?;
     let profile = match &opts.perf {
@@ -217,28 +300,60 @@ async fn run_once(
         }
         None => None,
     };
-    let url = match scenario.input() {
-        Format::RemoteWrite => format!("http://{listen}/api/v1/write"),
-        Format::Otlp => format!("http://{listen}"),
-    };
-    let target = Target {
-        format: scenario.input(),
-        url,
-    };
     let started = Instant::now();
     let deadline = started + opts.timeout;
-    // A collector that dies under load would otherwise leave the load generator retrying until
-    // the deadline.
-    let sent = tokio::select! {
-        sent = loadgen::send(workload.clone(), target, opts.connections, deadline) => sent?,
-        died = watch(&mut process) => return Err(died),
+    // A collector that dies under load would otherwise leave the load generator retrying (or the
+    // targets waiting) until the deadline.
+    let (sent, expected, points) = match (load, &targets) {
+        (Load::Requests(workload), _) => {
+            let format = workload.format;
+            let target = Target {
+                format,
+                url: match format {
+                    Format::RemoteWrite => format!("http://{listen}/api/v1/write"),
+                    Format::Otlp => format!("http://{listen}"),
+                },
+                tenants: if scenario == Scenario::W5 {
+                    opts.tenants
+                } else {
+                    0
+                },
+            };
+            let sent = tokio::select! {
+                sent = loadgen::send(workload.clone(), target, opts.connections, deadline) => sent?,
+                died = watch(&mut process) => return Err(died),
+            };
+            (sent, scenario.expected(workload), workload.points)
+        }
+        (Load::Scrape(_), Some(targets)) => {
+            tokio::select! {
+                () = scraped(targets, deadline) => {}
+                died = watch(&mut process) => return Err(died),
+            }
+            // Every target has served its scrapes (or the deadline passed): what was served is
+            // what should arrive.
+            let samples = targets.samples();
+            let sent = Sent {
+                points: samples,
+                requests: targets.scrapes(),
+                elapsed: started.elapsed(),
+                ..Sent::default()
+            };
+            (sent, samples, samples)
+        }
+        (Load::Scrape(_), None) => anyhow::bail!("scrape targets were not started"),
     };
-    let expected = scenario.expected(workload);
     let sent_at = Instant::now();
+    // Prometheus sends a partial batch after `batch_send_deadline` (5 s): a scrape run waits
+    // longer for the last one.
+    let quiet = match load {
+        Load::Scrape(_) => opts.quiet.max(SCRAPE_QUIET),
+        Load::Requests(_) => opts.quiet,
+    };
     loop {
         let seen = sink.seen();
         let last = seen.last_arrival.map_or(sent_at, |l| l.max(sent_at));
-        if seen.points >= expected || last.elapsed() >= opts.quiet || Instant::now() >= deadline {
+        if seen.points >= expected || last.elapsed() >= quiet || Instant::now() >= deadline {
             break;
         }
         process.check_alive()?;
@@ -279,8 +394,11 @@ async fn run_once(
         expected,
         received: seen.points,
         extra: seen.extra,
+        stale: seen.stale,
         series: seen.series,
-        points: workload.points,
+        tenants: seen.tenants,
+        labelled: (opts.processors && scenario.has_processors()).then_some(seen.labelled),
+        points,
         cpu,
         others,
         written: after.written.saturating_sub(before.written),
@@ -289,6 +407,16 @@ async fn run_once(
         exit,
         error: None,
     })
+}
+
+/// The shortest wait after the last arrival in W4, when not everything arrived.
+const SCRAPE_QUIET: Duration = Duration::from_secs(10);
+
+/// Resolves once every target has served all its scrapes, or at `deadline`.
+async fn scraped(targets: &Targets, deadline: Instant) {
+    while !targets.done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Resolves (with the reason) once the collector has exited.
@@ -301,13 +429,14 @@ async fn watch(process: &mut Process) -> anyhow::Error {
     }
 }
 
-/// The command line (and config file) of collector `c` in `scenario`, receiving on `listen` and
-/// sending to `sink`.
+/// The command line (and config files) of collector `c` in `scenario`, receiving on `listen` (or,
+/// in W4, serving its own HTTP endpoint there and scraping `targets`) and sending to `sink`.
 fn spec(
     scenario: Scenario,
     c: Collector,
     listen: SocketAddr,
     sink: &Sink,
+    targets: Option<&Targets>,
     opts: &Options,
 ) -> anyhow::Result<Spec> {
     let dir = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
@@ -319,27 +448,69 @@ fn spec(
         program.display(),
         match c {
             Collector::Sluice => "run `cargo build --release` first",
-            Collector::Vmagent | Collector::Rotel => "run bench/install-peers.sh",
+            Collector::Vmagent | Collector::Rotel | Collector::Prometheus =>
+                "run bench/install-peers.sh",
         }
     );
     let per_request = opts.sizes.per_request;
+    let processors = opts.processors && scenario.has_processors();
+    let write = |name: &str, text: String| -> anyhow::Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    };
+    let scrape_configs = |indent: usize| {
+        targets.map_or(String::new(), |t| {
+            scrape_configs(t, opts.scrape.interval, indent)
+        })
+    };
     let args = match c {
         Collector::Sluice => {
-            let yaml = sluice_config(scenario, listen, sink, opts);
-            let path = dir.path().join("pipeline.yaml");
-            std::fs::write(&path, yaml)?;
-            vec!["run".into(), "--config".into(), path.display().to_string()]
+            let yaml = sluice_config(scenario, listen, sink, &scrape_configs(6), opts);
+            vec![
+                "run".into(),
+                "--config".into(),
+                write("pipeline.yaml", yaml)?,
+            ]
         }
-        Collector::Vmagent => vec![
-            format!("-httpListenAddr={listen}"),
-            format!("-remoteWrite.url={}", sink.rw_url()),
-            format!(
-                "-remoteWrite.tmpDataPath={}",
-                dir.path().join("data").display()
-            ),
-            format!("-remoteWrite.maxRowsPerBlock={per_request}"),
-            "-loggerLevel=WARN".into(),
-        ],
+        Collector::Vmagent => {
+            let mut args = vec![
+                format!("-httpListenAddr={listen}"),
+                format!("-remoteWrite.url={}", sink.rw_url()),
+                format!(
+                    "-remoteWrite.tmpDataPath={}",
+                    dir.path().join("data").display()
+                ),
+                format!("-remoteWrite.maxRowsPerBlock={per_request}"),
+                "-loggerLevel=WARN".into(),
+            ];
+            if processors {
+                let file = write("relabel.yaml", vmagent_relabel())?;
+                args.push(format!("-remoteWrite.urlRelabelConfig={file}"));
+            }
+            if scenario == Scenario::W4 {
+                let file = write("scrape.yaml", scrape_configs(0))?;
+                args.push(format!("-promscrape.config={file}"));
+            }
+            args
+        }
+        Collector::Prometheus => {
+            let yaml = format!(
+                "{}remote_write:\n  - url: {}\n    queue_config: {{ max_samples_per_send: {per_request} }}\n",
+                scrape_configs(0),
+                sink.rw_url()
+            );
+            vec![
+                "--enable-feature=agent".into(),
+                format!("--config.file={}", write("prometheus.yaml", yaml)?),
+                format!(
+                    "--storage.agent.path={}",
+                    dir.path().join("agent").display()
+                ),
+                format!("--web.listen-address={listen}"),
+                "--log.level=warn".into(),
+            ]
+        }
         Collector::Rotel => {
             let http = collector::free_addr()?;
             vec![
@@ -365,7 +536,7 @@ fn spec(
     };
     let env = match c {
         Collector::Sluice => opts.sluice_env.clone(),
-        Collector::Vmagent | Collector::Rotel => Vec::new(),
+        Collector::Vmagent | Collector::Rotel | Collector::Prometheus => Vec::new(),
     };
     Ok(Spec {
         name: c.name(),
@@ -377,30 +548,112 @@ fn spec(
     })
 }
 
-/// Sluice's pipeline for a scenario: its own telemetry endpoint off, warnings only on the log.
-fn sluice_config(scenario: Scenario, listen: SocketAddr, sink: &Sink, opts: &Options) -> String {
+/// vmagent's counterpart of Sluice's `labels` processor in W1 ([`sluice_processors`]): the same
+/// static label, and the domain from the job (which Sluice's remote_write receiver makes
+/// `service.name`).
+fn vmagent_relabel() -> String {
+    let (key, value) = BENCH_LABEL;
+    format!(
+        "- target_label: {key}\n  replacement: {value}\n\
+         - source_labels: [job]\n  regex: '([a-z]+).*'\n  target_label: domain\n"
+    )
+}
+
+/// Sluice's processors in W1, W2 and W5: names and label keys into Sluice's convention, then a
+/// static label and the domain from the first word of `service.name`.
+fn sluice_processors() -> String {
+    let (key, value) = BENCH_LABEL;
+    format!(
+        "processors:\n  normalize: {{}}\n  labels:\n    static: {{ {key}: {value} }}\n    \
+         domain: {{ from_attribute: service.name, pattern: '^([a-z]+)' }}\n"
+    )
+}
+
+/// A `scrape_configs:` list for `targets`, one job per service, indented by `indent` spaces; the
+/// same for every collector (Sluice takes no `global` section, so each job has its interval).
+fn scrape_configs(targets: &Targets, interval: Duration, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let interval = format!("{}ms", interval.as_millis());
+    let mut out = format!("{pad}scrape_configs:\n");
+    for (job, addrs) in targets.jobs() {
+        let addrs: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
+        out.push_str(&format!(
+            "{pad}  - job_name: {job}\n{pad}    scrape_interval: {interval}\n{pad}    \
+             scrape_timeout: {interval}\n{pad}    static_configs: [{{ targets: [{}] }}]\n",
+            addrs.join(", ")
+        ));
+    }
+    out
+}
+
+/// Sluice's pipeline for a scenario: warnings only on the log; its own telemetry endpoint off,
+/// except in W4, where it is the address that tells the harness Sluice is up (as vmagent's and
+/// Prometheus' own HTTP endpoints do).
+fn sluice_config(
+    scenario: Scenario,
+    listen: SocketAddr,
+    sink: &Sink,
+    scrape_configs: &str,
+    opts: &Options,
+) -> String {
     let (q, n) = (opts.queue_size, opts.sizes.per_request);
+    let processors = opts.processors && scenario.has_processors();
+    let (processor_section, processor_list) = if processors {
+        (sluice_processors(), "normalize, labels")
+    } else {
+        (String::new(), "")
+    };
+    let metrics = if scenario == Scenario::W4 {
+        format!("{{ level: basic, address: '{listen}' }}")
+    } else {
+        "{ level: none }".to_string()
+    };
     let service = |receiver: &str, processors: &str, exporter: &str| {
         format!(
-            "service:\n  telemetry: {{ metrics: {{ level: none }}, logs: {{ level: warn }} }}\n  pipelines:\n    \
+            "service:\n  telemetry: {{ metrics: {metrics}, logs: {{ level: warn }} }}\n  pipelines:\n    \
              metrics: {{ receivers: [{receiver}], processors: [{processors}], exporters: [{exporter}] }}\n"
         )
     };
+    // W5: each tenant gets an equal share of W2's queue, and all of them together W2's queue
+    // (tenants without an SLA tier may fill 80% of `total_size`).
+    let (sending_queue, tenant_header) = if scenario == Scenario::W5 {
+        let tenants = opts.tenants.max(1);
+        (
+            format!(
+                "{{ queue_size: {}, total_size: {} }}",
+                (q / tenants).max(n),
+                q * 5 / 4
+            ),
+            "    tenant_header: X-Scope-OrgID\n",
+        )
+    } else {
+        (format!("{{ queue_size: {q} }}"), "")
+    };
     let rw_exporter = format!(
-        "exporters:\n  prometheus_remote_write:\n    endpoint: {}\n    \
-         queue_config: {{ max_samples_per_send: {n} }}\n    sending_queue: {{ queue_size: {q} }}\n",
+        "exporters:\n  prometheus_remote_write:\n    endpoint: {}\n{tenant_header}    \
+         queue_config: {{ max_samples_per_send: {n} }}\n    sending_queue: {sending_queue}\n",
         sink.rw_url()
     );
-    let otlp_receiver =
-        format!("receivers:\n  otlp:\n    protocols:\n      grpc: {{ endpoint: {listen} }}\n");
+    let tenant = if scenario == Scenario::W5 {
+        "    tenant: { header: X-Scope-OrgID }\n"
+    } else {
+        ""
+    };
+    let otlp_receiver = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc: {{ endpoint: '{listen}' }}\n{tenant}"
+    );
     match scenario {
         Scenario::W1 => format!(
-            "receivers:\n  prometheus_remote_write:\n    endpoint: {listen}\n{rw_exporter}{}",
-            service("prometheus_remote_write", "", "prometheus_remote_write")
+            "receivers:\n  prometheus_remote_write:\n    endpoint: '{listen}'\n{processor_section}{rw_exporter}{}",
+            service(
+                "prometheus_remote_write",
+                processor_list,
+                "prometheus_remote_write"
+            )
         ),
-        Scenario::W2 => format!(
-            "{otlp_receiver}{rw_exporter}{}",
-            service("otlp", "", "prometheus_remote_write")
+        Scenario::W2 | Scenario::W5 => format!(
+            "{otlp_receiver}{processor_section}{rw_exporter}{}",
+            service("otlp", processor_list, "prometheus_remote_write")
         ),
         Scenario::W3 => format!(
             "{otlp_receiver}processors:\n  batch: {{}}\nexporters:\n  otlp:\n    endpoint: {}\n    \
@@ -408,6 +661,10 @@ fn sluice_config(scenario: Scenario, listen: SocketAddr, sink: &Sink, opts: &Opt
             sink.otlp_endpoint(),
             opts.compression.name(),
             service("otlp", "batch", "otlp")
+        ),
+        Scenario::W4 => format!(
+            "receivers:\n  prometheus:\n    config:\n{scrape_configs}{rw_exporter}{}",
+            service("prometheus", "", "prometheus_remote_write")
         ),
     }
 }

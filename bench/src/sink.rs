@@ -1,7 +1,8 @@
 //! The backend of every run: a remote_write receiver (1.0 and 2.0, snappy or zstd) and an OTLP/gRPC
 //! server on 127.0.0.1, in the harness' own runtime. It decodes everything that arrives and counts
-//! samples (or data points), distinct series and requests; `target_info` samples, which a collector
-//! adds on its own, are counted apart.
+//! samples (or data points), distinct series and requests. Series a collector adds on its own
+//! (`target_info`, and a scraper's `up` and `scrape_*`) and staleness markers are counted apart;
+//! so are the samples of each tenant (the `X-Scope-OrgID` header).
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +18,8 @@ use sluice_core::proto::otlp::collector::metrics::v1::{
 use sluice_core::proto::otlp::common::v1::{KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{Metric, metric::Data};
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
-use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -27,15 +28,42 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 const TARGET_INFO: &str = "target_info";
+/// Prometheus' staleness marker, a NaN with these exact bits.
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+/// The label the benchmark's processors (and vmagent's relabeling) add: samples carrying it are
+/// counted, to show that the processing really happened.
+pub const BENCH_LABEL: (&str, &str) = ("env", "bench");
+/// The header that names a request's tenant.
+const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// Whether series `name` is one a collector adds on its own rather than workload: `target_info`
+/// (from resource attributes), and the scrape reports `up` and `scrape_*`.
+fn is_own(name: &str) -> bool {
+    name == TARGET_INFO || name == "up" || name.starts_with("scrape_")
+}
+
+/// What one request held.
+#[derive(Default)]
+struct Tally {
+    points: u64,
+    extra: u64,
+    stale: u64,
+    labelled: u64,
+    series: Vec<u64>,
+}
 
 #[derive(Default)]
 struct Counts {
     points: AtomicU64,
     extra: AtomicU64,
+    stale: AtomicU64,
+    labelled: AtomicU64,
     requests: AtomicU64,
     bad_requests: AtomicU64,
     wire_bytes: AtomicU64,
     series: Mutex<HashSet<u64>>,
+    /// Samples (or points) by tenant header, for requests that had one.
+    tenants: Mutex<HashMap<String, u64>>,
     last_arrival: Mutex<Option<Instant>>,
 }
 
@@ -45,10 +73,21 @@ impl Counts {
         self.wire_bytes.fetch_add(wire_bytes as u64, Relaxed);
     }
 
-    fn record(&self, points: u64, extra: u64, series: impl IntoIterator<Item = u64>) {
-        self.series.lock().expect("not poisoned").extend(series);
-        self.points.fetch_add(points, Relaxed);
-        self.extra.fetch_add(extra, Relaxed);
+    fn record(&self, t: Tally, tenant: Option<&str>) {
+        self.series.lock().expect("not poisoned").extend(t.series);
+        if let Some(tenant) = tenant {
+            let mut tenants = self.tenants.lock().expect("not poisoned");
+            match tenants.get_mut(tenant) {
+                Some(n) => *n += t.points,
+                None => {
+                    tenants.insert(tenant.to_string(), t.points);
+                }
+            }
+        }
+        self.points.fetch_add(t.points, Relaxed);
+        self.extra.fetch_add(t.extra, Relaxed);
+        self.stale.fetch_add(t.stale, Relaxed);
+        self.labelled.fetch_add(t.labelled, Relaxed);
         *self.last_arrival.lock().expect("not poisoned") = Some(Instant::now());
     }
 }
@@ -56,15 +95,21 @@ impl Counts {
 /// What the sink has seen so far.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Seen {
-    /// Samples and native histograms (remote_write) or data points (OTLP), `target_info` excluded.
+    /// Samples and native histograms (remote_write) or data points (OTLP), excluding the two below.
     pub points: u64,
-    /// `target_info` samples.
+    /// Samples of series the collector adds on its own: `target_info`, `up`, `scrape_*`.
     pub extra: u64,
+    /// Staleness markers (remote_write samples whose value is StaleNaN).
+    pub stale: u64,
+    /// Of `points`, those of series with the [`BENCH_LABEL`] (remote_write).
+    pub labelled: u64,
     pub requests: u64,
     /// Requests that did not decode (answered 400).
     pub bad_requests: u64,
     pub wire_bytes: u64,
     pub series: usize,
+    /// Distinct tenants (`X-Scope-OrgID`) that samples arrived for.
+    pub tenants: usize,
     pub last_arrival: Option<Instant>,
 }
 
@@ -135,10 +180,13 @@ impl Sink {
         Seen {
             points: c.points.load(Relaxed),
             extra: c.extra.load(Relaxed),
+            stale: c.stale.load(Relaxed),
+            labelled: c.labelled.load(Relaxed),
             requests: c.requests.load(Relaxed),
             bad_requests: c.bad_requests.load(Relaxed),
             wire_bytes: c.wire_bytes.load(Relaxed),
             series: c.series.lock().expect("not poisoned").len(),
+            tenants: c.tenants.lock().expect("not poisoned").len(),
             last_arrival: *c.last_arrival.lock().expect("not poisoned"),
         }
     }
@@ -169,16 +217,18 @@ async fn remote_write(
     let decoded = raw.and_then(|raw| {
         if is_v2 {
             v2::Request::decode(raw.as_slice())
-                .map(|r| count_v2(&counts, &r))
+                .map(|r| count_v2(&r))
                 .map_err(|e| e.to_string())
         } else {
             v1::WriteRequest::decode(raw.as_slice())
-                .map(|r| count_v1(&counts, &r))
+                .map(|r| count_v1(&r))
                 .map_err(|e| e.to_string())
         }
     });
     match decoded {
-        Ok((samples, histograms)) => {
+        Ok((tally, samples, histograms)) => {
+            let tenant = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
+            counts.record(tally, tenant);
             let mut r = StatusCode::NO_CONTENT.into_response();
             if is_v2 {
                 let h = r.headers_mut();
@@ -198,56 +248,81 @@ async fn remote_write(
     }
 }
 
-/// Counts a 1.0 request; returns (samples, histograms) including `target_info`.
-fn count_v1(counts: &Counts, r: &v1::WriteRequest) -> (u64, u64) {
-    let (mut points, mut extra, mut samples, mut histograms) = (0, 0, 0, 0);
-    let mut series = Vec::with_capacity(r.timeseries.len());
+/// Counts a 1.0 request; also returns (samples, histograms), everything included.
+fn count_v1(r: &v1::WriteRequest) -> (Tally, u64, u64) {
+    let mut tally = Tally::default();
+    let (mut samples, mut histograms) = (0, 0);
     for t in &r.timeseries {
-        let n = (t.samples.len() + t.histograms.len()) as u64;
         samples += t.samples.len() as u64;
         histograms += t.histograms.len() as u64;
         let mut h = DefaultHasher::new();
-        let mut target_info = false;
+        let (mut name, mut labelled) = ("", false);
         for l in &t.labels {
             (&l.name, &l.value).hash(&mut h);
-            target_info |= l.name == "__name__" && l.value == TARGET_INFO;
+            if l.name == "__name__" {
+                name = &l.value;
+            }
+            labelled |= (l.name.as_str(), l.value.as_str()) == BENCH_LABEL;
         }
-        if target_info {
-            extra += n;
-        } else {
-            points += n;
-            series.push(h.finish());
-        }
+        let values = t.samples.iter().map(|s| s.value);
+        tally.add(name, h.finish(), labelled, values, t.histograms.len());
     }
-    counts.record(points, extra, series);
-    (samples, histograms)
+    (tally, samples, histograms)
 }
 
 /// Counts a 2.0 request (labels resolved through the symbol table).
-fn count_v2(counts: &Counts, r: &v2::Request) -> (u64, u64) {
-    let (mut points, mut extra, mut samples, mut histograms) = (0, 0, 0, 0);
-    let mut series = Vec::with_capacity(r.timeseries.len());
+fn count_v2(r: &v2::Request) -> (Tally, u64, u64) {
+    let mut tally = Tally::default();
+    let (mut samples, mut histograms) = (0, 0);
     let symbol = |i: u32| r.symbols.get(i as usize).map_or("", String::as_str);
     for t in &r.timeseries {
-        let n = (t.samples.len() + t.histograms.len()) as u64;
         samples += t.samples.len() as u64;
         histograms += t.histograms.len() as u64;
         let mut h = DefaultHasher::new();
-        let mut target_info = false;
+        let (mut name, mut labelled) = ("", false);
         for pair in t.labels_refs.chunks(2) {
-            let (name, value) = (symbol(pair[0]), symbol(*pair.get(1).unwrap_or(&0)));
-            (name, value).hash(&mut h);
-            target_info |= name == "__name__" && value == TARGET_INFO;
+            let (n, value) = (symbol(pair[0]), symbol(*pair.get(1).unwrap_or(&0)));
+            (n, value).hash(&mut h);
+            if n == "__name__" {
+                name = value;
+            }
+            labelled |= (n, value) == BENCH_LABEL;
         }
-        if target_info {
-            extra += n;
-        } else {
-            points += n;
-            series.push(h.finish());
+        let values = t.samples.iter().map(|s| s.value);
+        tally.add(name, h.finish(), labelled, values, t.histograms.len());
+    }
+    (tally, samples, histograms)
+}
+
+impl Tally {
+    /// Adds a series `name` (hashed to `hash`, with the [`BENCH_LABEL`] or not) with these sample
+    /// values and native histograms.
+    fn add(
+        &mut self,
+        name: &str,
+        hash: u64,
+        labelled: bool,
+        values: impl Iterator<Item = f64>,
+        histograms: usize,
+    ) {
+        if is_own(name) {
+            self.extra += values.count() as u64 + histograms as u64;
+            return;
+        }
+        self.series.push(hash);
+        let before = self.points;
+        self.points += histograms as u64;
+        for v in values {
+            if v.to_bits() == STALE_NAN {
+                self.stale += 1;
+            } else {
+                self.points += 1;
+            }
+        }
+        if labelled {
+            self.labelled += self.points - before;
         }
     }
-    counts.record(points, extra, series);
-    (samples, histograms)
 }
 
 // ---- OTLP ---------------------------------------------------------------------------------------
@@ -260,6 +335,11 @@ impl MetricsService for OtlpSink {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let tenant = req
+            .metadata()
+            .get(TENANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let req = req.into_inner();
         self.0.arrived(req.encoded_len());
         let mut points = 0;
@@ -281,7 +361,12 @@ impl MetricsService for OtlpSink {
                 }
             }
         }
-        self.0.record(points, 0, series);
+        let tally = Tally {
+            points,
+            series,
+            ..Tally::default()
+        };
+        self.0.record(tally, tenant.as_deref());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -311,5 +396,51 @@ fn for_each_point(m: &Metric, mut f: impl FnMut(&[KeyValue])) {
         }
         Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| f(&p.attributes)),
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(labels: &[(&str, &str)], values: &[f64]) -> v1::TimeSeries {
+        v1::TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| v1::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: values
+                .iter()
+                .map(|&value| v1::Sample {
+                    value,
+                    timestamp: 1,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    // A collector's own series and staleness markers are not workload; labelled samples are
+    // counted among the workload's.
+    #[test]
+    fn own_series_and_staleness_markers_are_counted_apart() {
+        let stale = f64::from_bits(STALE_NAN);
+        let r = v1::WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "up"), ("job", "a")], &[1.0]),
+                series(&[("__name__", "scrape_duration_seconds")], &[0.1]),
+                series(&[("__name__", "target_info"), ("job", "a")], &[1.0]),
+                series(&[("__name__", "go_goroutines")], &[3.0, stale]),
+                series(&[("__name__", "go_threads"), BENCH_LABEL], &[4.0, 5.0]),
+            ],
+            metadata: Vec::new(),
+        };
+        let (t, samples, histograms) = count_v1(&r);
+        assert_eq!((samples, histograms), (7, 0));
+        assert_eq!((t.points, t.extra, t.stale, t.labelled), (3, 3, 1, 2));
+        assert_eq!(t.series.len(), 2);
     }
 }

@@ -7,7 +7,8 @@
 //! gauges and counters, and process counters. Remote_write gets them as Prometheus exposes them
 //! (classic histogram series, a GC-duration summary); OTLP as an SDK exports them (histogram points,
 //! cumulative sums, gauges, one resource per target). Each round gives every series one sample, at
-//! a timestamp one second after the previous round's, ending about now.
+//! a timestamp one second after the previous round's, ending about now. The scrape targets of W4
+//! ([`crate::targets`]) expose the same series, with more routes ([`scrape_target`]).
 
 use bytes::Bytes;
 use prost::Message;
@@ -156,7 +157,7 @@ fn unit(a: u64, b: u64) -> f64 {
 /// Requests counted by a histogram: `start + rate * round`, latencies exponentially distributed
 /// with mean `mean` seconds.
 #[derive(Clone, Copy, Debug)]
-struct Hist {
+pub(crate) struct Hist {
     start: u64,
     rate: u64,
     mean: f64,
@@ -188,7 +189,7 @@ impl Hist {
 
 /// How one series' value moves from round to round.
 #[derive(Clone, Copy, Debug)]
-enum Model {
+pub(crate) enum Model {
     /// Grows by `rate` per round, give or take (never down).
     Counter {
         start: f64,
@@ -208,7 +209,7 @@ enum Model {
 }
 
 impl Model {
-    fn value(&self, seed: u64, round: u64) -> f64 {
+    pub(crate) fn value(&self, seed: u64, round: u64) -> f64 {
         let r = round as f64;
         let round_off = |v: f64, integer: bool| if integer { v.floor() } else { v };
         match *self {
@@ -253,7 +254,7 @@ const HTTP_BOUNDS: [f64; 11] = [
 const GC_BOUNDS: [f64; 5] = [0.0001, 0.0005, 0.001, 0.005, 0.01];
 const GC_QUANTILES: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 
-fn job(target: usize) -> &'static str {
+pub(crate) fn job(target: usize) -> &'static str {
     JOBS[target % JOBS.len()]
 }
 
@@ -267,12 +268,43 @@ fn instance(target: usize) -> String {
 }
 
 /// (method, route, status) of every HTTP series of a target.
-fn http_combos() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
-    METHODS.into_iter().flat_map(|m| {
-        ROUTES
-            .into_iter()
-            .flat_map(move |r| STATUSES.into_iter().map(move |s| (m, r, s)))
+fn http_combos<'a>(
+    routes: &'a [&'a str],
+) -> impl Iterator<Item = (&'static str, &'a str, &'static str)> {
+    METHODS.into_iter().flat_map(move |m| {
+        routes
+            .iter()
+            .flat_map(move |&r| STATUSES.into_iter().map(move |s| (m, r, s)))
     })
+}
+
+/// Resources of the generated routes of a scrape target with many routes.
+const RESOURCES: [&str; 12] = [
+    "orders",
+    "items",
+    "users",
+    "carts",
+    "payments",
+    "invoices",
+    "reviews",
+    "shipments",
+    "coupons",
+    "sessions",
+    "stores",
+    "prices",
+];
+
+/// `n` distinct routes: `/api/v1/orders`, `/api/v1/orders/{id}`, `/api/v1/items`, ..., then
+/// `/api/v2/...`.
+fn routes(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|k| {
+            let version = 1 + k / (2 * RESOURCES.len());
+            let resource = RESOURCES[k / 2 % RESOURCES.len()];
+            let id = if k % 2 == 1 { "/{id}" } else { "" };
+            format!("/api/v{version}/{resource}{id}")
+        })
+        .collect()
 }
 
 /// Go runtime and process gauges: (Prometheus name, OTLP name, unit, typical value, integer).
@@ -424,9 +456,67 @@ fn counter_model(seed: u64, rate: f64, integer: bool) -> Model {
 
 // ---- remote_write -------------------------------------------------------------------------------
 
-struct PromSeries {
-    labels: Vec<rw::Label>,
-    model: Model,
+use rw::metric_metadata::MetricType;
+
+/// A metric family as Prometheus exposes it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Family {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub help: &'static str,
+}
+
+/// Index in [`families`] of the HTTP request histogram, the GC summary, the first gauge, the first
+/// counter and the HTTP request counter: families are exposed in this order.
+const HTTP_DURATION: u8 = 0;
+const GC_DURATION: u8 = 1;
+const FIRST_GAUGE: u8 = 2;
+const FIRST_COUNTER: u8 = FIRST_GAUGE + GAUGES.len() as u8;
+const HTTP_REQUESTS: u8 = FIRST_COUNTER + COUNTERS.len() as u8;
+
+/// Every family a target exposes, in exposition order (indexed by [`PromSeries::family`]).
+pub(crate) fn families() -> Vec<Family> {
+    let family = |name, kind, help| Family { name, kind, help };
+    let mut out = vec![
+        family(
+            "http_request_duration_seconds",
+            MetricType::Histogram,
+            "Duration of HTTP requests.",
+        ),
+        family(
+            "go_gc_duration_seconds",
+            MetricType::Summary,
+            "A summary of the pause duration of garbage collection cycles.",
+        ),
+    ];
+    for (name, ..) in GAUGES {
+        out.push(family(
+            name,
+            MetricType::Gauge,
+            "Go runtime or process gauge.",
+        ));
+    }
+    for (name, ..) in COUNTERS {
+        out.push(family(
+            name,
+            MetricType::Counter,
+            "Go runtime or process counter.",
+        ));
+    }
+    out.push(family(
+        "http_requests_total",
+        MetricType::Counter,
+        "Total HTTP requests.",
+    ));
+    out
+}
+
+/// One Prometheus series: its labels (sorted, `job` and `instance` included), the index of its
+/// family in [`families`], and how its value moves.
+pub(crate) struct PromSeries {
+    pub labels: Vec<rw::Label>,
+    pub family: u8,
+    pub model: Model,
 }
 
 /// The Prometheus view of the fleet: as many targets as it takes to have `series` series.
@@ -446,7 +536,7 @@ impl PromFleet {
         let mut out = Vec::with_capacity(series);
         let mut target = 0;
         while out.len() < series {
-            prom_target(target, &mut out);
+            prom_target(target, &ROUTES, &mut out);
             target += 1;
         }
         out.truncate(series);
@@ -477,44 +567,15 @@ impl PromFleet {
 
     /// The metadata Prometheus sends for these families.
     fn metadata_request(&self) -> rw::WriteRequest {
-        use rw::metric_metadata::MetricType;
-        let family = |name: &str, t: MetricType, help: &str| rw::MetricMetadata {
-            r#type: t as i32,
-            metric_family_name: name.to_string(),
-            help: help.to_string(),
-            unit: String::new(),
-        };
-        let mut metadata = vec![
-            family(
-                "http_request_duration_seconds",
-                MetricType::Histogram,
-                "Duration of HTTP requests.",
-            ),
-            family(
-                "http_requests_total",
-                MetricType::Counter,
-                "Total HTTP requests.",
-            ),
-            family(
-                "go_gc_duration_seconds",
-                MetricType::Summary,
-                "A summary of the pause duration of garbage collection cycles.",
-            ),
-        ];
-        for (name, ..) in GAUGES {
-            metadata.push(family(
-                name,
-                MetricType::Gauge,
-                "Go runtime or process gauge.",
-            ));
-        }
-        for (name, ..) in COUNTERS {
-            metadata.push(family(
-                name,
-                MetricType::Counter,
-                "Go runtime or process counter.",
-            ));
-        }
+        let metadata = families()
+            .into_iter()
+            .map(|f| rw::MetricMetadata {
+                r#type: f.kind as i32,
+                metric_family_name: f.name.to_string(),
+                help: f.help.to_string(),
+                unit: String::new(),
+            })
+            .collect();
         rw::WriteRequest {
             timeseries: Vec::new(),
             metadata,
@@ -522,11 +583,26 @@ impl PromFleet {
     }
 }
 
-/// The series one target exposes, labels sorted by name.
-fn prom_target(target: usize, out: &mut Vec<PromSeries>) {
+/// The `n` series of one scrape target: the fleet's target `target` with as many routes as it
+/// takes, ordered by family as an exposition lists them, then cut to `n`. The cut takes series of
+/// the last families (counters, gauges); from `n` = 91 up it never splits a histogram or summary.
+pub(crate) fn scrape_target(target: usize, n: usize) -> Vec<PromSeries> {
+    // Each route gives 90 series (2 methods x 3 statuses x (12 buckets, sum, count, counter));
+    // the runtime gives 27.
+    let routes = routes(n.saturating_sub(27).div_ceil(90).max(1));
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    prom_target(target, &routes, &mut out);
+    out.sort_by_key(|s| s.family);
+    out.truncate(n);
+    out
+}
+
+/// The series one target exposes with HTTP series for `routes`, labels sorted by name.
+fn prom_target(target: usize, routes: &[&str], out: &mut Vec<PromSeries>) {
     let (job, instance) = (job(target), instance(target));
     let seed = |k: usize| (target * 1000 + k) as u64;
-    let mut push = |name: &str, extra: &[(&str, &str)], model: Model| {
+    let mut push = |name: &str, family: u8, extra: &[(&str, &str)], model: Model| {
         let mut labels = vec![
             label("__name__", name),
             label("instance", &instance),
@@ -534,9 +610,13 @@ fn prom_target(target: usize, out: &mut Vec<PromSeries>) {
         ];
         labels.extend(extra.iter().map(|(k, v)| label(k, v)));
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        out.push(PromSeries { labels, model });
+        out.push(PromSeries {
+            labels,
+            family,
+            model,
+        });
     };
-    for (c, (method, route, status)) in http_combos().enumerate() {
+    for (c, (method, route, status)) in http_combos(routes).enumerate() {
         let hist = Hist::new(seed(c));
         let base = [("method", method), ("route", route), ("status", status)];
         for le in HTTP_BOUNDS.iter().copied().chain([f64::INFINITY]) {
@@ -549,17 +629,20 @@ fn prom_target(target: usize, out: &mut Vec<PromSeries>) {
             labels.push(("le", &le_text));
             push(
                 "http_request_duration_seconds_bucket",
+                HTTP_DURATION,
                 &labels,
                 Model::Bucket(hist, le),
             );
         }
         push(
             "http_request_duration_seconds_sum",
+            HTTP_DURATION,
             &base,
             Model::HistSum(hist),
         );
         push(
             "http_request_duration_seconds_count",
+            HTTP_DURATION,
             &base,
             Model::HistCount(hist),
         );
@@ -568,7 +651,7 @@ fn prom_target(target: usize, out: &mut Vec<PromSeries>) {
             rate: hist.rate as f64,
             integer: true,
         };
-        push("http_requests_total", &base, requests);
+        push("http_requests_total", HTTP_REQUESTS, &base, requests);
     }
     let gc = Hist {
         start: 5000,
@@ -579,17 +662,35 @@ fn prom_target(target: usize, out: &mut Vec<PromSeries>) {
         let model = gauge_model(seed(100), 0.0001 + q * 0.002, false);
         push(
             "go_gc_duration_seconds",
+            GC_DURATION,
             &[("quantile", &q.to_string())],
             model,
         );
     }
-    push("go_gc_duration_seconds_sum", &[], Model::HistSum(gc));
-    push("go_gc_duration_seconds_count", &[], Model::HistCount(gc));
+    push(
+        "go_gc_duration_seconds_sum",
+        GC_DURATION,
+        &[],
+        Model::HistSum(gc),
+    );
+    push(
+        "go_gc_duration_seconds_count",
+        GC_DURATION,
+        &[],
+        Model::HistCount(gc),
+    );
     for (k, (name, _, _, base, integer)) in GAUGES.into_iter().enumerate() {
-        push(name, &[], gauge_model(seed(200 + k), base, integer));
+        let family = FIRST_GAUGE + k as u8;
+        push(name, family, &[], gauge_model(seed(200 + k), base, integer));
     }
     for (k, (name, _, _, rate, integer)) in COUNTERS.into_iter().enumerate() {
-        push(name, &[], counter_model(seed(300 + k), rate, integer));
+        let family = FIRST_COUNTER + k as u8;
+        push(
+            name,
+            family,
+            &[],
+            counter_model(seed(300 + k), rate, integer),
+        );
     }
 }
 
@@ -815,7 +916,7 @@ fn otlp_target(target: usize) -> OtlpTarget {
     };
     let mut duration = Vec::new();
     let mut requests = Vec::new();
-    for (c, (method, route, status)) in http_combos().enumerate() {
+    for (c, (method, route, status)) in http_combos(&ROUTES).enumerate() {
         let attrs = vec![
             kv("method", method),
             kv("route", route),
