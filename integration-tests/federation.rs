@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::peers::Peer;
+use support::peers::{Peer, free_port, query_at};
 use support::{GrpcClient, Sluice, http_get_status, wait_until};
 
 const SERIES: u64 = 20;
@@ -27,14 +27,6 @@ tenants:
   globex:  { tokens: [globex-secret], sla_tier: bronze }
   initech: { tokens: [initech-secret], sla_tier: silver }
 ";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -187,23 +179,7 @@ impl Drop for Prom {
 
 /// An instant query (now) against a Prometheus-compatible API; `data.result`.
 fn query(addr: SocketAddr, promql: &str) -> Vec<serde_json::Value> {
-    let q: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let body = support::http_get(&format!(
-        "http://{addr}/api/v1/query?query={q}&time={}",
-        now_s()
-    ));
-    let v: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(v["status"], "success", "{body}");
-    v["data"]["result"].as_array().cloned().unwrap_or_default()
+    query_at(addr, promql, now_s())
 }
 
 /// The single value of a query, if it has one series.

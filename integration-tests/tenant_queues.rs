@@ -8,7 +8,6 @@
 
 mod support;
 
-use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -19,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{Sluice, numbered_request, numbers, wait_until};
+use support::{GrpcClient, Sluice, numbered_request, numbers, wait_until};
 use tonic::{Code, Request, Response, Status};
 
 /// Numbers from here on belong to the second tenant.
@@ -118,38 +117,22 @@ impl TenantSink {
 
 /// A client of Sluice's OTLP/gRPC receiver that names its tenant in `X-Scope-OrgID`.
 struct TenantClient {
-    rt: tokio::runtime::Runtime,
-    client: MetricsServiceClient<tonic::transport::Channel>,
+    client: GrpcClient,
     tenant: &'static str,
 }
 
 impl TenantClient {
     fn connect(url: &str, tenant: &'static str) -> TenantClient {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let channel = rt
-            .block_on(
-                tonic::transport::Endpoint::from_shared(url.to_string())
-                    .unwrap()
-                    .connect(),
-            )
-            .unwrap();
         TenantClient {
-            rt,
-            client: MetricsServiceClient::new(channel),
+            client: GrpcClient::connect(url),
             tenant,
         }
     }
 
     fn export(&self, req: ExportMetricsServiceRequest) -> Result<(), Status> {
-        let mut req = Request::new(req);
-        req.metadata_mut()
-            .insert("x-scope-orgid", self.tenant.parse().unwrap());
-        let mut c = self.client.clone();
-        self.rt
-            .block_on(async move { c.export(req).await.map(|_| ()) })
+        self.client
+            .export_with(req, &[("x-scope-orgid", self.tenant)])
+            .map(|_| ())
     }
 }
 

@@ -7,12 +7,10 @@
 mod support;
 
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
-use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::peers::{RwBehaviour, RwSink};
-use support::{Sluice, wait_until};
-use tonic::Request;
+use support::{GrpcClient, Sluice, wait_until};
 
 /// Series per request, and rounds sent before the refused tenant is released.
 const SERIES: usize = 20;
@@ -20,27 +18,14 @@ const ROUNDS: u64 = 10;
 
 /// A client of Sluice's OTLP/gRPC receiver that names its tenant in `X-Scope-OrgID`.
 struct TenantClient {
-    rt: tokio::runtime::Runtime,
-    client: MetricsServiceClient<tonic::transport::Channel>,
+    client: GrpcClient,
     tenant: &'static str,
 }
 
 impl TenantClient {
     fn connect(url: &str, tenant: &'static str) -> TenantClient {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let channel = rt
-            .block_on(
-                tonic::transport::Endpoint::from_shared(url.to_string())
-                    .unwrap()
-                    .connect(),
-            )
-            .unwrap();
         TenantClient {
-            rt,
-            client: MetricsServiceClient::new(channel),
+            client: GrpcClient::connect(url),
             tenant,
         }
     }
@@ -49,11 +34,10 @@ impl TenantClient {
     fn send_round(&self, round: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let mut req = Request::new(self::round(round));
-            req.metadata_mut()
-                .insert("x-scope-orgid", self.tenant.parse().unwrap());
-            let mut c = self.client.clone();
-            match self.rt.block_on(async move { c.export(req).await }) {
+            match self
+                .client
+                .export_with(self::round(round), &[("x-scope-orgid", self.tenant)])
+            {
                 Ok(_) => return,
                 Err(e) => {
                     assert!(

@@ -235,6 +235,8 @@ pub enum Behaviour {
     },
     /// Always answer this status.
     AlwaysFail(tonic::Code),
+    /// Answer UNAVAILABLE while the flag is set (a backend that is down until released).
+    DownWhile(Arc<std::sync::atomic::AtomicBool>),
 }
 
 #[derive(Default)]
@@ -262,6 +264,9 @@ impl MetricsService for Capture {
             Behaviour::Accept => None,
             Behaviour::FailFirst { n, code } => (s.calls <= n).then_some(code),
             Behaviour::AlwaysFail(code) => Some(code),
+            Behaviour::DownWhile(ref down) => down
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(tonic::Code::Unavailable),
         };
         if let Some(code) = fail {
             return Err(Status::new(code, "test server told to fail"));
@@ -378,6 +383,24 @@ impl GrpcClient {
         &self,
         req: ExportMetricsServiceRequest,
     ) -> Result<ExportMetricsServiceResponse, Status> {
+        let mut c = self.client.clone();
+        self.rt
+            .block_on(async move { c.export(req).await.map(|r| r.into_inner()) })
+    }
+
+    /// As [`GrpcClient::export`], with request metadata (`authorization`, `x-scope-orgid`, ...).
+    pub fn export_with(
+        &self,
+        req: ExportMetricsServiceRequest,
+        metadata: &[(&str, &str)],
+    ) -> Result<ExportMetricsServiceResponse, Status> {
+        let mut req = Request::new(req);
+        for (k, v) in metadata {
+            let key =
+                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).expect("a metadata key");
+            req.metadata_mut()
+                .insert(key, v.parse().expect("a metadata value"));
+        }
         let mut c = self.client.clone();
         self.rt
             .block_on(async move { c.export(req).await.map(|r| r.into_inner()) })

@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -242,23 +243,7 @@ impl Peer {
 
     /// An instant query at `time` (seconds); returns `data.result`.
     pub fn query(&self, promql: &str, time: f64) -> Vec<serde_json::Value> {
-        let q: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let body = super::http_get(&format!(
-            "http://{}/api/v1/query?query={q}&time={time}",
-            self.addr
-        ));
-        let v: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        assert_eq!(v["status"], "success", "{body}");
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        query_at(self.addr, promql, time)
     }
 
     /// The value of a query expected to give one series.
@@ -519,4 +504,23 @@ pub fn series_text(t: &v1::TimeSeries) -> String {
         .map(|l| format!("{}={:?}", l.name, l.value))
         .collect();
     format!("{{{}}}", labels.join(","))
+}
+
+/// An instant query at `time` (seconds) against the Prometheus query API at `addr` (Prometheus,
+/// VictoriaMetrics); returns `data.result`.
+pub fn query_at(addr: SocketAddr, promql: &str, time: f64) -> Vec<serde_json::Value> {
+    let q: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = super::http_get(&format!("http://{addr}/api/v1/query?query={q}&time={time}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["status"], "success", "{body}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
