@@ -197,5 +197,7 @@ fn split_metric(m: &mut Metric, n: usize) -> Metric {
     }
 }
 
+pub mod age;
+
 #[cfg(test)]
 mod tests;

@@ -189,6 +189,9 @@ pub struct Delivered {
     /// The exporter took the batch into a sending stage of its own (e.g. remote_write's per-series
     /// shards), which counts what it sends and drops; the engine counts nothing for it.
     pub handed_off: bool,
+    /// With `handed_off`: tells when that stage is done with the batch, so that a disk queue
+    /// acknowledges its record only then. `None`: done at once.
+    pub completion: Option<crate::sending::Completion>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

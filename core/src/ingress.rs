@@ -83,6 +83,22 @@ impl Ingress {
         })
     }
 
+    /// Whether the process's memory allows taking a request of this context now
+    /// ([`crate::memory::admit`]). Receivers ask before reading the body, so that a refused request
+    /// costs no memory; a refusal is counted as a refused request (its points are not known yet).
+    pub fn admit(&self, context: &Context) -> Result<(), Refusal> {
+        crate::memory::admit(context).inspect_err(|refusal| {
+            self.telemetry
+                .receiver_refused_requests
+                .get_or_create(&ReceiverReasonLabels {
+                    receiver: self.name.clone(),
+                    tenant: context.tenant_label().to_string(),
+                    reason: refusal.reason().to_string(),
+                })
+                .inc();
+        })
+    }
+
     /// Counts points of a request that were left out (invalid), by reason.
     pub fn refused(&self, context: &Context, reason: &str, points: u64) {
         if points > 0 {

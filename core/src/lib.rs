@@ -6,6 +6,7 @@ pub mod batch;
 pub mod component;
 pub mod compression;
 pub mod config;
+pub mod disk;
 pub mod grpc_codec;
 pub mod ingress;
 pub mod memory;

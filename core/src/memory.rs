@@ -5,9 +5,13 @@
 //!
 //! Thresholds, as shares of the limit: bronze (and tenants without a tier) are refused from 70%,
 //! silver from 75%, gold and everything else from 80% (the soft limit of the contract). Above the
-//! limit itself nothing is taken. Resident memory is read from `/proc/self/statm` at most every
-//! few milliseconds; while over a threshold, freed heap is handed back to the system so that the
-//! figure can fall again.
+//! limit itself nothing is taken. Resident memory is read from `/proc/self/status` at most every
+//! few milliseconds. The binary's allocator (mimalloc) hands freed memory back to the system on
+//! its own, so that the figure falls again once queued data has been sent.
+//!
+//! Receivers ask twice: before reading a request's body ([`crate::ingress::Ingress::admit`], so
+//! that refused requests cost no memory: counted as refused requests, their points unknown) and
+//! before handing the decoded batch on (counted as refused points).
 
 use crate::batch::Context;
 use crate::component::{Refusal, RefusalKind};

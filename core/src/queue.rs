@@ -14,9 +14,18 @@
 //! retried goes back to the front of its tenant's FIFO with a not-before instant: meanwhile senders
 //! serve the other tenants, and until one of its sends succeeds the tenant has at most one batch
 //! in flight.
+//!
+//! With `storage: disk` (see [`Queue::with_disk`]) every batch is also appended to its tenant's
+//! log before it is taken (so that a receiver acknowledges only what is on disk), only the first
+//! few batches of each tenant stay in memory (the rest are read back when their turn comes), and
+//! the log's record is acknowledged once the batch is delivered or dropped for a counted reason.
+//! `max_bytes` bounds the files: when full, the batch is refused, or under `drop_oldest` the
+//! oldest queued batches are dropped (counted) until their segments are freed.
 
 use crate::backoff::Backoff;
 use crate::batch::Batch;
+use crate::component::Refusal;
+use crate::disk::{DiskStore, RecordRef, TenantLog, codec};
 use crate::telemetry::{ExporterLabels, Telemetry};
 use crate::tenancy::{TIERS, tier_rank};
 use parking_lot::Mutex;
@@ -46,12 +55,36 @@ pub struct Entry {
     /// first failure.
     pub backoff: Option<Backoff>,
     tenant: Arc<str>,
+    /// Its record, in a disk queue.
+    stored: Option<Stored>,
+    /// Whether `batch` holds the batch (a disk queue reads the others back when they are popped).
+    loaded: bool,
+}
+
+/// Where a disk queue keeps a batch: acknowledge it there once it is delivered or dropped.
+#[derive(Clone)]
+pub struct Stored {
+    log: Arc<TenantLog>,
+    at: RecordRef,
+}
+
+impl Stored {
+    /// Marks the record done (delivered, or dropped for a counted reason): it is not replayed,
+    /// and its segment is deleted once all of its records are done.
+    pub fn ack(&self) {
+        self.log.ack(self.at);
+    }
 }
 
 impl Entry {
     /// The tenant as a telemetry label value (empty when there is none).
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// Its record, in a disk queue.
+    pub fn stored(&self) -> Option<&Stored> {
+        self.stored.as_ref()
     }
 }
 
@@ -69,6 +102,8 @@ struct TenantQueue {
     not_before: Option<tokio::time::Instant>,
     /// A send failed and none has succeeded since: one batch in flight at a time.
     failing: bool,
+    /// Queued entries that hold their batch in memory.
+    loaded: usize,
 }
 
 struct State {
@@ -94,7 +129,11 @@ pub struct Queue {
     state: Mutex<State>,
     notify: Notify,
     telemetry: Arc<Telemetry>,
+    disk: Option<DiskStore>,
 }
+
+/// Queued batches of a tenant a disk queue keeps in memory; the others are read back from disk.
+const WINDOW: usize = 8;
 
 impl Queue {
     /// A queue of `capacity` points per tenant and ten times that for all tenants together.
@@ -125,7 +164,44 @@ impl Queue {
             }),
             notify: Notify::new(),
             telemetry,
+            disk: None,
         }
+    }
+
+    /// Makes this a disk queue on `store`, whose logs were replayed (see [`Queue::restore`]).
+    pub fn with_disk(mut self, store: DiskStore) -> Self {
+        self.disk = Some(store);
+        self
+    }
+
+    /// The store of a disk queue.
+    pub fn disk(&self) -> Option<&DiskStore> {
+        self.disk.as_ref()
+    }
+
+    /// Queues a batch found in `log` at start (a disk queue's replay), without checking room:
+    /// it was acknowledged before the restart. Returns its points. Records that cannot be decoded
+    /// are acknowledged and returned as an error, for the caller to count.
+    pub fn restore(
+        &self,
+        log: &Arc<TenantLog>,
+        at: RecordRef,
+        payload: &[u8],
+    ) -> Result<usize, prost::DecodeError> {
+        let batch = match codec::decode(payload) {
+            Ok(b) => b,
+            Err(e) => {
+                log.ack(at);
+                return Err(e);
+            }
+        };
+        let stored = Stored {
+            log: log.clone(),
+            at,
+        };
+        let points = batch.point_count();
+        self.insert(batch, payload.len(), Some(stored), None);
+        Ok(points)
     }
 
     /// Sets the bound of all tenants together (at least the per-tenant capacity).
@@ -170,6 +246,12 @@ impl Queue {
         if self.policy == FullPolicy::DropOldest {
             return true;
         }
+        if let Some(d) = &self.disk
+            && d.bytes() > 0
+            && d.bytes() + record_estimate(batch) > d.max_bytes()
+        {
+            return false;
+        }
         let held = s
             .tenants
             .get(batch.context.tenant_label())
@@ -211,18 +293,119 @@ impl Queue {
     }
 
     /// Adds a batch to its tenant's part. The caller checked `has_room_for` (a concurrent push may
-    /// overshoot by one batch).
+    /// overshoot by one batch). A disk queue that cannot take it drops it, counted as `io_error`;
+    /// [`Queue::try_push`] refuses it instead.
     pub fn push(&self, batch: Batch) {
         let points = batch.point_count();
-        let bytes = prost::Message::encoded_len(
-            &crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest {
-                resource_metrics: Vec::new(),
-            },
-        ) + batch
-            .resource_metrics
-            .iter()
-            .map(prost::Message::encoded_len)
-            .sum::<usize>();
+        let tenant = batch.context.tenant_label().to_string();
+        if let Err(r) = self.try_push(batch) {
+            tracing::error!(exporter = %self.exporter, tenant, points, error = %r, "cannot queue a batch; dropping it");
+            self.telemetry
+                .exporter_dropped(&self.exporter, &tenant, "io_error", points as u64);
+        }
+    }
+
+    /// Adds a batch to its tenant's part (the caller checked `has_room_for`). A disk queue first
+    /// appends it to the tenant's log (fsynced before returning under `fsync: batch`); it refuses
+    /// the batch when that fails or when its files are at `max_bytes`, unless under `drop_oldest`
+    /// dropping the oldest queued batches (counted) frees enough segments.
+    pub fn try_push(&self, batch: Batch) -> Result<(), Refusal> {
+        let Some(disk) = &self.disk else {
+            let bytes = batch_bytes(&batch);
+            self.insert(batch, bytes, None, Some(Vec::new()));
+            return Ok(());
+        };
+        let payload = codec::encode(&batch);
+        let need = (payload.len() + crate::disk::record::HEADER) as u64;
+        let over = || disk.bytes() > 0 && disk.bytes() + need > disk.max_bytes();
+        let mut dropped = Vec::new();
+        if over() && self.policy == FullPolicy::DropOldest {
+            dropped = self.shed_bytes(&batch, need);
+        }
+        if over() {
+            self.count_dropped(dropped);
+            return Err(Refusal::full(format!(
+                "the disk queue of exporter {} is at max_bytes; retry later",
+                self.exporter
+            )));
+        }
+        let appended = disk
+            .log(batch.context.tenant_label())
+            .and_then(|log| crate::disk::blocking(|| log.append(&payload)).map(|at| (log, at)));
+        let (log, at) = match appended {
+            Ok(x) => x,
+            Err(e) => {
+                self.count_dropped(dropped);
+                tracing::error!(exporter = %self.exporter, tenant = batch.context.tenant_label(), error = %e, "cannot write to the disk queue; refusing the batch");
+                return Err(Refusal::full(format!(
+                    "the disk queue of exporter {} cannot be written ({e}); retry later",
+                    self.exporter
+                )));
+            }
+        };
+        self.insert(
+            batch,
+            payload.len(),
+            Some(Stored { log, at }),
+            Some(dropped),
+        );
+        Ok(())
+    }
+
+    /// Under `drop_oldest`, drops the oldest queued batches of the worst-tiered tenants (no
+    /// better than `batch`'s) until the files have room for `need` more bytes, or nothing queued
+    /// is left to drop. Their records are acknowledged at once, so that their segments go.
+    fn shed_bytes(&self, batch: &Batch, need: u64) -> Vec<Entry> {
+        let Some(disk) = &self.disk else {
+            return Vec::new();
+        };
+        let rank = tier_rank(batch.context.sla_tier());
+        let mut s = self.state.lock();
+        let mut dropped = Vec::new();
+        while disk.bytes() > 0 && disk.bytes() + need > disk.max_bytes() {
+            let Some(victim) = shed_victim(&s, rank) else {
+                break;
+            };
+            let old = take_oldest(&mut s, &victim).expect("the victim has queued batches");
+            if let Some(st) = &old.stored {
+                st.ack();
+            }
+            forget_if_idle(&mut s, &victim);
+            dropped.push(old);
+        }
+        dropped
+    }
+
+    /// Counts batches dropped to make room (`queue_full`) and acknowledges their records.
+    fn count_dropped(&self, dropped: Vec<Entry>) {
+        for old in dropped {
+            if let Some(st) = &old.stored {
+                st.ack();
+            }
+            self.telemetry.exporter_dropped(
+                &self.exporter,
+                &old.tenant,
+                "queue_full",
+                old.points as u64,
+            );
+            self.gauge(&old.tenant, -(old.points as i64), -(old.bytes as i64));
+        }
+    }
+
+    /// Adds a batch of `bytes` encoded bytes to its tenant's part, dropping the tenant's oldest
+    /// (and for the total, the worst-tiered tenants' oldest) under `drop_oldest`. `dropped` are
+    /// batches already taken out to make room, counted with those; `None` makes no room (a
+    /// replayed batch, acknowledged before the restart).
+    fn insert(
+        &self,
+        batch: Batch,
+        bytes: usize,
+        stored: Option<Stored>,
+        dropped: Option<Vec<Entry>>,
+    ) {
+        let make_room = dropped.is_some();
+        let mut dropped = dropped.unwrap_or_default();
+        let points = batch.point_count();
         let rank = tier_rank(batch.context.sla_tier());
         let mut s = self.state.lock();
         let tenant: Arc<str> = match s.tenants.get_key_value(batch.context.tenant_label()) {
@@ -238,14 +421,14 @@ impl Queue {
                         rank,
                         not_before: None,
                         failing: false,
+                        loaded: 0,
                     },
                 );
                 s.order.push_back(k.clone());
                 k
             }
         };
-        let mut dropped = Vec::new();
-        if self.policy == FullPolicy::DropOldest {
+        if make_room && self.policy == FullPolicy::DropOldest {
             while s.tenants[&tenant].points + points > self.capacity {
                 let Some(old) = take_oldest(&mut s, &tenant) else {
                     break;
@@ -267,26 +450,25 @@ impl Queue {
         let t = s.tenants.get_mut(&tenant).expect("inserted above");
         t.rank = rank;
         t.points += points;
+        // A disk queue keeps a tenant's first few batches in memory and reads the rest back.
+        let loaded = stored.is_none() || t.loaded < WINDOW;
+        if loaded {
+            t.loaded += 1;
+        }
         t.items.push_back(Entry {
-            batch,
+            batch: if loaded { batch } else { Batch::default() },
             points,
             bytes,
             enqueued: Instant::now(),
             backoff: None,
             tenant: tenant.clone(),
+            stored,
+            loaded,
         });
         s.points += points;
         s.queued += 1;
         drop(s);
-        for old in dropped {
-            self.telemetry.exporter_dropped(
-                &self.exporter,
-                &old.tenant,
-                "queue_full",
-                old.points as u64,
-            );
-            self.gauge(&old.tenant, -(old.points as i64), -(old.bytes as i64));
-        }
+        self.count_dropped(dropped);
         self.gauge(&tenant, points as i64, bytes as i64);
         self.notify.notify_one();
     }
@@ -335,6 +517,7 @@ impl Queue {
             t.in_flight -= 1;
             t.failing = true;
             t.not_before = Some(tokio::time::Instant::now() + wait);
+            t.loaded += usize::from(entry.loaded);
             t.items.push_front(entry);
             s.queued += 1;
         }
@@ -358,7 +541,10 @@ impl Queue {
                             // Wake another consumer if more is waiting.
                             self.notify.notify_one();
                         }
-                        return Some(e);
+                        match self.load(e) {
+                            Some(e) => return Some(e),
+                            None => continue,
+                        }
                     }
                     Err(wake_at) => {
                         if s.closed && s.queued == 0 {
@@ -382,6 +568,41 @@ impl Queue {
         }
     }
 
+    /// Reads back the batch of an entry a disk queue did not keep in memory. One that cannot be
+    /// read (the file was damaged since) is dropped, counted as `corrupt`, and logged.
+    fn load(&self, mut e: Entry) -> Option<Entry> {
+        if e.loaded {
+            return Some(e);
+        }
+        let read = match &e.stored {
+            Some(st) => crate::disk::blocking(|| st.log.read(st.at))
+                .map_err(|err| err.to_string())
+                .and_then(|p| codec::decode(&p).map_err(|err| err.to_string())),
+            None => Err("the batch is neither in memory nor on disk".to_string()),
+        };
+        match read {
+            Ok(batch) => {
+                e.batch = batch;
+                e.loaded = true;
+                Some(e)
+            }
+            Err(error) => {
+                tracing::error!(exporter = %self.exporter, tenant = %e.tenant, points = e.points, error, "cannot read a queued batch back from disk; dropping it");
+                self.telemetry.exporter_dropped(
+                    &self.exporter,
+                    &e.tenant,
+                    "corrupt",
+                    e.points as u64,
+                );
+                if let Some(st) = &e.stored {
+                    st.ack();
+                }
+                self.release(&e);
+                None
+            }
+        }
+    }
+
     /// No more pushes; consumers drain what is left, then `pop` returns `None`.
     pub fn close(&self) {
         self.state.lock().closed = true;
@@ -390,7 +611,8 @@ impl Queue {
     }
 
     /// Empties every tenant's part (batches being sent stay with their senders), counting what
-    /// was queued as dropped for `reason`.
+    /// was queued as dropped for `reason`. A disk queue's batches stay in their logs, to be sent
+    /// after the next start: they are not counted, and 0 is returned.
     pub fn drain_dropped(&self, reason: &str) -> usize {
         let items: Vec<Entry> = {
             let mut s = self.state.lock();
@@ -399,6 +621,7 @@ impl Queue {
             for k in keys {
                 let t = s.tenants.get_mut(&k).expect("ordered tenants exist");
                 let drained: Vec<Entry> = t.items.drain(..).collect();
+                t.loaded = 0;
                 t.points -= drained.iter().map(|e| e.points).sum::<usize>();
                 items.extend(drained);
                 forget_if_idle(&mut s, &k);
@@ -410,6 +633,11 @@ impl Queue {
         self.notify.notify_waiters();
         let mut total = 0;
         for e in items {
+            if self.disk.is_some() {
+                // Kept on disk for the next start: not dropped.
+                self.gauge(&e.tenant, -(e.points as i64), -(e.bytes as i64));
+                continue;
+            }
             self.telemetry
                 .exporter_dropped(&self.exporter, &e.tenant, reason, e.points as u64);
             self.gauge(&e.tenant, -(e.points as i64), -(e.bytes as i64));
@@ -432,6 +660,36 @@ impl Queue {
             .get_or_create(&labels)
             .inc_by(bytes);
     }
+}
+
+/// Encoded bytes of a batch (as an OTLP request).
+fn batch_bytes(batch: &Batch) -> usize {
+    prost::Message::encoded_len(
+        &crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest {
+            resource_metrics: Vec::new(),
+        },
+    ) + batch
+        .resource_metrics
+        .iter()
+        .map(prost::Message::encoded_len)
+        .sum::<usize>()
+}
+
+/// About the bytes a batch's record takes on disk (framing and context included).
+fn record_estimate(batch: &Batch) -> u64 {
+    let c = &batch.context;
+    let context = c.tenant_label().len()
+        + c.sla_tier().map_or(0, str::len)
+        + c.route
+            .iter()
+            .flat_map(|r| r.iter())
+            .map(|e| e.len() + 2)
+            .sum::<usize>()
+        + c.metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>();
+    (batch_bytes(batch) + context + 32) as u64
 }
 
 /// Takes the next ready batch (see [`Queue::pop`]), or says when the earliest tenant in backoff
@@ -470,6 +728,7 @@ fn next_ready(
     s.order.push_back(key.clone());
     let t = s.tenants.get_mut(&key).expect("ordered tenants exist");
     let e = t.items.pop_front().expect("chosen for having a batch");
+    t.loaded -= usize::from(e.loaded);
     t.in_flight += 1;
     s.queued -= 1;
     Ok(e)
@@ -479,6 +738,7 @@ fn next_ready(
 fn take_oldest(s: &mut State, tenant: &str) -> Option<Entry> {
     let t = s.tenants.get_mut(tenant)?;
     let old = t.items.pop_front()?;
+    t.loaded -= usize::from(old.loaded);
     t.points -= old.points;
     s.points -= old.points;
     s.queued -= 1;
@@ -510,5 +770,7 @@ fn forget_if_idle(s: &mut State, tenant: &str) {
     }
 }
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;

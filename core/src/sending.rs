@@ -3,10 +3,20 @@
 //! failures (honouring the peer's Retry-After / RetryInfo), and telemetry. A batch waiting for its
 //! retry waits in its tenant's queue, not in a consumer, so a failing tenant does not hold the
 //! others up. Each exporter only supplies `send` and says whether a failure is retryable.
+//!
+//! With `storage: disk` the queue also writes every batch to its tenant's log before the receiver
+//! acknowledges it, and a record is acknowledged in the log once its batch is delivered (for an
+//! exporter with a sending stage of its own, once that stage says so through a [`Completion`]) or
+//! dropped for a counted reason; what is left at shutdown stays on disk for the next start.
+
+mod completion;
+
+pub use completion::{Completion, Part};
 
 use crate::backoff::Backoff;
-use crate::component::{ComponentId, Exporter};
-use crate::config::types::Duration;
+use crate::component::{BoxError, ComponentId, Exporter};
+use crate::config::types::{ByteSize, Duration};
+use crate::disk::{DiskStore, Fsync, LogSettings};
 use crate::queue::{Entry, FullPolicy, Queue};
 use crate::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use serde::Deserialize;
@@ -32,6 +42,70 @@ pub struct QueueSettings {
     /// `block` (default: refuse new data, receivers answer with a retryable status) or `drop_oldest`.
     #[serde(default)]
     pub full_policy: FullPolicy,
+    /// `memory` (default) or `disk`: a segmented log per tenant under `directory`.
+    #[serde(default)]
+    pub storage: Storage,
+    /// The disk queue's folder (required with `storage: disk`), one per exporter; relative paths
+    /// are relative to the config file.
+    #[serde(default)]
+    pub directory: Option<String>,
+    /// Bound of the disk queue's files, all tenants together (default 1GiB).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Disk queue: acknowledge a request only once its batch is written to the log (default
+    /// true). When false, records are written but never fsynced but when a segment is sealed.
+    #[serde(default = "default_true")]
+    pub durable: bool,
+    /// Disk queue, when `durable`: `batch` (default: every write fsynced before the request is
+    /// acknowledged) or `{ interval: 1s }` (fsynced that often).
+    #[serde(default)]
+    pub fsync: FsyncSetting,
+}
+
+/// `sending_queue.storage`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    #[default]
+    Memory,
+    Disk,
+}
+
+/// `sending_queue.fsync`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FsyncSetting {
+    /// Every write is fsynced before the request is acknowledged.
+    #[default]
+    Batch,
+    /// Writes are fsynced this often.
+    Interval(Duration),
+}
+
+impl QueueSettings {
+    /// Makes a relative `directory` relative to the config file's folder.
+    pub fn resolve_paths(&mut self, ctx: &crate::config::LoadContext) {
+        if let Some(dir) = &mut self.directory {
+            *dir = ctx.resolve(dir).display().to_string();
+        }
+    }
+
+    /// What is wrong with these settings, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.storage == Storage::Disk && self.directory.as_deref().is_none_or(str::is_empty) {
+            v.push("sending_queue: storage: disk needs a directory".to_string());
+        }
+        if self.storage == Storage::Disk && self.max_bytes.get() < 64 * 1024 {
+            v.push("sending_queue.max_bytes must be at least 64KiB".to_string());
+        }
+        if let FsyncSetting::Interval(d) = self.fsync
+            && d.get().is_zero()
+        {
+            v.push("sending_queue.fsync.interval must be more than 0".to_string());
+        }
+        v
+    }
 }
 
 impl Default for QueueSettings {
@@ -41,8 +115,17 @@ impl Default for QueueSettings {
             total_size: None,
             num_consumers: default_num_consumers(),
             full_policy: FullPolicy::Block,
+            storage: Storage::Memory,
+            directory: None,
+            max_bytes: default_max_bytes(),
+            durable: true,
+            fsync: FsyncSetting::Batch,
         }
     }
+}
+
+fn default_max_bytes() -> ByteSize {
+    ByteSize(1 << 30)
 }
 
 fn default_queue_size() -> usize {
@@ -102,15 +185,19 @@ pub struct ExporterRuntime {
     exporter: Arc<dyn Exporter>,
     workers: Vec<JoinHandle<()>>,
     hard_stop: CancellationToken,
+    /// A disk queue's fsync ticks and size gauge.
+    upkeep: Option<JoinHandle<()>>,
 }
 
 impl ExporterRuntime {
+    /// Starts the exporter's senders; a disk queue is opened first and what it holds is queued
+    /// again (an error when its directory cannot be used).
     pub fn spawn(
         id: ComponentId,
         exporter: Arc<dyn Exporter>,
         settings: SendingSettings,
         telemetry: Arc<Telemetry>,
-    ) -> Self {
+    ) -> Result<Self, BoxError> {
         let name = id.to_string();
         let queue_size = settings.queue.queue_size.max(1);
         let senders = settings.queue.num_consumers.max(1);
@@ -124,7 +211,17 @@ impl ExporterRuntime {
         if let Some(total) = settings.queue.total_size {
             queue = queue.with_total_size(total);
         }
+        if settings.queue.storage == Storage::Disk {
+            queue = open_disk(queue, &settings.queue, &telemetry)?;
+        }
         let queue = Arc::new(queue);
+        let upkeep = queue.disk().is_some().then(|| {
+            tokio::spawn(upkeep(
+                queue.clone(),
+                settings.queue.fsync,
+                telemetry.clone(),
+            ))
+        });
         let hard_stop = CancellationToken::new();
         let worker = Arc::new(Worker {
             name,
@@ -146,20 +243,34 @@ impl ExporterRuntime {
                             break;
                         };
                         match w.attempt(&mut entry, &q).await {
-                            Attempt::Done => q.release(&entry),
+                            Attempt::Done(completion) => {
+                                q.release(&entry);
+                                if let Some(st) = entry.stored().cloned() {
+                                    match completion {
+                                        Some(c) => c.on_done(move |ok| {
+                                            if ok {
+                                                st.ack();
+                                            }
+                                        }),
+                                        None => st.ack(),
+                                    }
+                                }
+                            }
+                            Attempt::Stopped => q.release(&entry),
                             Attempt::RetryIn(wait) => q.retry_later(entry, wait),
                         }
                     }
                 })
             })
             .collect();
-        ExporterRuntime {
+        Ok(ExporterRuntime {
             id,
             queue,
             exporter,
             workers,
             hard_stop,
-        }
+            upkeep,
+        })
     }
 
     /// Stops taking data, sends what is queued until `deadline`, then drops (and counts) the rest.
@@ -178,6 +289,15 @@ impl ExporterRuntime {
             }
         }
         self.exporter.shutdown(deadline).await;
+        if let Some(u) = self.upkeep {
+            u.abort();
+        }
+        if let Some(disk) = self.queue.disk() {
+            crate::disk::blocking(|| disk.close());
+            if disk.bytes() > 0 {
+                tracing::info!(exporter = %self.id, bytes = disk.bytes(), dir = %disk.dir().display(), "undelivered batches stay in the disk queue for the next start");
+            }
+        }
     }
 }
 
@@ -187,8 +307,12 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How one attempt at sending a batch ended.
 enum Attempt {
-    /// Delivered, or given up on (and counted): release its room.
-    Done,
+    /// Delivered, or given up on (and counted): release its room, and acknowledge its record in a
+    /// disk queue (once the completion says so, if there is one).
+    Done(Option<Completion>),
+    /// Not sent because the exporter is stopping: release its room; a disk queue keeps its
+    /// record for the next start (a memory queue counted it as dropped).
+    Stopped,
     /// Failed and to be retried after this wait; the batch goes back to its tenant's queue.
     RetryIn(std::time::Duration),
 }
@@ -202,6 +326,20 @@ struct Worker {
 }
 
 impl Worker {
+    /// The exporter is stopping before `entry` was sent: a memory queue's batch is dropped
+    /// (counted), a disk queue's stays in its log for the next start.
+    fn stopped(&self, entry: &Entry) -> Attempt {
+        if entry.stored().is_none() {
+            self.telemetry.exporter_dropped(
+                &self.name,
+                entry.tenant(),
+                "shutdown",
+                entry.points as u64,
+            );
+        }
+        Attempt::Stopped
+    }
+
     /// Sends `entry` once and decides what follows: done (delivered or dropped and counted), or a
     /// retry after a backoff, which the queue waits out while this sender serves other tenants.
     async fn attempt(&self, entry: &mut Entry, queue: &Queue) -> Attempt {
@@ -214,15 +352,12 @@ impl Worker {
         let retry = &self.settings.retry;
         let result = tokio::select! {
             r = self.exporter.send(&entry.batch) => r,
-            _ = self.hard_stop.cancelled() => {
-                self.telemetry.exporter_dropped(&self.name, &tenant, "shutdown", points);
-                return Attempt::Done;
-            }
+            _ = self.hard_stop.cancelled() => return self.stopped(entry),
         };
         let err = match result {
             Ok(d) if d.handed_off => {
                 queue.delivered(entry);
-                return Attempt::Done;
+                return Attempt::Done(d.completion);
             }
             Ok(d) => {
                 queue.delivered(entry);
@@ -240,13 +375,11 @@ impl Worker {
                         d.rejected_points,
                     );
                 }
-                return Attempt::Done;
+                return Attempt::Done(None);
             }
             Err(e) if e.busy => {
                 if self.hard_stop.is_cancelled() {
-                    self.telemetry
-                        .exporter_dropped(&self.name, &tenant, "shutdown", points);
-                    return Attempt::Done;
+                    return self.stopped(entry);
                 }
                 tracing::debug!(exporter = %self.name, tenant, message = %e.message, "exporter busy; trying again shortly");
                 self.telemetry.exporter_busy.get_or_create(&labels).inc();
@@ -267,13 +400,13 @@ impl Worker {
             tracing::error!(exporter = %self.name, tenant, points, error = %err.message, "send failed; dropping the batch");
             self.telemetry
                 .exporter_dropped(&self.name, &tenant, reason, points);
-            return Attempt::Done;
+            return Attempt::Done(None);
         }
         if queue.should_yield_oldest(&tenant) {
             tracing::warn!(exporter = %self.name, tenant, points, error = %err.message, "queue full (drop_oldest); dropping the oldest batch");
             self.telemetry
                 .exporter_dropped(&self.name, &tenant, "queue_full", points);
-            return Attempt::Done;
+            return Attempt::Done(None);
         }
         let backoff = entry.backoff.get_or_insert_with(|| {
             Backoff::new(retry.initial_interval.get(), retry.max_interval.get())
@@ -288,12 +421,10 @@ impl Worker {
             tracing::error!(exporter = %self.name, tenant, points, error = %err.message, "batch older than max_age; dropping it");
             self.telemetry
                 .exporter_dropped(&self.name, &tenant, "max_age", points);
-            return Attempt::Done;
+            return Attempt::Done(None);
         }
         if self.hard_stop.is_cancelled() {
-            self.telemetry
-                .exporter_dropped(&self.name, &tenant, "shutdown", points);
-            return Attempt::Done;
+            return self.stopped(entry);
         }
         tracing::warn!(exporter = %self.name, tenant, points, error = %err.message, retry_in = ?wait, "send failed; will retry");
         self.telemetry
@@ -303,6 +434,93 @@ impl Worker {
             })
             .inc();
         Attempt::RetryIn(wait)
+    }
+}
+
+/// Opens the disk queue of `settings` for `queue` and queues again what its logs hold, logging
+/// and counting what is damaged.
+fn open_disk(
+    queue: Queue,
+    settings: &QueueSettings,
+    telemetry: &Telemetry,
+) -> Result<Queue, BoxError> {
+    if let Some(p) = settings.problems().into_iter().next() {
+        return Err(p.into());
+    }
+    let dir = std::path::PathBuf::from(settings.directory.clone().unwrap_or_default());
+    let max_bytes = settings.max_bytes.get();
+    let log = LogSettings {
+        segment_bytes: (max_bytes / 8).clamp(32 * 1024, 16 << 20),
+        fsync: match (settings.durable, settings.fsync) {
+            (false, _) => Fsync::Never,
+            (true, FsyncSetting::Batch) => Fsync::Batch,
+            (true, FsyncSetting::Interval(d)) => Fsync::Interval(d.get()),
+        },
+    };
+    let name = queue.exporter().to_string();
+    let corrupt = |bytes: u64| {
+        telemetry
+            .exporter_disk_corrupt
+            .get_or_create(&ExporterOnlyLabels {
+                exporter: name.clone(),
+            })
+            .inc_by(bytes);
+    };
+    let (mut restored, mut points) = (0usize, 0usize);
+    let (store, damage) = DiskStore::open(dir.clone(), log, max_bytes, |log, at, payload| {
+        match queue.restore(log, at, payload) {
+            Ok(n) => {
+                restored += 1;
+                points += n;
+            }
+            Err(e) => {
+                tracing::error!(exporter = %name, dir = %log.dir().display(), segment = at.segment, offset = at.offset, error = %e, "a disk queue record cannot be decoded; skipping it");
+                corrupt(at.file_bytes());
+            }
+        }
+    })
+    .map_err(|e| format!("cannot open the disk queue in {}: {e}", dir.display()))?;
+    for d in &damage {
+        tracing::error!(exporter = %name, file = %d.file.display(), offset = d.offset, bytes = d.bytes, kind = d.kind, "damaged disk queue segment: its good records are kept, the rest of it is skipped");
+        corrupt(d.bytes);
+    }
+    if restored > 0 {
+        tracing::info!(exporter = %name, batches = restored, points, bytes = store.bytes(), dir = %dir.display(), "disk queue replayed");
+    }
+    Ok(queue.with_disk(store))
+}
+
+/// A disk queue's periodic work: fsync under `fsync: { interval }`, and the size gauge.
+async fn upkeep(queue: Arc<Queue>, fsync: FsyncSetting, telemetry: Arc<Telemetry>) {
+    let every = match fsync {
+        FsyncSetting::Interval(d) => d.get().min(std::time::Duration::from_secs(1)),
+        FsyncSetting::Batch => std::time::Duration::from_secs(1),
+    };
+    let labels = ExporterOnlyLabels {
+        exporter: queue.exporter().to_string(),
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut synced = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(disk) = queue.disk() else { return };
+        if let FsyncSetting::Interval(d) = fsync
+            && synced.elapsed() >= d.get()
+        {
+            synced = tokio::time::Instant::now();
+            let q = queue.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(d) = q.disk() {
+                    d.sync();
+                }
+            })
+            .await;
+        }
+        telemetry
+            .exporter_disk_bytes
+            .get_or_create(&labels)
+            .set(disk.bytes() as i64);
     }
 }
 
@@ -333,16 +551,22 @@ impl crate::component::Consumer for Fanout {
                 q.exporter()
             )));
         }
+        // Disk queues first: their write is the one that can still fail, and a batch refused
+        // then is in no queue yet unless another disk queue took it (then the client's retry
+        // duplicates it there: at-least-once).
+        let mut chosen = chosen;
+        chosen.sort_by_key(|q| q.disk().is_none());
         let Some((last, rest)) = chosen.split_last() else {
             return Ok(());
         };
         for q in rest {
-            q.push(batch.clone());
+            q.try_push(batch.clone())?;
         }
-        last.push(batch);
-        Ok(())
+        last.try_push(batch)
     }
 }
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;

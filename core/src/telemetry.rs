@@ -133,6 +133,10 @@ pub struct Telemetry {
     pub exporter_queue_points: Family<ExporterLabels, Gauge>,
     pub exporter_queue_bytes: Family<ExporterLabels, Gauge>,
     pub exporter_queue_capacity: Family<ExporterOnlyLabels, Gauge>,
+    /// Bytes of a disk queue's segment files.
+    pub exporter_disk_bytes: Family<ExporterOnlyLabels, Gauge>,
+    /// Bytes of a disk queue's files found torn or corrupt at start (skipped, data lost).
+    pub exporter_disk_corrupt: Family<ExporterOnlyLabels, Counter>,
     /// Shards of a sharded exporter (remote_write).
     pub exporter_shards: Family<ExporterOnlyLabels, Gauge>,
     /// Samples held by a sharded exporter's shards (queued to them or being sent).
@@ -183,6 +187,8 @@ impl Telemetry {
             exporter_queue_points: Family::default(),
             exporter_queue_bytes: Family::default(),
             exporter_queue_capacity: Family::default(),
+            exporter_disk_bytes: Family::default(),
+            exporter_disk_corrupt: Family::default(),
             exporter_shards: Family::default(),
             exporter_shard_samples: Family::default(),
             labels_points: Family::default(),
@@ -286,6 +292,16 @@ impl Telemetry {
             "sluice_exporter_queue_capacity_points",
             "Capacity in points of each tenant's part of an exporter's queue",
             t.exporter_queue_capacity.clone(),
+        );
+        r.register(
+            "sluice_exporter_disk_bytes",
+            "Bytes of a disk queue's segment files, all tenants together",
+            t.exporter_disk_bytes.clone(),
+        );
+        r.register(
+            "sluice_exporter_disk_corrupt_bytes",
+            "Bytes of a disk queue's files found torn or corrupt at start and skipped",
+            t.exporter_disk_corrupt.clone(),
         );
         r.register(
             "sluice_exporter_shards",

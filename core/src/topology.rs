@@ -79,7 +79,8 @@ pub async fn start(config: &Config, telemetry: Arc<Telemetry>) -> Result<Running
             .start()
             .await
             .map_err(|e| err(id, "exporters", e))?;
-        let rt = ExporterRuntime::spawn(id.clone(), exporter, cfg.sending(), telemetry.clone());
+        let rt = ExporterRuntime::spawn(id.clone(), exporter, cfg.sending(), telemetry.clone())
+            .map_err(|e| err(id, "exporters", e))?;
         queues.insert(id.clone(), rt.queue.clone());
         exporters.push(rt);
     }

@@ -5,3 +5,6 @@ pub mod debug;
 pub mod otlp;
 pub mod prometheus;
 pub mod remote_write;
+
+#[cfg(test)]
+mod sample_age_tests;

@@ -116,7 +116,8 @@ fn spawn(
         exporter,
         settings,
         telemetry.clone(),
-    );
+    )
+    .expect("a memory queue starts");
     (rt, telemetry)
 }
 

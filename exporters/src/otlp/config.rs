@@ -34,6 +34,10 @@ pub struct OtlpGrpcExporterConfig {
     /// Drop (and count) a batch still undelivered this long after it was queued (default: never).
     #[serde(default)]
     pub max_age: Option<Duration>,
+    /// Drop (and count as `too_old`) points older than this when their batch is sent (default:
+    /// never).
+    #[serde(default)]
+    pub sample_age_limit: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -68,6 +72,8 @@ pub struct OtlpHttpExporterConfig {
     pub retry_on_failure: RetrySettings,
     #[serde(default)]
     pub max_age: Option<Duration>,
+    #[serde(default)]
+    pub sample_age_limit: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -166,8 +172,15 @@ impl OtlpGrpcExporterConfig {
 }
 
 impl Validate for OtlpGrpcExporterConfig {
+    fn resolve_paths(&mut self, ctx: &LoadContext) {
+        self.sending_queue.resolve_paths(ctx);
+    }
+
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
+        for m in self.sending_queue.problems() {
+            errs.push(DeError::new(node.pos, m));
+        }
         let pos = node
             .as_map()
             .and_then(|m| m.iter().find(|(k, _)| k.key_text() == "endpoint"))
@@ -193,8 +206,15 @@ impl OtlpHttpExporterConfig {
 }
 
 impl Validate for OtlpHttpExporterConfig {
+    fn resolve_paths(&mut self, ctx: &LoadContext) {
+        self.sending_queue.resolve_paths(ctx);
+    }
+
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
+        for m in self.sending_queue.problems() {
+            errs.push(DeError::new(node.pos, m));
+        }
         if self.endpoint.is_none() && self.metrics_endpoint.is_none() {
             errs.push(DeError::new(
                 node.pos,

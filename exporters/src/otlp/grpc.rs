@@ -7,6 +7,7 @@
 use super::config::{OtlpGrpcExporterConfig, sending, tenant_of};
 use futures::future::BoxFuture;
 use sluice_core::batch::Batch;
+use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
@@ -21,7 +22,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 impl ExporterConfig for OtlpGrpcExporterConfig {
-    fn build(&self, _ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
+    fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
         let uri = self.uri()?;
         let channel = Channel::builder(uri)
             .connect_timeout(self.timeout.get())
@@ -50,6 +51,11 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
             headers,
             tenant_key,
             default_tenant: self.default_tenant.clone(),
+            age_limit: AgeLimit::new(
+                self.sample_age_limit.map(|d| d.get()),
+                &ctx.id.to_string(),
+                ctx.telemetry,
+            ),
         }))
     }
 
@@ -67,10 +73,31 @@ struct GrpcExporter {
     /// `tenant_header`, lowercased.
     tenant_key: Option<MetadataKey<tonic::metadata::Ascii>>,
     default_tenant: String,
+    /// `sample_age_limit`.
+    age_limit: Option<AgeLimit>,
 }
 
 impl Exporter for GrpcExporter {
+    /// Sends the batch without its points older than `sample_age_limit`.
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        let Some(limit) = &self.age_limit else {
+            return self.export(batch);
+        };
+        Box::pin(async move {
+            let fresh = limit.filter(batch);
+            // Nothing left once the too old points are gone: nothing to send.
+            let result = if fresh.batch.is_empty() {
+                Ok(Delivered::default())
+            } else {
+                self.export(&fresh.batch).await
+            };
+            limit.settle(&fresh, result)
+        })
+    }
+}
+
+impl GrpcExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
             let mut req = tonic::Request::new(batch.to_request());
             for (k, v) in &self.headers {

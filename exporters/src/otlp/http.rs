@@ -6,6 +6,7 @@ use super::config::{HttpEncoding, OtlpHttpExporterConfig, sending, tenant_of};
 use futures::future::BoxFuture;
 use prost::Message;
 use sluice_core::batch::Batch;
+use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl ExporterConfig for OtlpHttpExporterConfig {
-    fn build(&self, _ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
+    fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
         let url = self.url().ok_or("no endpoint")?;
         let mut headers = http::HeaderMap::new();
         for (k, v) in &self.headers {
@@ -42,6 +43,11 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             compression: self.compression,
             tenant_header,
             default_tenant: self.default_tenant.clone(),
+            age_limit: AgeLimit::new(
+                self.sample_age_limit.map(|d| d.get()),
+                &ctx.id.to_string(),
+                ctx.telemetry,
+            ),
         }))
     }
 
@@ -57,10 +63,31 @@ struct HttpExporter {
     compression: Compression,
     tenant_header: Option<http::HeaderName>,
     default_tenant: String,
+    /// `sample_age_limit`.
+    age_limit: Option<AgeLimit>,
 }
 
 impl Exporter for HttpExporter {
+    /// Sends the batch without its points older than `sample_age_limit`.
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        let Some(limit) = &self.age_limit else {
+            return self.export(batch);
+        };
+        Box::pin(async move {
+            let fresh = limit.filter(batch);
+            // Nothing left once the too old points are gone: nothing to send.
+            let result = if fresh.batch.is_empty() {
+                Ok(Delivered::default())
+            } else {
+                self.export(&fresh.batch).await
+            };
+            limit.settle(&fresh, result)
+        })
+    }
+}
+
+impl HttpExporter {
+    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
             let req = batch.to_request();
             let (body, ctype) = match self.encoding {

@@ -221,6 +221,7 @@ fn http_config(addr: SocketAddr) -> OtlpHttpExporterConfig {
         sending_queue: QueueSettings::default(),
         retry_on_failure: RetrySettings::default(),
         max_age: None,
+        sample_age_limit: None,
     }
 }
 
@@ -263,7 +264,8 @@ async fn run(id: &str, cfg: &dyn ExporterConfig, batches: Vec<Batch>) -> Run {
         })
         .expect("the exporter builds");
     let start = Instant::now();
-    let runtime = ExporterRuntime::spawn(id.clone(), exporter, cfg.sending(), telemetry.clone());
+    let runtime = ExporterRuntime::spawn(id.clone(), exporter, cfg.sending(), telemetry.clone())
+        .expect("the exporter starts");
     for b in batches {
         assert!(runtime.queue.has_room(b.point_count()));
         runtime.queue.push(b);
@@ -504,6 +506,7 @@ fn grpc_config(addr: SocketAddr) -> OtlpGrpcExporterConfig {
         sending_queue: QueueSettings::default(),
         retry_on_failure: RetrySettings::default(),
         max_age: None,
+        sample_age_limit: None,
     }
 }
 
@@ -702,4 +705,83 @@ fn tenant_settings_are_read_and_validated() {
     )
     .unwrap_err();
     assert!(e.contains("tenant_header"), "{e}");
+}
+
+/// A batch for tenant `acme` of `old` points two hours old, then `fresh` points of now.
+fn aged_batch(old: usize, fresh: usize) -> Batch {
+    use sluice_core::proto::otlp::metrics::v1::metric::Data;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut batch = for_tenant(gauge_batch("m", old + fresh), Some("acme"));
+    let Some(Data::Gauge(g)) = &mut batch.resource_metrics[0].scope_metrics[0].metrics[0].data
+    else {
+        unreachable!("gauge_batch makes a gauge")
+    };
+    for (i, p) in g.data_points.iter_mut().enumerate() {
+        p.time_unix_nano = if i < old {
+            now - 7_200_000_000_000
+        } else {
+            now
+        };
+    }
+    batch
+}
+
+// Guarantees: with `sample_age_limit`, points older than it are not sent but dropped and counted
+// as `too_old` (a batch with nothing else is not sent at all); the rest is delivered and counted
+// as sent, and the engine does not count the dropped points as sent as well.
+#[tokio::test]
+async fn http_sample_age_limit_drops_and_counts_too_old_points() {
+    let server = HttpServer::start(|_| ok_protobuf(None)).await;
+    let mut cfg = http_config(server.addr);
+    cfg.sample_age_limit = Some(CfgDuration::from_secs(3600));
+    let r = run(
+        "otlp_http/test",
+        &cfg,
+        vec![aged_batch(3, 2), aged_batch(4, 0), aged_batch(0, 1)],
+    )
+    .await;
+    let got = server.received();
+    assert_eq!(got.len(), 2, "the batch with only old points is not sent");
+    let sent_points: usize = got
+        .iter()
+        .map(|g| Batch::from_request(Default::default(), g.protobuf()).point_count())
+        .sum();
+    assert_eq!(sent_points, 3);
+    assert_eq!(r.dropped("too_old"), 7.0);
+    assert_eq!(r.sent(), 3.0);
+    assert_eq!(r.value("sluice_exporter_dropped_points_total", &[]), 7.0);
+}
+
+// Guarantees: over gRPC, a batch retried after a transient failure has its too old points counted
+// once, when it is finally delivered; without `sample_age_limit` nothing is dropped for age.
+#[tokio::test]
+async fn grpc_sample_age_limit_counts_once_across_retries() {
+    let server = GrpcServer::start(vec![Status::unavailable("down")]).await;
+    let mut cfg = grpc_config(server.addr);
+    cfg.sample_age_limit = Some(CfgDuration::from_secs(3600));
+    let r = run("otlp/test", &cfg, vec![aged_batch(3, 2)]).await;
+    let got = server.received();
+    assert_eq!(got.len(), 2, "one failure, one delivery");
+    for (_, req) in &got {
+        assert_eq!(
+            Batch::from_request(Default::default(), req.clone()).point_count(),
+            2
+        );
+    }
+    assert_eq!(r.retries(), 1.0);
+    assert_eq!(r.dropped("too_old"), 3.0);
+    assert_eq!(r.sent(), 2.0);
+
+    let server = GrpcServer::start(Vec::new()).await;
+    let r = run(
+        "otlp/test",
+        &grpc_config(server.addr),
+        vec![aged_batch(3, 2)],
+    )
+    .await;
+    assert_eq!(r.dropped("too_old"), 0.0);
+    assert_eq!(r.sent(), 5.0);
 }

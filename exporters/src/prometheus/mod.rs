@@ -212,6 +212,7 @@ impl Exporter for PrometheusExporter {
                     )
                 },
                 handed_off: false,
+                completion: None,
             })
         })
     }

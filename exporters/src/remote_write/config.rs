@@ -61,6 +61,10 @@ pub struct RemoteWriteConfig {
     /// Send metric metadata (type, help, unit) with v1 requests (default true; v2 always does).
     #[serde(default = "default_true")]
     pub send_metadata: bool,
+    /// Drop (and count as `too_old`) points older than this when their batch is sent (default:
+    /// never).
+    #[serde(default)]
+    pub sample_age_limit: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -242,6 +246,7 @@ impl Validate for RemoteWriteConfig {
         resolve(&mut self.tls.ca_file);
         resolve(&mut self.tls.cert_file);
         resolve(&mut self.tls.key_file);
+        self.sending_queue.resolve_paths(ctx);
     }
 
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
@@ -253,6 +258,9 @@ impl Validate for RemoteWriteConfig {
         };
         if let Err(m) = HttpUrl::parse(&self.url_for("tenant")) {
             errs.push(DeError::new(at("endpoint"), m));
+        }
+        for m in self.sending_queue.problems() {
+            errs.push(DeError::new(at("sending_queue"), m));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             errs.push(DeError::new(

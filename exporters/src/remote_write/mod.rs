@@ -22,11 +22,12 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use shards::Shared;
 use sluice_core::batch::Batch;
+use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
 use sluice_core::prometheus::{DeltaToCumulative, TranslateOptions, translate};
-use sluice_core::sending::SendingSettings;
+use sluice_core::sending::{Completion, SendingSettings};
 use sluice_core::tenancy::tier_rank;
 use std::sync::Arc;
 use tenants::Tenants;
@@ -41,6 +42,11 @@ impl ExporterConfig for RemoteWriteConfig {
             None => None,
         };
         let client = client::Client::new(self, token)?;
+        let age_limit = AgeLimit::new(
+            self.sample_age_limit.map(|d| d.get()),
+            &ctx.id.to_string(),
+            ctx.telemetry.clone(),
+        );
         let shared = Arc::new(Shared::new(
             ctx.id.to_string(),
             self.clone(),
@@ -52,6 +58,7 @@ impl ExporterConfig for RemoteWriteConfig {
             shared,
             opts: self.translate_options(),
             delta: Mutex::new(DeltaToCumulative::default()),
+            age_limit,
         }))
     }
 
@@ -65,6 +72,8 @@ struct RemoteWriteExporter {
     tenants: Tenants,
     opts: TranslateOptions,
     delta: Mutex<DeltaToCumulative>,
+    /// `sample_age_limit`.
+    age_limit: Option<AgeLimit>,
 }
 
 impl Exporter for RemoteWriteExporter {
@@ -79,6 +88,7 @@ impl Exporter for RemoteWriteExporter {
                 .tenant
                 .clone()
                 .unwrap_or_else(|| Arc::from(self.shared.cfg.default_tenant.as_str()));
+            let (completion, part) = Completion::new();
             loop {
                 let Some(entry) = self.tenants.get(&tenant) else {
                     return Err(SendError::permanent("the exporter is shut down"));
@@ -103,6 +113,8 @@ impl Exporter for RemoteWriteExporter {
                 }
                 entry.tenant.set_rank(tier_rank(batch.context.sla_tier()));
                 entry.touch();
+                // After the busy check, so that a deferred batch's too old points count once.
+                let batch: &Batch = &AgeLimit::apply(self.age_limit.as_ref(), batch);
                 let translation = {
                     let mut delta = self.delta.lock();
                     translate(batch, &self.opts, Some(&mut delta))
@@ -119,14 +131,17 @@ impl Exporter for RemoteWriteExporter {
                 let interval = self.shared.cfg.queue_config.shard_update_interval.get();
                 if let Some(set) = guard.take() {
                     let mut set = set.maybe_reshard(interval);
-                    set.hand_over(translation.series);
+                    set.hand_over(translation.series, &part);
                     *guard = Some(set);
                 }
                 break;
             }
+            // The batch is done once each of its series is settled by its shard.
+            part.settle();
             self.tenants.retire_idle().await;
             Ok(Delivered {
                 handed_off: true,
+                completion: Some(completion),
                 ..Default::default()
             })
         })

@@ -11,6 +11,7 @@ use super::encode::{Encoder, estimated_bytes};
 use super::slots::Slots;
 use sluice_core::backoff::Backoff;
 use sluice_core::prometheus::Series;
+use sluice_core::sending::Part;
 use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -134,10 +135,18 @@ pub fn samples_of(s: &Series) -> u64 {
     (s.samples.len() + s.histograms.len()) as u64
 }
 
+/// A series on its way to its shard, with its batch's completion part: settled once the series
+/// is sent or dropped for a counted reason, so that a disk queue acknowledges the batch only then
+/// (dropped unsettled at shutdown, it keeps the batch for the next start).
+pub struct Tracked {
+    series: Series,
+    part: Part,
+}
+
 /// One tenant's running shards; only that tenant's dispatcher (the exporter's `send`, under the
 /// tenant's lock) and shutdown touch it.
 pub struct ShardSet {
-    senders: Vec<mpsc::Sender<Series>>,
+    senders: Vec<mpsc::Sender<Tracked>>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     pub tenant: Arc<Tenant>,
@@ -191,15 +200,18 @@ impl ShardSet {
     /// that meets a full shard on, to keep their order), or all of them while a previous shard
     /// set still drains after a reshard, are handed over by a feeder task as the shards make
     /// room. The caller takes no new batch for the tenant while [`ShardSet::is_feeding`].
-    pub fn hand_over(&mut self, series: Vec<Series>) {
+    pub fn hand_over(&mut self, series: Vec<Series>, part: &Part) {
         let before = self.feeder.take().filter(|f| !f.is_finished());
-        let mut series = series.into_iter();
+        let mut series = series.into_iter().map(|series| Tracked {
+            series,
+            part: part.clone(),
+        });
         let mut rest = Vec::new();
         for s in series.by_ref() {
-            let samples = samples_of(&s);
+            let samples = samples_of(&s.series);
             self.shared.hold(&self.tenant, samples as i64);
             self.samples_in += samples;
-            let idx = self.shard_of(&s);
+            let idx = self.shard_of(&s.series);
             if before.is_some() {
                 rest.push((idx, s));
                 continue;
@@ -214,10 +226,10 @@ impl ShardSet {
             }
         }
         for s in series {
-            let samples = samples_of(&s);
+            let samples = samples_of(&s.series);
             self.shared.hold(&self.tenant, samples as i64);
             self.samples_in += samples;
-            rest.push((self.shard_of(&s), s));
+            rest.push((self.shard_of(&s.series), s));
         }
         if rest.is_empty() {
             self.feeder = before;
@@ -231,14 +243,14 @@ impl ShardSet {
             }
             let mut rest = rest.into_iter();
             for (idx, s) in rest.by_ref() {
-                let samples = samples_of(&s);
+                let samples = samples_of(&s.series);
                 tokio::select! {
                     r = senders[idx].send(s) => if r.is_err() {
                         shared.hold(&tenant, -(samples as i64));
                         shared.telemetry.exporter_dropped(&shared.name, &tenant.name, "shutdown", samples);
                     },
                     _ = shared.hard_stop.cancelled() => {
-                        let samples = samples + rest.map(|(_, s)| samples_of(&s)).sum::<u64>();
+                        let samples = samples + rest.map(|(_, s)| samples_of(&s.series)).sum::<u64>();
                         shared.hold(&tenant, -(samples as i64));
                         shared.telemetry.exporter_dropped(&shared.name, &tenant.name, "shutdown", samples);
                         return;
@@ -313,9 +325,9 @@ impl ShardSet {
 
 /// A shard: gathers its tenant's series into requests of at most `max_samples_per_send` samples
 /// (and `max_bytes_per_send`), sent when full or after `batch_send_deadline`.
-async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Receiver<Series>) {
+async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Receiver<Tracked>) {
     let q = &shared.cfg.queue_config;
-    let mut pending: Vec<Series> = Vec::new();
+    let mut pending: Vec<Tracked> = Vec::new();
     let (mut samples, mut bytes) = (0usize, 0usize);
     let mut encoder = Encoder::default();
     let mut deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
@@ -336,8 +348,8 @@ async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Recei
         if pending.is_empty() {
             deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
         }
-        samples += samples_of(&series) as usize;
-        bytes += estimated_bytes(&series);
+        samples += samples_of(&series.series) as usize;
+        bytes += estimated_bytes(&series.series);
         pending.push(series);
         if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
             flush(&shared, &tenant, &mut encoder, &mut pending).await;
@@ -350,9 +362,18 @@ async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Recei
 }
 
 /// Sends one request, retrying as the protocol allows, until it is delivered, dropped, or the
-/// hard stop comes. Each attempt takes a send slot; the waits between attempts do not.
-async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending: &mut Vec<Series>) {
-    let series = std::mem::take(pending);
+/// hard stop comes. Each attempt takes a send slot; the waits between attempts do not. The
+/// series' completion parts are settled unless the hard stop came first.
+async fn flush(
+    shared: &Shared,
+    tenant: &Tenant,
+    encoder: &mut Encoder,
+    pending: &mut Vec<Tracked>,
+) {
+    let (series, parts): (Vec<Series>, Vec<Part>) = std::mem::take(pending)
+        .into_iter()
+        .map(|t| (t.series, t.part))
+        .unzip();
     let samples: u64 = series.iter().map(samples_of).sum();
     let labels = &tenant.labels;
     let name = &*tenant.name;
@@ -439,6 +460,9 @@ async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending:
         shared
             .telemetry
             .exporter_dropped(&shared.name, name, result, samples);
+    }
+    if result != "shutdown" {
+        parts.into_iter().for_each(Part::settle);
     }
     shared.hold(tenant, -(samples as i64));
 }

@@ -673,4 +673,50 @@ mod tenants {
         assert_eq!(of("old"), ["2", "0", "0"]);
         assert_eq!(of("new"), ["2", "2"]);
     }
+
+    /// Whether a batch's completion reported, and with what.
+    fn watch(c: &sluice_core::sending::Completion) -> Arc<Mutex<Option<bool>>> {
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        c.on_done(move |ok| *s.lock().unwrap() = Some(ok));
+        seen
+    }
+
+    // Guarantees: a handed-off batch reports its completion only once every one of its series was
+    // sent (so that a disk queue acknowledges its record only then), and reports it abandoned
+    // (kept for the next start) when the shutdown deadline drops series still being retried.
+    #[tokio::test]
+    async fn completion_waits_for_every_series_and_reports_shutdown_drops() {
+        let ep = Endpoint::start().await;
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\n{QUEUE}",
+            ep.addr
+        ));
+        let (e, _) = build(&cfg);
+        ep.fail("a", true);
+        let d = within(e.send(&batch("a", None, 5, 0))).await.unwrap();
+        let seen = watch(
+            d.completion
+                .as_ref()
+                .expect("remote_write reports completion"),
+        );
+        until("a refused", || ep.state.lock().unwrap().refused >= 1).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            None,
+            "not done while its series are retried"
+        );
+        ep.fail("a", false);
+        until("a delivered", || ep.samples("a") == 5).await;
+        until("completion", || seen.lock().unwrap().is_some()).await;
+        assert_eq!(*seen.lock().unwrap(), Some(true));
+        // Down again, then stopped: the batch is abandoned, not done.
+        ep.fail("a", true);
+        let d = within(e.send(&batch("a", None, 5, 1))).await.unwrap();
+        let seen = watch(d.completion.as_ref().unwrap());
+        until("a refused again", || ep.state.lock().unwrap().refused >= 2).await;
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_millis(100))).await;
+        until("completion", || seen.lock().unwrap().is_some()).await;
+        assert_eq!(*seen.lock().unwrap(), Some(false));
+    }
 }

@@ -45,6 +45,8 @@ fn admit(shared: &Shared, mut request: Request<()>) -> Result<Request<()>, Statu
     let context = shared
         .context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string))
         .map_err(|d| denied(&d))?;
+    // Near the memory limit, refused before the message is decoded.
+    shared.admit(&context).map_err(|r| status(&r))?;
     request.extensions_mut().insert(context);
     Ok(request)
 }

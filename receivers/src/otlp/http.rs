@@ -113,6 +113,10 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             );
         }
     };
+    // Near the memory limit, refused before the body is read.
+    if let Err(r) = shared.admit(&context) {
+        return refusal(enc, &r);
+    }
     let raw: Bytes = match axum::body::to_bytes(body, shared.max_request_bytes as usize).await {
         Ok(b) => b,
         Err(_) => {

@@ -83,6 +83,12 @@ impl Shared {
         self.ingress.context(get)
     }
 
+    /// Refuses (and counts) a request while the process is near its memory limit, before its
+    /// body is read.
+    fn admit(&self, context: &Context) -> Result<(), Refusal> {
+        self.ingress.admit(context)
+    }
+
     /// Validates, hands the request to the pipeline and builds the response. Points that are not
     /// valid OTLP are left out and reported as a partial success.
     fn ingest(

@@ -7,7 +7,7 @@
 //! | Content-Type / Content-Encoding not supported | 415 |
 //! | body larger than the limits | 413 |
 //! | body not snappy, not protobuf, bad symbol table | 400 |
-//! | queues full / shutting down | 503 + Retry-After (senders retry 5xx) |
+//! | queues full / shutting down / near the memory limit | 503 + Retry-After (senders retry 5xx) |
 //! | a tenant limit | 429 + Retry-After |
 //! | no tenant: credentials missing or wrong, tenant header missing | 401 (+ WWW-Authenticate) |
 //! | the tenant header is not a valid tenant id | 400 |
@@ -159,6 +159,10 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
             "unsupported_encoding",
             msg,
         );
+    }
+    // Near the memory limit, refused before the body is read.
+    if let Err(r) = shared.admit(&context) {
+        return refusal(version, &r);
     }
     let raw: Bytes = match axum::body::to_bytes(body, shared.max_request_bytes as usize).await {
         Ok(b) => b,

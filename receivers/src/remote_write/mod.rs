@@ -77,6 +77,12 @@ impl Shared {
         self.ingress.context(get)
     }
 
+    /// Refuses (and counts) a request while the process is near its memory limit, before its
+    /// body is read.
+    fn admit(&self, context: &Context) -> Result<(), Refusal> {
+        self.ingress.admit(context)
+    }
+
     /// Counts what was left out, hands the rest to the pipeline, and says what was written.
     fn ingest(&self, context: Context, decoded: Decoded) -> Result<Counts, Refusal> {
         for (reason, n) in &decoded.rejected.by_reason {

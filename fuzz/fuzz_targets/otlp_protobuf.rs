@@ -1,0 +1,32 @@
+//! Feeds arbitrary bytes to the OTLP receiver's path for a protobuf body (OTLP/HTTP protobuf and
+//! OTLP/gRPC decode the same message): decode, validation (`sanitize`), and the batch handed to the
+//! pipeline. None of it may panic; a rejection must say why.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+use sluice_core::batch::{Batch, Context};
+use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
+use sluice_receivers::otlp::fuzzing::sanitize;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(request) = ExportMetricsServiceRequest::decode(data) else {
+        return;
+    };
+    let (request, rejected) = sanitize(request);
+    if let Some(r) = rejected {
+        assert!(!r.message.is_empty());
+    }
+    let mut batch = Batch::from_request(Context::default(), request);
+    // What the batch processor does with it: cut it into pieces of at most 7 points, conserving
+    // every point.
+    let points = batch.point_count();
+    let mut taken = 0;
+    while !batch.is_empty() {
+        let front = batch.split_off_front(7);
+        let n = front.point_count();
+        assert!(n > 0 && n <= 7, "a piece of {n} points");
+        taken += n;
+    }
+    assert_eq!(taken, points);
+});
