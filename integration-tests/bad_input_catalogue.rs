@@ -944,6 +944,16 @@ fn accepted(s: &Sluice, r: Receiver) -> f64 {
     )
 }
 
+/// Whether the answer says "taken whole": OK / 200 without a partial success, 204.
+fn taken(r: Receiver, answer: &Answer) -> bool {
+    let status = match r {
+        Grpc => answer.grpc == Code::Ok,
+        HttpProtobuf | HttpJson => answer.http == 200,
+        RwV1 | RwV2 => answer.http == 204,
+    };
+    status && answer.message.is_empty()
+}
+
 fn run(r: Receiver) {
     let sink = OtlpSink::start(Behaviour::Accept);
     let config = CONFIG.replace("SINK", &sink.addr.to_string());
@@ -969,16 +979,9 @@ fn run(r: Receiver) {
         eprintln!("{r:?} {name}: {answer:?}");
         match &expect {
             Expect::Taken(check) => {
-                let ok = if r == Grpc {
-                    answer.grpc == Code::Ok
-                } else {
-                    answer.http == if r.is_otlp() { 200 } else { 204 }
-                };
-                assert!(ok, "{r:?} {name}: expected to be taken, got {answer:?}");
                 assert!(
-                    answer.message.is_empty(),
-                    "{r:?} {name}: partial success {:?}",
-                    answer.message
+                    taken(r, &answer),
+                    "{r:?} {name}: expected to be taken whole, got {answer:?}"
                 );
                 assert!(
                     accepted(&s, r) > accepted_before,
@@ -1023,13 +1026,8 @@ fn run(r: Receiver) {
             s.log_text()
         );
         let after = client.send(r, good(r));
-        let ok = if r == Grpc {
-            after.grpc == Code::Ok
-        } else {
-            after.http == if r.is_otlp() { 200 } else { 204 }
-        };
         assert!(
-            ok && after.message.is_empty(),
+            taken(r, &after),
             "{r:?} after {name}: a good request got {after:?}"
         );
     }

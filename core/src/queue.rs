@@ -229,6 +229,13 @@ impl Queue {
         self.total - self.total / 10 * rank
     }
 
+    /// How many bytes of the disk queue's files a tenant of `rank` may fill: all of `max_bytes` for
+    /// gold, 90% for silver, 80% for bronze and the rest (as [`Queue::total_limit`] for points).
+    fn disk_limit(&self, rank: usize) -> u64 {
+        let max = self.disk.as_ref().map_or(u64::MAX, DiskStore::max_bytes);
+        max - max / 10 * rank.min(TIERS.len() - 1) as u64
+    }
+
     /// Whether a batch of `points` for a tenant without a tier would be taken now (see
     /// [`Queue::has_room_for`]).
     pub fn has_room(&self, points: usize) -> bool {
@@ -246,11 +253,14 @@ impl Queue {
         if self.policy == FullPolicy::DropOldest {
             return true;
         }
-        if let Some(d) = &self.disk
-            && d.bytes() > 0
-            && d.bytes() + record_estimate(batch) > d.max_bytes()
-        {
-            return false;
+        if let Some(d) = &self.disk {
+            let need = record_estimate(batch);
+            let tenant = d.tenant_used(batch.context.tenant_label());
+            if (d.bytes() > 0 && d.used() + need > self.disk_limit(rank))
+                || (tenant > 0 && tenant + need > d.max_tenant_bytes())
+            {
+                return false;
+            }
         }
         let held = s
             .tenants
@@ -315,9 +325,26 @@ impl Queue {
             self.insert(batch, bytes, None, Some(Vec::new()));
             return Ok(());
         };
+        let refuse = |e: &dyn std::fmt::Display, tenant: &str| {
+            tracing::error!(exporter = %self.exporter, tenant, error = %e, "cannot write to the disk queue; refusing the batch");
+            Refusal::full(format!(
+                "the disk queue of exporter {} cannot be written ({e}); retry later",
+                self.exporter
+            ))
+        };
+        // The tenant's log first: its cursor file counts against `max_bytes` too.
+        let log = disk
+            .log(batch.context.tenant_label())
+            .map_err(|e| refuse(&e, batch.context.tenant_label()))?;
         let payload = codec::encode(&batch);
         let need = (payload.len() + crate::disk::record::HEADER) as u64;
-        let over = || disk.bytes() > 0 && disk.bytes() + need > disk.max_bytes();
+        let limit = self.disk_limit(tier_rank(batch.context.sla_tier()));
+        let over = || {
+            (disk.bytes() > 0 && disk.used() + need > limit)
+                || (log.bytes() > 0
+                    && disk.tenant_used(batch.context.tenant_label()) + need
+                        > disk.max_tenant_bytes())
+        };
         let mut dropped = Vec::new();
         if over() && self.policy == FullPolicy::DropOldest {
             dropped = self.shed_bytes(&batch, need);
@@ -329,18 +356,11 @@ impl Queue {
                 self.exporter
             )));
         }
-        let appended = disk
-            .log(batch.context.tenant_label())
-            .and_then(|log| crate::disk::blocking(|| log.append(&payload)).map(|at| (log, at)));
-        let (log, at) = match appended {
-            Ok(x) => x,
+        let at = match crate::disk::blocking(|| log.append(&payload)) {
+            Ok(at) => at,
             Err(e) => {
                 self.count_dropped(dropped);
-                tracing::error!(exporter = %self.exporter, tenant = batch.context.tenant_label(), error = %e, "cannot write to the disk queue; refusing the batch");
-                return Err(Refusal::full(format!(
-                    "the disk queue of exporter {} cannot be written ({e}); retry later",
-                    self.exporter
-                )));
+                return Err(refuse(&e, batch.context.tenant_label()));
             }
         };
         self.insert(
@@ -352,17 +372,31 @@ impl Queue {
         Ok(())
     }
 
-    /// Under `drop_oldest`, drops the oldest queued batches of the worst-tiered tenants (no
-    /// better than `batch`'s) until the files have room for `need` more bytes, or nothing queued
-    /// is left to drop. Their records are acknowledged at once, so that their segments go.
+    /// Under `drop_oldest`, drops the tenant's own oldest queued batches until its files have room
+    /// for `need` more bytes, then the oldest of the worst-tiered tenants (no better than
+    /// `batch`'s) until all files together have, or nothing queued is left to drop. Their records
+    /// are acknowledged at once, so that their segments go.
     fn shed_bytes(&self, batch: &Batch, need: u64) -> Vec<Entry> {
         let Some(disk) = &self.disk else {
             return Vec::new();
         };
         let rank = tier_rank(batch.context.sla_tier());
+        let limit = self.disk_limit(rank);
+        let tenant = batch.context.tenant_label();
         let mut s = self.state.lock();
         let mut dropped = Vec::new();
-        while disk.bytes() > 0 && disk.bytes() + need > disk.max_bytes() {
+        while disk.tenant_used(tenant) > 0
+            && disk.tenant_used(tenant) + need > disk.max_tenant_bytes()
+        {
+            let Some(old) = take_oldest(&mut s, tenant) else {
+                break;
+            };
+            if let Some(st) = &old.stored {
+                st.ack();
+            }
+            dropped.push(old);
+        }
+        while disk.bytes() > 0 && disk.used() + need > limit {
             let Some(victim) = shed_victim(&s, rank) else {
                 break;
             };

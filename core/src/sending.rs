@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
     /// Capacity in data points of each tenant's queue, counting batches being sent or retried
-    /// (default 100000).
-    #[serde(default = "default_queue_size")]
-    pub queue_size: usize,
+    /// (default 100000; for a disk queue, unbounded: `max_bytes` bounds it).
+    #[serde(default)]
+    pub queue_size: Option<usize>,
     /// Capacity in data points of all tenants' queues together (default ten times `queue_size`);
     /// silver tenants may fill 90% of it, bronze and untiered ones 80%.
     #[serde(default)]
@@ -52,6 +52,10 @@ pub struct QueueSettings {
     /// Bound of the disk queue's files, all tenants together (default 1GiB).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
+    /// Bound of one tenant's files (default half of `max_bytes`), so that a tenant whose backend
+    /// is down leaves room to the others.
+    #[serde(default)]
+    pub max_bytes_per_tenant: Option<ByteSize>,
     /// Disk queue: acknowledge a request only once its batch is written to the log (default
     /// true). When false, records are written but never fsynced but when a segment is sealed.
     #[serde(default = "default_true")]
@@ -99,6 +103,12 @@ impl QueueSettings {
         if self.storage == Storage::Disk && self.max_bytes.get() < 64 * 1024 {
             v.push("sending_queue.max_bytes must be at least 64KiB".to_string());
         }
+        if self
+            .max_bytes_per_tenant
+            .is_some_and(|b| b.get() < 32 * 1024)
+        {
+            v.push("sending_queue.max_bytes_per_tenant must be at least 32KiB".to_string());
+        }
         if let FsyncSetting::Interval(d) = self.fsync
             && d.get().is_zero()
         {
@@ -111,13 +121,14 @@ impl QueueSettings {
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
-            queue_size: default_queue_size(),
+            queue_size: None,
             total_size: None,
             num_consumers: default_num_consumers(),
             full_policy: FullPolicy::Block,
             storage: Storage::Memory,
             directory: None,
             max_bytes: default_max_bytes(),
+            max_bytes_per_tenant: None,
             durable: true,
             fsync: FsyncSetting::Batch,
         }
@@ -128,9 +139,12 @@ fn default_max_bytes() -> ByteSize {
     ByteSize(1 << 30)
 }
 
-fn default_queue_size() -> usize {
-    100_000
-}
+/// `queue_size` of a memory queue when the config leaves it out.
+const DEFAULT_QUEUE_SIZE: usize = 100_000;
+
+/// `queue_size` of a disk queue when the config leaves it out: no bound in points (its files are
+/// bounded by `max_bytes`, its memory by the window it keeps).
+const UNBOUNDED_POINTS: usize = usize::MAX / 16;
 fn default_num_consumers() -> usize {
     4
 }
@@ -199,7 +213,11 @@ impl ExporterRuntime {
         telemetry: Arc<Telemetry>,
     ) -> Result<Self, BoxError> {
         let name = id.to_string();
-        let queue_size = settings.queue.queue_size.max(1);
+        let queue_size = match (settings.queue.queue_size, settings.queue.storage) {
+            (Some(n), _) => n.max(1),
+            (None, Storage::Memory) => DEFAULT_QUEUE_SIZE,
+            (None, Storage::Disk) => UNBOUNDED_POINTS,
+        };
         let senders = settings.queue.num_consumers.max(1);
         let mut queue = Queue::new(
             name.clone(),
@@ -487,7 +505,10 @@ fn open_disk(
     if restored > 0 {
         tracing::info!(exporter = %name, batches = restored, points, bytes = store.bytes(), dir = %dir.display(), "disk queue replayed");
     }
-    Ok(queue.with_disk(store))
+    let per_tenant = settings
+        .max_bytes_per_tenant
+        .map_or(max_bytes / 2, ByteSize::get);
+    Ok(queue.with_disk(store.with_tenant_limit(per_tenant)))
 }
 
 /// A disk queue's periodic work: fsync under `fsync: { interval }`, and the size gauge.

@@ -70,10 +70,17 @@ struct Segment {
 }
 
 struct Active {
-    id: u64,
-    file: File,
+    file: Arc<ActiveFile>,
     /// Appends not yet fsynced.
     dirty: bool,
+}
+
+/// The segment being appended to, shared with appenders waiting for their fsync.
+struct ActiveFile {
+    id: u64,
+    file: File,
+    /// Bytes written to it (complete records only).
+    written: AtomicU64,
 }
 
 struct Inner {
@@ -92,7 +99,12 @@ pub struct TenantLog {
     settings: LogSettings,
     /// File bytes of every log of the exporter together.
     total_bytes: Arc<AtomicU64>,
+    /// File bytes of this log's segments.
+    bytes: AtomicU64,
     inner: Mutex<Inner>,
+    /// Under [`Fsync::Batch`]: (segment, bytes) known to be on disk. Appenders that wait here
+    /// while another's fsync runs often find their record covered by it (group commit).
+    synced: Mutex<(u64, u64)>,
 }
 
 /// How often at most the ack cursor is rewritten (acks in between are resent after a crash).
@@ -131,14 +143,18 @@ impl TenantLog {
             dir,
             settings,
             total_bytes,
+            bytes: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 segments: BTreeMap::new(),
                 active: None,
-                next_id: ids.last().map_or(0, |id| id + 1),
+                // Past the cursor too: a new segment numbered before it would be skipped at the
+                // next start.
+                next_id: ids.last().map_or(0, |id| id + 1).max(cursor.0 + 1),
                 unacked: BTreeSet::new(),
                 cursor,
                 cursor_at: Instant::now(),
             }),
+            synced: Mutex::new((0, 0)),
         });
         let mut damage = Vec::new();
         for id in ids {
@@ -186,8 +202,7 @@ impl TenantLog {
                     .unacked
                     .extend(records.iter().map(|(at, _)| (at.segment, at.offset)));
             }
-            log.total_bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            log.add_bytes(data.len() as i64);
             for (at, payload) in records {
                 on_record(&log, at, payload);
             }
@@ -199,10 +214,32 @@ impl TenantLog {
         &self.dir
     }
 
-    /// Appends one record holding `payload`, fsynced before returning under [`Fsync::Batch`].
-    /// On a failed write the segment is cut back (or sealed), so that no later record follows a
-    /// partial one.
+    /// Appends one record holding `payload`, fsynced before returning under [`Fsync::Batch`]
+    /// (one fsync may cover the records of several concurrent appenders). On a failed write the
+    /// segment is cut back (or sealed), so that no later record follows a partial one; a failed
+    /// fsync leaves the record in the log (it may be sent after the next start).
     pub fn append(&self, payload: &[u8]) -> io::Result<RecordRef> {
+        let (at, file) = self.write(payload)?;
+        if self.settings.fsync == Fsync::Batch {
+            self.sync_to(&file, at.offset + at.file_bytes())?;
+        }
+        Ok(at)
+    }
+
+    /// Fsyncs `file` at least up to `end`, unless an fsync since covered it.
+    fn sync_to(&self, file: &ActiveFile, end: u64) -> io::Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= (file.id, end) {
+            return Ok(());
+        }
+        let target = file.written.load(Ordering::Acquire);
+        file.file.sync_data()?;
+        *synced = (*synced).max((file.id, target));
+        Ok(())
+    }
+
+    /// Writes one record to the active segment (started if needed), without fsync.
+    fn write(&self, payload: &[u8]) -> io::Result<(RecordRef, Arc<ActiveFile>)> {
         if payload.len() > record::MAX_PAYLOAD {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -216,7 +253,7 @@ impl TenantLog {
         let needs_new = match &inner.active {
             None => true,
             Some(a) => {
-                let bytes = inner.segments[&a.id].bytes;
+                let bytes = inner.segments[&a.file.id].bytes;
                 bytes > 0 && bytes + framed.len() as u64 > self.settings.segment_bytes
             }
         };
@@ -233,26 +270,20 @@ impl TenantLog {
             }
             inner.segments.insert(id, Segment { bytes: 0, live: 0 });
             inner.active = Some(Active {
-                id,
-                file,
+                file: Arc::new(ActiveFile {
+                    id,
+                    file,
+                    written: AtomicU64::new(0),
+                }),
                 dirty: false,
             });
         }
         let active = inner.active.as_mut().expect("opened above");
-        let seg = inner
-            .segments
-            .get_mut(&active.id)
-            .expect("active is listed");
+        let af = active.file.clone();
+        let seg = inner.segments.get_mut(&af.id).expect("active is listed");
         let offset = seg.bytes;
-        let written = active.file.write_all(&framed).and_then(|()| {
-            if self.settings.fsync == Fsync::Batch {
-                active.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            if active.file.set_len(offset).is_err() {
+        if let Err(e) = (&af.file).write_all(&framed) {
+            if af.file.set_len(offset).is_err() {
                 // What follows `offset` is unknown: never append after it.
                 let _ = self.seal(inner);
             }
@@ -261,15 +292,15 @@ impl TenantLog {
         active.dirty = self.settings.fsync != Fsync::Batch;
         seg.bytes += framed.len() as u64;
         seg.live += 1;
-        self.total_bytes
-            .fetch_add(framed.len() as u64, Ordering::Relaxed);
+        af.written.store(seg.bytes, Ordering::Release);
+        self.add_bytes(framed.len() as i64);
         let at = RecordRef {
-            segment: active.id,
+            segment: af.id,
             offset,
             len: payload.len() as u32,
         };
         inner.unacked.insert((at.segment, at.offset));
-        Ok(at)
+        Ok((at, af))
     }
 
     /// Reads back the payload of a record, checking its checksum.
@@ -305,7 +336,7 @@ impl TenantLog {
             return;
         };
         seg.live -= 1;
-        let active = inner.active.as_ref().map(|a| a.id);
+        let active = inner.active.as_ref().map(|a| a.file.id);
         if seg.live == 0 {
             if active == Some(at.segment) {
                 // A drained active segment is dropped once it is big enough to matter.
@@ -322,6 +353,22 @@ impl TenantLog {
         }
     }
 
+    /// Bytes of this log's segment files.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn add_bytes(&self, n: i64) {
+        if n >= 0 {
+            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.total_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(n.unsigned_abs(), Ordering::Relaxed);
+            self.total_bytes
+                .fetch_sub(n.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
     /// Records not yet acknowledged.
     pub fn unacked(&self) -> usize {
         self.inner.lock().unacked.len()
@@ -333,7 +380,7 @@ impl TenantLog {
         if let Some(a) = inner.active.as_mut()
             && a.dirty
         {
-            a.file.sync_data()?;
+            a.file.file.sync_data()?;
             a.dirty = false;
         }
         Ok(())
@@ -351,10 +398,10 @@ impl TenantLog {
     fn seal(&self, inner: &mut Inner) -> io::Result<()> {
         if let Some(a) = inner.active.take() {
             if a.dirty {
-                a.file.sync_data()?;
+                a.file.file.sync_data()?;
             }
-            if inner.segments.get(&a.id).is_some_and(|s| s.live == 0) {
-                self.delete(inner, a.id);
+            if inner.segments.get(&a.file.id).is_some_and(|s| s.live == 0) {
+                self.delete(inner, a.file.id);
             }
         }
         Ok(())
@@ -362,7 +409,7 @@ impl TenantLog {
 
     fn delete(&self, inner: &mut Inner, id: u64) {
         if let Some(seg) = inner.segments.remove(&id) {
-            self.total_bytes.fetch_sub(seg.bytes, Ordering::Relaxed);
+            self.add_bytes(-(seg.bytes as i64));
             let path = segment_path(&self.dir, id);
             if let Err(e) = fs::remove_file(&path) {
                 tracing::warn!(file = %path.display(), error = %e, "cannot delete a delivered disk queue segment");
@@ -376,7 +423,7 @@ impl TenantLog {
         let cursor = match inner.unacked.first() {
             Some(&first) => first,
             None => match &inner.active {
-                Some(a) => (a.id, inner.segments[&a.id].bytes),
+                Some(a) => (a.file.id, inner.segments[&a.file.id].bytes),
                 None => (inner.next_id, 0),
             },
         };

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Bytes of a tenant's `ack` file and its temporary copy together.
+const CURSOR_FILES: u64 = 40;
+
 /// The folder of a tenant's log: the tenant itself when it is a plain name (ASCII letters,
 /// digits, `-`, `.`, not starting with `.`), `_default` for none, else `_` and its bytes in hex.
 pub fn tenant_dir(tenant: &str) -> String {
@@ -45,8 +48,13 @@ pub struct DiskStore {
     dir: PathBuf,
     settings: LogSettings,
     max_bytes: u64,
+    /// Bound of one tenant's files (all of `max_bytes` unless set).
+    max_tenant_bytes: u64,
     bytes: Arc<AtomicU64>,
     logs: Mutex<HashMap<Arc<str>, Arc<TenantLog>>>,
+    /// `<directory>/lock`, locked until [`DiskStore::close`]: no other exporter or process may
+    /// use the directory meanwhile.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl DiskStore {
@@ -60,6 +68,26 @@ impl DiskStore {
         mut on_record: impl FnMut(&Arc<TenantLog>, RecordRef, &[u8]),
     ) -> io::Result<(DiskStore, Vec<Damage>)> {
         std::fs::create_dir_all(&dir).map_err(|e| with_path(e, &dir))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| with_path(e, &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "{} is in use by another exporter or Sluice process",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(with_path(e, &lock_path)),
+        }
         let bytes = Arc::new(AtomicU64::new(0));
         let mut damage = Vec::new();
         let mut logs = HashMap::new();
@@ -86,8 +114,10 @@ impl DiskStore {
                 dir,
                 settings,
                 max_bytes,
+                max_tenant_bytes: max_bytes,
                 bytes,
                 logs: Mutex::new(logs),
+                lock: Mutex::new(Some(lock)),
             },
             damage,
         ))
@@ -96,24 +126,50 @@ impl DiskStore {
     /// The log of `tenant` (the empty string for none), created with its first batch.
     pub fn log(&self, tenant: &str) -> io::Result<Arc<TenantLog>> {
         let name = tenant_dir(tenant);
-        if let Some(log) = self.logs.lock().get(name.as_str()) {
+        // Held while a new tenant's log is opened, so that it is opened once (opening deletes
+        // empty segments, which must not race with another's first append).
+        let mut logs = self.logs.lock();
+        if let Some(log) = logs.get(name.as_str()) {
             return Ok(log.clone());
         }
         let dir = self.dir.join(&name);
         let (log, _) =
             TenantLog::open(dir.clone(), self.settings, self.bytes.clone(), |_, _, _| {})
                 .map_err(|e| with_path(e, &dir))?;
-        Ok(self
-            .logs
-            .lock()
-            .entry(Arc::from(name))
-            .or_insert(log)
-            .clone())
+        logs.insert(Arc::from(name), log.clone());
+        Ok(log)
     }
 
     /// Bytes of all segment files together.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// What counts against `max_bytes`: the segment files, and each tenant's ack cursor (with
+    /// the temporary file it is rewritten through) at its largest.
+    pub fn used(&self) -> u64 {
+        self.bytes() + CURSOR_FILES * self.logs.lock().len() as u64
+    }
+
+    /// Bounds each tenant's files to `max` bytes (its cursor included), so that one tenant whose
+    /// backend is down cannot take all of `max_bytes` from the others.
+    pub fn with_tenant_limit(mut self, max: u64) -> Self {
+        self.max_tenant_bytes = max.min(self.max_bytes);
+        self
+    }
+
+    /// What counts against the tenant limit for `tenant`: its segments and its cursor; 0 when it
+    /// has no log.
+    pub fn tenant_used(&self, tenant: &str) -> u64 {
+        self.logs
+            .lock()
+            .get(tenant_dir(tenant).as_str())
+            .map_or(0, |log| log.bytes() + CURSOR_FILES)
+    }
+
+    /// `sending_queue.max_bytes_per_tenant`.
+    pub fn max_tenant_bytes(&self) -> u64 {
+        self.max_tenant_bytes
     }
 
     /// `sending_queue.max_bytes`.
@@ -139,7 +195,7 @@ impl DiskStore {
         }
     }
 
-    /// Fsyncs and writes every log's ack cursor (a clean stop).
+    /// Fsyncs and writes every log's ack cursor, and lets the directory go (a clean stop).
     pub fn close(&self) {
         let logs: Vec<_> = self.logs.lock().values().cloned().collect();
         for log in logs {
@@ -147,6 +203,7 @@ impl DiskStore {
                 tracing::error!(dir = %log.dir().display(), error = %e, "cannot close a disk queue log");
             }
         }
+        self.lock.lock().take();
     }
 }
 

@@ -34,6 +34,21 @@ fn disk_queue(dir: &Path, max_bytes: u64, policy: FullPolicy) -> (Queue, Arc<Tel
     (q.with_disk(store), t)
 }
 
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                std::fs::metadata(&p).map_or(0, |m| m.len())
+            }
+        })
+        .sum()
+}
+
 async fn pop(q: &Queue) -> Entry {
     tokio::time::timeout(Duration::from_secs(5), q.pop())
         .await
@@ -112,28 +127,91 @@ async fn only_a_window_is_kept_in_memory_and_the_rest_is_read_back() {
     assert!(store.bytes() < 4096, "{} bytes left", store.bytes());
 }
 
-#[tokio::test]
-async fn a_full_disk_queue_refuses_under_block() {
-    let dir = tempfile::tempdir().unwrap();
-    let (q, t) = disk_queue(dir.path(), 64 * 1024, FullPolicy::Block);
+/// A batch of `tenant` with an SLA tier.
+fn tiered(tenant: &str, tier: &str, points: usize) -> Batch {
+    let mut b = batch(tenant, "x", points);
+    b.context.tenant_info = Some(Arc::new(crate::tenancy::TenantInfo {
+        sla_tier: Some(tier.into()),
+        ..Default::default()
+    }));
+    b
+}
+
+/// Pushes `make()` while the queue has room; returns how many were taken.
+fn fill(q: &Queue, make: impl Fn() -> Batch) -> usize {
     let mut pushed = 0;
-    while q.has_room_for(&batch("acme", "x", 20), 20) {
-        q.try_push(batch("acme", "x", 20)).unwrap();
+    while q.has_room_for(&make(), 20) {
+        q.try_push(make()).unwrap();
         pushed += 1;
         assert!(pushed < 10_000);
     }
+    pushed
+}
+
+// Guarantees: under `block`, the files are bounded by `max_bytes`, tiered as points are: bronze and
+// untiered tenants are refused from 80% of it, silver from 90%, gold only when it is full; a refusal
+// drops nothing, and delivering frees room again.
+#[tokio::test]
+async fn a_full_disk_queue_refuses_under_block_in_tier_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 64 * 1024;
+    let (q, t) = disk_queue(dir.path(), max, FullPolicy::Block);
     let store = q.disk().unwrap();
-    assert!(store.bytes() <= 64 * 1024);
-    assert!(store.bytes() > 60 * 1024);
+    let pushed = fill(&q, || batch("acme", "x", 20));
+    assert!(store.used() <= max * 8 / 10);
+    assert!(store.used() > max * 7 / 10, "{}", store.used());
     let refusal = q.try_push(batch("acme", "x", 20)).unwrap_err();
     assert_eq!(refusal.kind, crate::component::RefusalKind::Full);
+    fill(&q, || tiered("initech", "silver", 20));
+    assert!(store.used() <= max * 9 / 10);
+    assert!(store.used() > max * 8 / 10);
+    fill(&q, || tiered("globex", "gold", 20));
+    assert!(store.used() > max * 9 / 10);
+    assert!(dir_bytes(dir.path()) <= max);
+    assert!(q.try_push(tiered("globex", "gold", 20)).is_err());
     assert_eq!(dropped(&t, "queue_full"), 0.0);
-    // Delivering the oldest frees their segments, and the queue takes data again.
-    for _ in 0..pushed / 2 {
-        deliver(&q).await;
+    // Delivering acme's oldest frees their segments, and the queue takes data again.
+    let mut delivered = 0;
+    while delivered < pushed / 2 {
+        let e = pop(&q).await;
+        q.release(&e);
+        e.stored().unwrap().ack();
+        delivered += usize::from(e.tenant() == "acme");
     }
     assert!(q.has_room_for(&batch("acme", "x", 20), 20));
     q.try_push(batch("acme", "x", 20)).unwrap();
+}
+
+// Guarantees: a tenant whose backend is down fills at most its own share of the files: then it is
+// refused (`block`) or its own oldest batches make room (`drop_oldest`), while another tenant's
+// batches are still taken.
+#[tokio::test]
+async fn one_tenant_fills_only_its_share() {
+    for policy in [FullPolicy::Block, FullPolicy::DropOldest] {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 64 * 1024;
+        let (q, t) = disk_queue(dir.path(), max, policy);
+        let q = Queue {
+            disk: q.disk.map(|d| d.with_tenant_limit(max / 4)),
+            ..q
+        };
+        let store = q.disk().unwrap();
+        for _ in 0..1000 {
+            let _ = q.try_push(batch("stuck", "x", 20));
+        }
+        assert!(store.tenant_used("stuck") <= max / 4);
+        assert!(store.tenant_used("stuck") > max / 5);
+        match policy {
+            FullPolicy::Block => {
+                assert!(!q.has_room_for(&batch("stuck", "x", 20), 20));
+                assert_eq!(dropped(&t, "queue_full"), 0.0);
+            }
+            FullPolicy::DropOldest => assert!(dropped(&t, "queue_full") > 0.0),
+        }
+        assert!(q.has_room_for(&batch("other", "x", 20), 20));
+        q.try_push(batch("other", "x", 20)).unwrap();
+        assert!(store.tenant_used("other") > 0);
+    }
 }
 
 #[tokio::test]
@@ -145,7 +223,8 @@ async fn a_full_disk_queue_drops_the_oldest_under_drop_oldest() {
     for i in 0..total {
         q.try_push(batch("acme", &format!("{i:05}"), per_batch))
             .unwrap();
-        assert!(q.disk().unwrap().bytes() <= 64 * 1024);
+        // The cursor files count too (rewritten as dropped batches are acknowledged).
+        assert!(dir_bytes(dir.path()) <= 64 * 1024);
     }
     let dropped_points = dropped(&t, "queue_full") as usize;
     assert!(dropped_points > 0);

@@ -100,7 +100,7 @@ fn spawn(
     let telemetry = Arc::new(Telemetry::new());
     let settings = SendingSettings {
         queue: QueueSettings {
-            queue_size: 1000,
+            queue_size: Some(1000),
             num_consumers: consumers,
             ..Default::default()
         },

@@ -30,7 +30,23 @@ pub enum Verbosity {
     Detailed,
 }
 
-impl Validate for DebugExporterConfig {}
+impl Validate for DebugExporterConfig {
+    fn resolve_paths(&mut self, ctx: &sluice_core::config::LoadContext) {
+        self.sending_queue.resolve_paths(ctx);
+    }
+
+    fn validate(
+        &self,
+        node: &sluice_core::config::Node,
+        _: &sluice_core::config::LoadContext,
+    ) -> Vec<sluice_core::config::DeError> {
+        self.sending_queue
+            .problems()
+            .into_iter()
+            .map(|m| sluice_core::config::DeError::new(node.pos, m))
+            .collect()
+    }
+}
 
 impl ExporterConfig for DebugExporterConfig {
     fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {

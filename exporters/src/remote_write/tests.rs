@@ -719,4 +719,44 @@ mod tenants {
         until("completion", || seen.lock().unwrap().is_some()).await;
         assert_eq!(*seen.lock().unwrap(), Some(false));
     }
+
+    // Guarantees: the disk queue's keys parse (sizes with units, `fsync` as a word or a map), a
+    // relative `directory` is taken relative to the config file, and `storage: disk` without a
+    // directory is a config error.
+    #[test]
+    fn disk_queue_settings_parse_and_validate() {
+        use sluice_core::sending::{FsyncSetting, Storage};
+        let cfg = config(
+            "endpoint: http://127.0.0.1:9/api/v1/write\nsending_queue: { storage: disk, directory: q, max_bytes: 2MiB, fsync: { interval: 250ms }, durable: false }",
+        );
+        let q = &cfg.sending_queue;
+        assert_eq!(q.storage, Storage::Disk);
+        assert_eq!(q.directory.as_deref(), Some("./q"));
+        assert_eq!(q.max_bytes.get(), 2 << 20);
+        assert_eq!(
+            q.fsync,
+            FsyncSetting::Interval(sluice_core::config::types::Duration::from_millis(250))
+        );
+        assert!(!q.durable);
+        let cfg =
+            config("endpoint: http://127.0.0.1:9/api/v1/write\nsending_queue: { fsync: batch }");
+        assert_eq!(cfg.sending_queue.storage, Storage::Memory);
+        assert_eq!(cfg.sending_queue.fsync, FsyncSetting::Batch);
+        assert_eq!(cfg.sending_queue.max_bytes.get(), 1 << 30);
+
+        use sluice_core::component::{Class, parse_config};
+        use sluice_core::config::{LoadContext, component_node};
+        let text = "exporters:\n  prometheus_remote_write:\n    endpoint: http://127.0.0.1:9/api/v1/write\n    sending_queue: { storage: disk }\n";
+        let id = ComponentId::parse("prometheus_remote_write").unwrap();
+        let node = component_node(text, Class::Exporter, &id).unwrap();
+        let ctx = LoadContext {
+            base_dir: std::path::Path::new(".").into(),
+        };
+        let errs = parse_config::<RemoteWriteConfig>(&node, &ctx).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.to_string().contains("needs a directory")),
+            "{errs:?}"
+        );
+    }
 }
