@@ -350,6 +350,14 @@ fn under_overload_gold_loses_nothing_while_bronze_is_refused_and_counted() {
             bronze_between <= 1,
             "round {round}: {bronze_between} bronze requests were sent ahead of gold's"
         );
+        // The sender releases gold's room once the sink has answered: only then does the next
+        // gold request (400 of a 500-point queue) fit.
+        wait_until(Duration::from_secs(20), "gold's queue empty", || {
+            s.metric(
+                "sluice_exporter_queue_points",
+                &[("exporter", "otlp"), ("tenant", "acme")],
+            ) == 0.0
+        });
     }
     // The bronze queue is full while gold is served.
     let queued_bronze = s.metric(

@@ -111,6 +111,13 @@ impl fmt::Display for Refusal {
 /// Takes batches. Returning `Ok` means the batch is now held by the pipeline (acknowledged).
 pub trait Consumer: Send + Sync {
     fn consume(&self, batch: Batch) -> Result<(), Refusal>;
+
+    /// Whether a batch of this context would be refused now for lack of room: a cheap probe that
+    /// receivers make before reading a request's body, so that a request the pipeline cannot take
+    /// costs no decoding. `Ok` promises nothing; `consume` still decides.
+    fn ready(&self, _context: &crate::batch::Context) -> Result<(), Refusal> {
+        Ok(())
+    }
 }
 
 /// A processor: a consumer that passes batches on to the next one, and may hold some (batching)

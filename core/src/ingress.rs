@@ -87,7 +87,20 @@ impl Ingress {
     /// ([`crate::memory::admit`]). Receivers ask before reading the body, so that a refused request
     /// costs no memory; a refusal is counted as a refused request (its points are not known yet).
     pub fn admit(&self, context: &Context) -> Result<(), Refusal> {
-        crate::memory::admit(context).inspect_err(|refusal| {
+        self.count_unread(context, crate::memory::admit(context))
+    }
+
+    /// Whether the pipeline has room for this context's tenant now ([`Consumer::ready`]).
+    /// HTTP receivers ask once the body is read but before it is decompressed and decoded, so
+    /// that a request the pipeline would refuse costs no decoding. (Asking before the body is read
+    /// would leave bodies unread, which HTTP/2 clients see as reset streams.) A refusal is counted
+    /// as a refused request.
+    pub fn ready(&self, context: &Context) -> Result<(), Refusal> {
+        self.count_unread(context, self.next.ready(context))
+    }
+
+    fn count_unread(&self, context: &Context, result: Result<(), Refusal>) -> Result<(), Refusal> {
+        result.inspect_err(|refusal| {
             self.telemetry
                 .receiver_refused_requests
                 .get_or_create(&ReceiverReasonLabels {

@@ -585,6 +585,17 @@ impl crate::component::Consumer for Fanout {
         }
         last.try_push(batch)
     }
+
+    fn ready(&self, context: &crate::batch::Context) -> Result<(), crate::component::Refusal> {
+        let probe = crate::batch::Batch::new(context.clone(), Vec::new());
+        match self.queues.iter().find(|q| !q.has_room_for(&probe, 1)) {
+            Some(q) => Err(crate::component::Refusal::full(format!(
+                "the queue of exporter {} is full; retry later",
+                q.exporter()
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ impl Consumer for PipelinesFanout {
         }
         last.consume(batch)
     }
+
+    fn ready(&self, context: &crate::batch::Context) -> Result<(), Refusal> {
+        self.0.iter().try_for_each(|p| p.ready(context))
+    }
 }
 
 /// Builds every component and starts the receivers last, so that nothing is accepted before the

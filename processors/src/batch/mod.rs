@@ -194,6 +194,26 @@ impl Consumer for BatchProcessor {
         }
         Ok(())
     }
+
+    /// Ready while the tenant's pending points are under `max_pending_points`: the processor holds
+    /// what the exporters cannot take yet.
+    fn ready(&self, context: &Context) -> Result<(), Refusal> {
+        let held = self
+            .state
+            .lock()
+            .points
+            .get(&context.tenant)
+            .copied()
+            .unwrap_or(0);
+        if held >= self.cfg.max_pending() {
+            return Err(Refusal::full(format!(
+                "processor {} is full for tenant {:?}: {held} points wait for the exporters; retry later",
+                self.name,
+                context.tenant_label()
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Processor for BatchProcessor {

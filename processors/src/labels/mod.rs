@@ -204,6 +204,10 @@ impl Consumer for LabelsProcessor {
         self.metrics.record(&tally);
         self.next.consume(batch)
     }
+
+    fn ready(&self, context: &sluice_core::batch::Context) -> Result<(), Refusal> {
+        self.next.ready(context)
+    }
 }
 
 impl Processor for LabelsProcessor {}

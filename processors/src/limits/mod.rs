@@ -249,6 +249,10 @@ impl Consumer for LimitsProcessor {
     fn consume(&self, batch: Batch) -> Result<(), Refusal> {
         self.consume_at(batch, Instant::now())
     }
+
+    fn ready(&self, context: &sluice_core::batch::Context) -> Result<(), Refusal> {
+        self.next.ready(context)
+    }
 }
 
 impl Processor for LimitsProcessor {}

@@ -464,6 +464,10 @@ impl Consumer for NormalizeProcessor {
         }
         self.next.consume(batch)
     }
+
+    fn ready(&self, context: &sluice_core::batch::Context) -> Result<(), Refusal> {
+        self.next.ready(context)
+    }
 }
 
 impl Processor for NormalizeProcessor {}

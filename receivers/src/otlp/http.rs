@@ -133,6 +133,10 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             );
         }
     };
+    // A full pipeline refuses before the body is decompressed and decoded.
+    if let Err(r) = shared.ready(&context) {
+        return refusal(enc, &r);
+    }
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());

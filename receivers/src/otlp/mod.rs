@@ -89,6 +89,12 @@ impl Shared {
         self.ingress.admit(context)
     }
 
+    /// Refuses (and counts) a request whose tenant the pipeline has no room for, before its body is
+    /// decoded.
+    fn ready(&self, context: &Context) -> Result<(), Refusal> {
+        self.ingress.ready(context)
+    }
+
     /// Validates, hands the request to the pipeline and builds the response. Points that are not
     /// valid OTLP are left out and reported as a partial success.
     fn ingest(

@@ -174,6 +174,10 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
             return refused(&shared, StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg);
         }
     };
+    // A full pipeline refuses before the body is decompressed and decoded.
+    if let Err(r) = shared.ready(&context) {
+        return refusal(version, &r);
+    }
     let data = match decompress(&raw, shared.max_decompressed_bytes) {
         Ok(d) => d,
         Err((status, reason, msg)) => return refused(&shared, status, reason, msg),

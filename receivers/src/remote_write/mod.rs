@@ -83,6 +83,12 @@ impl Shared {
         self.ingress.admit(context)
     }
 
+    /// Refuses (and counts) a request whose tenant the pipeline has no room for, before its body is
+    /// decoded.
+    fn ready(&self, context: &Context) -> Result<(), Refusal> {
+        self.ingress.ready(context)
+    }
+
     /// Counts what was left out, hands the rest to the pipeline, and says what was written.
     fn ingest(&self, context: Context, decoded: Decoded) -> Result<Counts, Refusal> {
         for (reason, n) in &decoded.rejected.by_reason {
