@@ -1042,7 +1042,6 @@ fn otlp_grpc_bad_input_catalogue() {
 /// are over `max_decompressed_bytes`, are refused by the gRPC server's codec before the receiver's
 /// handler runs, and counted nowhere.
 #[test]
-#[ignore = "known gap: OTLP/gRPC refusals made by the codec are not counted (docs/bad-input.md)"]
 fn otlp_grpc_refusals_before_the_handler_are_counted() {
     let sink = OtlpSink::start(Behaviour::Accept);
     let config = CONFIG.replace("SINK", &sink.addr.to_string());

@@ -97,6 +97,23 @@ fn oversize_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Respo
     resp
 }
 
+/// Why the gRPC layer refused a request before the receiver saw it (the codec could not decode
+/// it, or it was over the size limit), read off the response; `None` for every other response
+/// (those the receiver answered itself, and counted).
+fn refused_before_handler<B>(resp: &http::Response<B>) -> Option<&'static str> {
+    let h = resp.headers();
+    let status = h.get("grpc-status")?;
+    let message = h.get("grpc-message").and_then(|v| v.to_str().ok())?;
+    if status == "3" && message.starts_with("malformed%20protobuf") {
+        Some("malformed")
+    } else if status == "8" && (message.contains("too%20large") || message.contains("size%20limit"))
+    {
+        Some("too_large")
+    } else {
+        None
+    }
+}
+
 pub async fn serve(
     shared: Arc<Shared>,
     endpoint: &str,
@@ -111,6 +128,7 @@ pub async fn serve(
     let limit = shared.max_decompressed_bytes.min(usize::MAX as u64) as usize;
     let name = shared.name().to_string();
     let gate = shared.clone();
+    let counter = shared.clone();
     let svc = MetricsServiceServer::new(Service(shared))
         .max_decoding_message_size(limit)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -122,9 +140,13 @@ pub async fn serve(
     Ok(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(tower::util::MapResponseLayer::new(
-                oversize_is_resource_exhausted,
-            ))
+            .layer(tower::util::MapResponseLayer::new(move |resp| {
+                let resp = oversize_is_resource_exhausted(resp);
+                if let Some(reason) = refused_before_handler(&resp) {
+                    counter.refuse_unread(reason);
+                }
+                resp
+            }))
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
             .await;
