@@ -11,9 +11,9 @@ pub mod types;
 
 pub use de::{DeError, Located, from_node};
 pub use error::{ConfigError, ConfigErrors};
-pub use node::{Node, Pos, Value};
 /// Parses a YAML document into a positioned tree (for files a config names, such as a tenants file).
 pub use node::parse as parse_yaml;
+pub use node::{Node, Pos, Value};
 pub use service::{
     LogsConfig, MetricsTelemetryConfig, PipelineConfig, ServiceConfig, TelemetryConfig,
     TelemetryLevel,

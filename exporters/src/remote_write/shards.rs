@@ -370,16 +370,33 @@ async fn flush(
     encoder: &mut Encoder,
     pending: &mut Vec<Tracked>,
 ) {
-    let (series, parts): (Vec<Series>, Vec<Part>) = std::mem::take(pending)
+    let (mut series, parts): (Vec<Series>, Vec<Part>) = std::mem::take(pending)
         .into_iter()
         .map(|t| (t.series, t.part))
         .unzip();
-    let samples: u64 = series.iter().map(samples_of).sum();
+    let held: u64 = series.iter().map(samples_of).sum();
+    let mut samples = held;
+    let mut retried = false;
     let labels = &tenant.labels;
     let name = &*tenant.name;
     let q = &shared.cfg.queue_config;
     let mut backoff = Backoff::new(q.min_backoff.get(), q.max_backoff.get());
     let result = loop {
+        // Samples that grew older than `sample_age_limit` while this request was retried (a
+        // backend down for long) are dropped before the next attempt.
+        if retried && let Some(limit) = shared.cfg.sample_age_limit {
+            let too_old = drop_older_than(&mut series, limit.get());
+            if too_old > 0 {
+                samples -= too_old;
+                shared
+                    .telemetry
+                    .exporter_dropped(&shared.name, name, "too_old", too_old);
+            }
+            if samples == 0 {
+                break "";
+            }
+        }
+        retried = true;
         let protocol = if tenant.v1_only.load(Ordering::Relaxed) {
             Protocol::V1
         } else {
@@ -464,5 +481,23 @@ async fn flush(
     if result != "shutdown" {
         parts.into_iter().for_each(Part::settle);
     }
-    shared.hold(tenant, -(samples as i64));
+    shared.hold(tenant, -(held as i64));
+}
+
+/// Removes samples and histograms stamped more than `limit` ago (unstamped ones stay; series
+/// left empty go too); returns how many were removed.
+fn drop_older_than(series: &mut Vec<Series>, limit: Duration) -> u64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let cutoff = now_ms.saturating_sub(limit.as_millis() as i64);
+    let before: u64 = series.iter().map(samples_of).sum();
+    for s in series.iter_mut() {
+        s.samples
+            .retain(|x| x.timestamp_ms == 0 || x.timestamp_ms >= cutoff);
+        s.histograms
+            .retain(|h| h.timestamp_ms == 0 || h.timestamp_ms >= cutoff);
+    }
+    series.retain(|s| samples_of(s) > 0);
+    before - series.iter().map(samples_of).sum::<u64>()
 }
