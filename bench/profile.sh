@@ -54,7 +54,7 @@ echo "## $scenario: self cost by area"
 perf report -i "$data" --no-children --stdio --sort symbol -g none 2>/dev/null | python3 -c '
 import re, sys
 areas = [
-    ("allocator (glibc malloc/free)", r"malloc|_int_free|cfree|unlink_chunk|realloc|calloc|tcache|__rust_alloc|__rust_dealloc|__rdl_"),
+    ("allocator (malloc/free, mimalloc)", r"malloc|_mi_|mi_free|_int_free|cfree|unlink_chunk|realloc|calloc|tcache|__rust_alloc|__rust_dealloc|__rdl_"),
     ("memcpy/memmove/memcmp", r"__mem(move|cpy|cmp|set)"),
     ("hashing (SipHash)", r"sip::Hasher|hash_one|BuildHasher"),
     ("protobuf (prost)", r"prost::"),
