@@ -154,3 +154,19 @@ impl Ingress {
             .inc();
     }
 }
+
+/// Reads and throws away an HTTP request body (up to `limit` bytes, one chunk at a time), so that a
+/// refusal decided before the body was read reaches an HTTP/1.1 client that is still sending it:
+/// answering first and closing the connection would show the client a broken connection instead
+/// of the retryable refusal.
+pub async fn discard_body(body: axum::body::Body, limit: u64) {
+    use futures::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        seen += chunk.len() as u64;
+        if seen > limit {
+            break;
+        }
+    }
+}

@@ -113,8 +113,9 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             );
         }
     };
-    // Near the memory limit, refused before the body is read.
+    // Near the memory limit, refused without keeping the body in memory.
     if let Err(r) = shared.admit(&context) {
+        sluice_core::ingress::discard_body(body, shared.max_request_bytes).await;
         return refusal(enc, &r);
     }
     let raw: Bytes = match axum::body::to_bytes(body, shared.max_request_bytes as usize).await {

@@ -160,8 +160,9 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
             msg,
         );
     }
-    // Near the memory limit, refused before the body is read.
+    // Near the memory limit, refused without keeping the body in memory.
     if let Err(r) = shared.admit(&context) {
+        sluice_core::ingress::discard_body(body, shared.max_request_bytes).await;
         return refusal(version, &r);
     }
     let raw: Bytes = match axum::body::to_bytes(body, shared.max_request_bytes as usize).await {
