@@ -566,12 +566,7 @@ impl crate::component::Consumer for Fanout {
                 .filter(|q| route.iter().any(|e| e == q.exporter()))
                 .collect(),
         };
-        if let Some(q) = chosen.iter().find(|q| !q.has_room_for(&batch, points)) {
-            return Err(crate::component::Refusal::full(format!(
-                "the queue of exporter {} is full; retry later",
-                q.exporter()
-            )));
-        }
+        room(chosen.iter().copied(), &batch, points)?;
         // Disk queues first: their write is the one that can still fail, and a batch refused
         // then is in no queue yet unless another disk queue took it (then the client's retry
         // duplicates it there: at-least-once).
@@ -588,13 +583,22 @@ impl crate::component::Consumer for Fanout {
 
     fn ready(&self, context: &crate::batch::Context) -> Result<(), crate::component::Refusal> {
         let probe = crate::batch::Batch::new(context.clone(), Vec::new());
-        match self.queues.iter().find(|q| !q.has_room_for(&probe, 1)) {
-            Some(q) => Err(crate::component::Refusal::full(format!(
-                "the queue of exporter {} is full; retry later",
-                q.exporter()
-            ))),
-            None => Ok(()),
-        }
+        room(self.queues.iter(), &probe, 1)
+    }
+}
+
+/// Whether every one of `queues` has room for `points` more of `batch`'s tenant.
+fn room<'q>(
+    mut queues: impl Iterator<Item = &'q Arc<Queue>>,
+    batch: &crate::batch::Batch,
+    points: usize,
+) -> Result<(), crate::component::Refusal> {
+    match queues.find(|q| !q.has_room_for(batch, points)) {
+        Some(q) => Err(crate::component::Refusal::full(format!(
+            "the queue of exporter {} is full; retry later",
+            q.exporter()
+        ))),
+        None => Ok(()),
     }
 }
 

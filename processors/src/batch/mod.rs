@@ -140,6 +140,20 @@ impl BatchProcessor {
         true
     }
 
+    /// Whether `points` more of this context's tenant may wait here (a tenant with nothing
+    /// pending always may, so that no batch is refused forever).
+    fn room(&self, s: &State, context: &Context, points: usize) -> Result<(), Refusal> {
+        let held = s.points.get(&context.tenant).copied().unwrap_or(0);
+        if held > 0 && held + points > self.cfg.max_pending() {
+            return Err(Refusal::full(format!(
+                "processor {} is full for tenant {:?}: {held} points wait for the exporters; retry later",
+                self.name,
+                context.tenant_label()
+            )));
+        }
+        Ok(())
+    }
+
     /// Offers everything pending to the next stage. Returns false if anything is still pending.
     fn flush_all(&self, trigger: &str) -> bool {
         let batches: Vec<Batch> = {
@@ -163,14 +177,7 @@ impl Consumer for BatchProcessor {
         }
         let ready = {
             let mut s = self.state.lock();
-            let held = s.points.get(&batch.context.tenant).copied().unwrap_or(0);
-            if held > 0 && held + points > self.cfg.max_pending() {
-                return Err(Refusal::full(format!(
-                    "processor {} is full for tenant {:?}: {held} points wait for the exporters; retry later",
-                    self.name,
-                    batch.context.tenant_label()
-                )));
-            }
+            self.room(&s, &batch.context, points)?;
             let ctx = batch.context.clone();
             s.add(&ctx.tenant, points);
             let total = match s.pending.get_mut(&ctx) {
@@ -198,21 +205,7 @@ impl Consumer for BatchProcessor {
     /// Ready while the tenant's pending points are under `max_pending_points`: the processor holds
     /// what the exporters cannot take yet.
     fn ready(&self, context: &Context) -> Result<(), Refusal> {
-        let held = self
-            .state
-            .lock()
-            .points
-            .get(&context.tenant)
-            .copied()
-            .unwrap_or(0);
-        if held >= self.cfg.max_pending() {
-            return Err(Refusal::full(format!(
-                "processor {} is full for tenant {:?}: {held} points wait for the exporters; retry later",
-                self.name,
-                context.tenant_label()
-            )));
-        }
-        Ok(())
+        self.room(&self.state.lock(), context, 1)
     }
 }
 
