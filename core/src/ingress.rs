@@ -155,6 +155,16 @@ impl Ingress {
     }
 }
 
+/// The lookup [`Ingress::context`] takes, over an HTTP request's headers.
+pub fn header_lookup(headers: &http::HeaderMap) -> impl Fn(&str) -> Option<String> + '_ {
+    |k| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
 /// Reads and throws away an HTTP request body (up to `limit` bytes, one chunk at a time), so that a
 /// refusal decided before the body was read reaches an HTTP/1.1 client that is still sending it:
 /// answering first and closing the connection would show the client a broken connection instead

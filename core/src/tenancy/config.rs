@@ -100,6 +100,19 @@ pub fn resolve_paths(
     }
 }
 
+/// Everything a push receiver checks of its tenant settings: [`identity`] and
+/// [`check_metadata_keys`].
+pub fn validate(
+    auth: Option<&Located<AuthConfig>>,
+    tenant: Option<&Located<TenantConfig>>,
+    metadata_keys: &[String],
+    node: &Node,
+) -> Vec<DeError> {
+    let mut errs = identity(auth, tenant, node).err().unwrap_or_default();
+    errs.extend(check_metadata_keys(auth, metadata_keys, node));
+    errs
+}
+
 /// With `auth`, the `Authorization` header holds secrets: it may not be among the receiver's
 /// `metadata_keys`, which carry headers into batches (and so to exporters and logs).
 pub fn check_metadata_keys(

@@ -11,6 +11,7 @@ mod id;
 pub use auth::{Authenticator, CHALLENGE, Denied, Identified};
 pub use config::{
     AuthConfig, FileSettings, Identity, TenantConfig, check_metadata_keys, identity, resolve_paths,
+    validate,
 };
 pub use file::{Tenant, Tenants};
 pub use id::{MAX_TENANT_ID_BYTES, check_tenant_id};

@@ -91,14 +91,12 @@ impl Validate for OtlpReceiverConfig {
     }
 
     fn validate(&self, node: &Node, _ctx: &LoadContext) -> Vec<DeError> {
-        let mut errs = tenancy::identity(self.auth.as_ref(), self.tenant.as_ref(), node)
-            .err()
-            .unwrap_or_default();
-        errs.extend(tenancy::check_metadata_keys(
+        let mut errs = tenancy::validate(
             self.auth.as_ref(),
+            self.tenant.as_ref(),
             &self.metadata_keys,
             node,
-        ));
+        );
         if self.protocols.grpc.is_none() && self.protocols.http.is_none() {
             errs.push(DeError::new(
                 node.pos,

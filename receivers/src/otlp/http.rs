@@ -89,12 +89,7 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         _ => None,
     };
     // The tenant is decided before anything else, so that an unknown client learns nothing more.
-    let context = match shared.context(|k| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }) {
+    let context = match shared.context(sluice_core::ingress::header_lookup(&headers)) {
         Ok(c) => c,
         Err(d) => return denied(enc.unwrap_or(Encoding::Json), &d),
     };

@@ -120,12 +120,7 @@ fn refused(shared: &Shared, status: StatusCode, reason: &str, message: String) -
 
 async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     // The tenant is decided before anything else, so that an unknown sender learns nothing more.
-    let context = match shared.context(|k| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }) {
+    let context = match shared.context(sluice_core::ingress::header_lookup(&headers)) {
         Ok(c) => c,
         Err(d) => return denied(&d),
     };
