@@ -19,9 +19,11 @@ if (( missing )); then
   fi
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends "${debs[@]}"
+  # The downloaded packages are not needed once installed; disk can be short.
+  "${as_root[@]}" apt-get clean
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check \
+python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir \
   'opentelemetry-sdk~=1.45' \
   'opentelemetry-exporter-otlp-proto-grpc~=1.45' \
   'opentelemetry-exporter-otlp-proto-http~=1.45'
