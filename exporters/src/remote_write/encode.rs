@@ -7,6 +7,8 @@ use sluice_core::prometheus::{Exemplar, MetricType, NativeHistogram, Series};
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
 use std::collections::HashMap;
 
+mod wire;
+
 /// Encodes requests, keeping its buffers between calls.
 #[derive(Default)]
 pub struct Encoder {
@@ -19,10 +21,11 @@ impl Encoder {
     pub fn encode(&mut self, series: &[Series], protocol: Protocol, send_metadata: bool) -> &[u8] {
         self.proto.clear();
         match protocol {
-            Protocol::V1 => to_v1(series, send_metadata).encode(&mut self.proto),
-            Protocol::V2 => to_v2(series).encode(&mut self.proto),
+            Protocol::V1 => wire::write_v1(series, send_metadata, &mut self.proto),
+            Protocol::V2 => to_v2(series)
+                .encode(&mut self.proto)
+                .expect("encoding into a Vec cannot fail"),
         }
-        .expect("encoding into a Vec cannot fail");
         let max = snap::raw::max_compress_len(self.proto.len());
         self.compressed.resize(max, 0);
         let n = snap::raw::Encoder::new()
@@ -51,6 +54,9 @@ pub fn estimated_bytes(s: &Series) -> usize {
     labels + s.samples.len() * 20 + s.histograms.len() * 64 + s.exemplars.len() * 48 + 8
 }
 
+/// The request [`Encoder::encode`] writes for v1, as prost messages: the model its direct writer
+/// is checked against.
+#[cfg(test)]
 pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
     let timeseries = series
         .iter()
@@ -71,22 +77,7 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
                     timestamp: x.timestamp_ms,
                 })
                 .collect(),
-            exemplars: s
-                .exemplars
-                .iter()
-                .map(|e| v1::Exemplar {
-                    labels: e
-                        .labels
-                        .iter()
-                        .map(|(k, v)| v1::Label {
-                            name: k.clone(),
-                            value: v.clone(),
-                        })
-                        .collect(),
-                    value: e.value,
-                    timestamp: e.timestamp_ms,
-                })
-                .collect(),
+            exemplars: s.exemplars.iter().map(exemplar_v1).collect(),
             histograms: s.histograms.iter().map(histogram_v1).collect(),
         })
         .collect();
@@ -108,6 +99,21 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
     v1::WriteRequest {
         timeseries,
         metadata,
+    }
+}
+
+fn exemplar_v1(e: &Exemplar) -> v1::Exemplar {
+    v1::Exemplar {
+        labels: e
+            .labels
+            .iter()
+            .map(|(k, v)| v1::Label {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        value: e.value,
+        timestamp: e.timestamp_ms,
     }
 }
 

@@ -1,0 +1,106 @@
+//! remote_write v1 (`prometheus.WriteRequest`) written straight from series into the output
+//! buffer: no intermediate request is built, so no label string is copied. The bytes are those
+//! prost writes for the same request (fields at their default value left out), which the tests
+//! check against [`super::to_v1`].
+
+use super::{histogram_v1, metric_type};
+use prost::encoding::{self, WireType, encode_key, encode_varint, encoded_len_varint};
+use sluice_core::prometheus::{Sample, Series};
+use sluice_core::proto::prometheus_v1 as v1;
+
+/// Appends the encoded request for `series` to `out`.
+pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
+    for s in series {
+        // Exemplars and native histograms are rare: they go through prost's messages.
+        let exemplars: Vec<v1::Exemplar> = s.exemplars.iter().map(super::exemplar_v1).collect();
+        let histograms: Vec<v1::Histogram> = s.histograms.iter().map(histogram_v1).collect();
+        let len = labels_len(&s.labels)
+            + s.samples
+                .iter()
+                .map(|x| nested_len(sample_len(x)))
+                .sum::<usize>()
+            + encoding::message::encoded_len_repeated(3, &exemplars)
+            + encoding::message::encoded_len_repeated(4, &histograms);
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+        for (k, v) in &s.labels {
+            encode_key(1, WireType::LengthDelimited, out);
+            encode_varint(label_len(k, v) as u64, out);
+            string(1, k, out);
+            string(2, v, out);
+        }
+        for x in &s.samples {
+            encode_key(2, WireType::LengthDelimited, out);
+            encode_varint(sample_len(x) as u64, out);
+            if x.value != 0.0 {
+                encode_key(1, WireType::SixtyFourBit, out);
+                out.extend_from_slice(&x.value.to_le_bytes());
+            }
+            if x.timestamp_ms != 0 {
+                encode_key(2, WireType::Varint, out);
+                encode_varint(x.timestamp_ms as u64, out);
+            }
+        }
+        for e in &exemplars {
+            encoding::message::encode(3, e, out);
+        }
+        for h in &histograms {
+            encoding::message::encode(4, h, out);
+        }
+    }
+    if send_metadata {
+        let mut seen = std::collections::HashSet::new();
+        for s in series {
+            let m = &s.metadata;
+            if !m.family.is_empty() && seen.insert(m.family.as_str()) {
+                let metadata = v1::MetricMetadata {
+                    r#type: metric_type(m.metric_type),
+                    metric_family_name: m.family.clone(),
+                    help: m.help.clone(),
+                    unit: m.unit.clone(),
+                };
+                encoding::message::encode(3, &metadata, out);
+            }
+        }
+    }
+}
+
+/// The length of the label messages of a series, each with its key and length prefix.
+fn labels_len(labels: &[(String, String)]) -> usize {
+    labels
+        .iter()
+        .map(|(k, v)| nested_len(label_len(k, v)))
+        .sum()
+}
+
+fn label_len(name: &str, value: &str) -> usize {
+    string_len(name) + string_len(value)
+}
+
+fn sample_len(x: &Sample) -> usize {
+    let value = if x.value != 0.0 { 1 + 8 } else { 0 };
+    let timestamp = if x.timestamp_ms != 0 {
+        1 + encoded_len_varint(x.timestamp_ms as u64)
+    } else {
+        0
+    };
+    value + timestamp
+}
+
+/// A nested message of `len` bytes with a one-byte key (field numbers below 16) and its length.
+fn nested_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// A string field with a one-byte key; proto3 leaves an empty string out.
+fn string_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { nested_len(s.len()) }
+}
+
+fn string(tag: u32, s: &str, out: &mut Vec<u8>) {
+    if !s.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
