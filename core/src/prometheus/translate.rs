@@ -44,9 +44,10 @@ use crate::proto::otlp::metrics::v1::{
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar,
     metric::Data, number_data_point,
 };
+use hashbrown::DefaultHashBuilder;
+use hashbrown::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -796,7 +797,7 @@ struct SeriesSet {
     /// Label-set hash -> the latest series with that hash; `chain` links to earlier ones.
     heads: HashMap<u64, usize>,
     chain: Vec<Option<usize>>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 impl SeriesSet {

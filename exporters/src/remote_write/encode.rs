@@ -2,10 +2,10 @@
 //! `io.prometheus.write.v2.Request`), protobuf + snappy block format, into reused buffers.
 
 use super::config::Protocol;
+use hashbrown::HashMap;
 use prost::Message;
 use sluice_core::prometheus::{Exemplar, MetricType, NativeHistogram, Series};
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
-use std::collections::HashMap;
 
 mod wire;
 

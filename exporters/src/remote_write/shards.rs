@@ -13,7 +13,7 @@ use sluice_core::backoff::Backoff;
 use sluice_core::prometheus::Series;
 use sluice_core::sending::Part;
 use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -154,6 +154,9 @@ pub struct ShardSet {
     last_update: Instant,
     /// Hands over the series that did not fit when their batch came (see `hand_over`).
     feeder: Option<JoinHandle<()>>,
+    /// Picks a series' shard from its labels (one hasher for the set's life: a series keeps its
+    /// shard, so its samples stay in order).
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl ShardSet {
@@ -177,6 +180,7 @@ impl ShardSet {
             samples_in: 0,
             last_update: Instant::now(),
             feeder: None,
+            hasher: Default::default(),
         }
     }
 
@@ -191,9 +195,7 @@ impl ShardSet {
     }
 
     fn shard_of(&self, series: &Series) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        series.labels.hash(&mut h);
-        (h.finish() % self.senders.len() as u64) as usize
+        (self.hasher.hash_one(&series.labels) % self.senders.len() as u64) as usize
     }
 
     /// Hands the series to their shards without waiting: those that do not fit (from the first

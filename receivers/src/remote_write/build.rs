@@ -17,6 +17,7 @@
 //! - Exemplars go to the point of their series (in the same request) closest in time.
 
 use super::histogram::{self, HistogramLike, Native};
+use hashbrown::HashMap;
 use sluice_core::batch::metric_points;
 use sluice_core::prometheus::{MetricType, is_stale_nan};
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
@@ -25,7 +26,6 @@ use sluice_core::proto::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, metric::Data, number_data_point,
 };
 use sluice_core::proto::otlp::resource::v1::Resource;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
