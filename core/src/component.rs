@@ -118,6 +118,26 @@ pub trait Consumer: Send + Sync {
     fn ready(&self, _context: &crate::batch::Context) -> Result<(), Refusal> {
         Ok(())
     }
+
+    /// [`Consumer::consume`] for a caller that keeps what is refused (the batch processor): a
+    /// batch refused whole comes back with the refusal. The default copies the batch first;
+    /// stages that can tell before taking anything (the exporters' fan-out) hand it back instead.
+    fn offer(&self, batch: Batch) -> Result<(), Box<Returned>> {
+        let copy = batch.clone();
+        self.consume(batch).map_err(|refusal| {
+            Box::new(Returned {
+                refusal,
+                batch: copy,
+            })
+        })
+    }
+}
+
+/// A batch [`Consumer::offer`] refused whole, with the refusal.
+#[derive(Debug)]
+pub struct Returned {
+    pub refusal: Refusal,
+    pub batch: Batch,
 }
 
 /// A processor: a consumer that passes batches on to the next one, and may hold some (batching)

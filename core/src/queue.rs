@@ -315,14 +315,21 @@ impl Queue {
         }
     }
 
+    /// Adds a batch to a memory queue (room is the caller's check; a memory queue never refuses
+    /// here). A disk queue's batches go through [`Queue::try_push`].
+    pub fn push_in_memory(&self, batch: Batch) {
+        debug_assert!(self.disk.is_none());
+        let bytes = batch_bytes(&batch);
+        self.insert(batch, bytes, None, Some(Vec::new()));
+    }
+
     /// Adds a batch to its tenant's part (the caller checked `has_room_for`). A disk queue first
     /// appends it to the tenant's log (fsynced before returning under `fsync: batch`); it refuses
     /// the batch when that fails or when its files are at `max_bytes`, unless under `drop_oldest`
     /// dropping the oldest queued batches (counted) frees enough segments.
     pub fn try_push(&self, batch: Batch) -> Result<(), Refusal> {
         let Some(disk) = &self.disk else {
-            let bytes = batch_bytes(&batch);
-            self.insert(batch, bytes, None, Some(Vec::new()));
+            self.push_in_memory(batch);
             return Ok(());
         };
         let refuse = |e: &dyn std::fmt::Display, tenant: &str| {

@@ -558,14 +558,7 @@ impl crate::component::Consumer for Fanout {
         if points == 0 {
             return Ok(());
         }
-        let chosen: Vec<&Arc<Queue>> = match &batch.context.route {
-            None => self.queues.iter().collect(),
-            Some(route) => self
-                .queues
-                .iter()
-                .filter(|q| route.iter().any(|e| e == q.exporter()))
-                .collect(),
-        };
+        let chosen = self.chosen(&batch);
         room(chosen.iter().copied(), &batch, points)?;
         // Disk queues first: their write is the one that can still fail, and a batch refused
         // then is in no queue yet unless another disk queue took it (then the client's retry
@@ -584,6 +577,46 @@ impl crate::component::Consumer for Fanout {
     fn ready(&self, context: &crate::batch::Context) -> Result<(), crate::component::Refusal> {
         let probe = crate::batch::Batch::new(context.clone(), Vec::new());
         room(self.queues.iter(), &probe, 1)
+    }
+
+    /// Memory queues refuse only for room, which is known before anything is taken: the batch
+    /// comes back uncopied. A disk write can still fail after the room check: that case copies.
+    fn offer(&self, batch: crate::batch::Batch) -> Result<(), Box<crate::component::Returned>> {
+        let chosen = self.chosen(&batch);
+        if chosen.iter().any(|q| q.disk().is_some()) {
+            let copy = batch.clone();
+            return self.consume(batch).map_err(|refusal| {
+                Box::new(crate::component::Returned {
+                    refusal,
+                    batch: copy,
+                })
+            });
+        }
+        if let Err(refusal) = room(chosen.iter().copied(), &batch, batch.point_count()) {
+            return Err(Box::new(crate::component::Returned { refusal, batch }));
+        }
+        let Some((last, rest)) = chosen.split_last() else {
+            return Ok(());
+        };
+        for q in rest {
+            q.push_in_memory(batch.clone());
+        }
+        last.push_in_memory(batch);
+        Ok(())
+    }
+}
+
+impl Fanout {
+    /// The queues a batch goes to: all of them, or those of its route.
+    fn chosen(&self, batch: &crate::batch::Batch) -> Vec<&Arc<Queue>> {
+        match &batch.context.route {
+            None => self.queues.iter().collect(),
+            Some(route) => self
+                .queues
+                .iter()
+                .filter(|q| route.iter().any(|e| e == q.exporter()))
+                .collect(),
+        }
     }
 }
 

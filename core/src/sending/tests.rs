@@ -236,3 +236,31 @@ async fn shutdown_deadline_drops_and_counts_batches_waiting_for_a_retry() {
     );
     assert_eq!(queue.len_points(), 0);
 }
+
+// The fan-out hands a batch refused for room back whole (the batch processor keeps it without
+// copying it first), and takes it once there is room.
+#[test]
+fn offer_hands_a_refused_batch_back_whole() {
+    use crate::component::Consumer;
+    let telemetry = Arc::new(Telemetry::new());
+    let queue = Arc::new(Queue::new(
+        EXPORTER.into(),
+        10,
+        crate::queue::FullPolicy::Block,
+        telemetry,
+    ));
+    let fanout = Fanout {
+        queues: vec![queue.clone()],
+    };
+    fanout.offer(batch("a", "first", 10)).expect("room for 10");
+    let returned = fanout
+        .offer(batch("a", "second", 3))
+        .expect_err("the queue is full");
+    assert_eq!(returned.batch.point_count(), 3);
+    assert_eq!(returned.batch.context.tenant.as_deref(), Some("a"));
+    assert!(
+        returned.refusal.to_string().contains("is full"),
+        "{}",
+        returned.refusal
+    );
+}

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use sluice_core::batch::{Batch, Context};
 use sluice_core::component::{
-    BoxError, Consumer, Processor, ProcessorConfig, ProcessorContext, Refusal,
+    BoxError, Consumer, Processor, ProcessorConfig, ProcessorContext, Refusal, Returned,
 };
 use sluice_core::telemetry::{ProcessorLabels, Telemetry};
 use std::collections::HashMap;
@@ -111,11 +111,11 @@ impl BatchProcessor {
             } else {
                 std::mem::take(&mut batch)
             };
-            let ctx = piece.context.clone();
+            let tenant = piece.context.tenant.clone();
             let points = piece.point_count();
-            match self.next.consume(piece.clone()) {
+            match self.next.offer(piece) {
                 Ok(()) => {
-                    self.state.lock().remove(&ctx.tenant, points);
+                    self.state.lock().remove(&tenant, points);
                     self.telemetry
                         .processor_batches
                         .get_or_create(&ProcessorLabels {
@@ -125,10 +125,12 @@ impl BatchProcessor {
                         })
                         .inc();
                 }
-                Err(refusal) => {
+                Err(returned) => {
+                    let Returned {
+                        refusal,
+                        batch: mut back,
+                    } = *returned;
                     tracing::debug!(processor = %self.name, %refusal, "next stage refused; keeping the batch pending");
-                    let mut back = piece;
-                    back.context = ctx;
                     if !batch.resource_metrics.is_empty() {
                         back.append(batch);
                     }
