@@ -1672,3 +1672,27 @@ proptest! {
         }
     }
 }
+
+// Each series has a fingerprint of its labels, the same in every call (the remote_write shards
+// rely on it to keep a series on one shard), and different series (almost always) differ.
+#[test]
+fn fingerprints_are_per_series_and_stable_across_calls() {
+    let b = |points: Vec<NumberDataPoint>| bare(vec![gauge("temp", "", points)]);
+    let first = translate(
+        &b(vec![
+            num(1_000_000, 0, 1.0, vec![s("room", "a")]),
+            num(1_000_000, 0, 2.0, vec![s("room", "b")]),
+        ]),
+        &opts(),
+        None,
+    );
+    let second = translate(
+        &b(vec![num(2_000_000, 0, 3.0, vec![s("room", "b")])]),
+        &opts(),
+        None,
+    );
+    assert_eq!(first.fingerprints.len(), first.series.len());
+    assert_ne!(first.fingerprints[0], first.fingerprints[1]);
+    assert_eq!(second.series[0].labels, first.series[1].labels);
+    assert_eq!(second.fingerprints[0], first.fingerprints[1]);
+}

@@ -44,7 +44,6 @@ use crate::proto::otlp::metrics::v1::{
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar,
     metric::Data, number_data_point,
 };
-use hashbrown::DefaultHashBuilder;
 use hashbrown::HashMap;
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -100,6 +99,9 @@ pub struct Translation {
     pub series: Vec<Series>,
     /// Points that could not be translated, by reason (`delta_temporality`, `invalid_name`, ...).
     pub dropped: Vec<(&'static str, u64)>,
+    /// For each series, a hash of its labels: the same labels give the same hash in every call
+    /// (a remote_write exporter picks a series' shard by it, so that its samples stay in order).
+    pub fingerprints: Vec<u64>,
 }
 
 /// Reasons in [`Translation::dropped`].
@@ -151,7 +153,7 @@ pub fn translate(
     for rm in &batch.resource_metrics {
         t.resource(rm);
     }
-    let mut series = t.out.series;
+    let mut series = std::mem::take(&mut t.out.series);
     for s in &mut series {
         s.samples.sort_by_key(|s| s.timestamp_ms);
         s.histograms.sort_by_key(|h| h.timestamp_ms);
@@ -164,6 +166,7 @@ pub fn translate(
     Translation {
         series,
         dropped: t.dropped,
+        fingerprints: t.out.fingerprints,
     }
 }
 
@@ -797,7 +800,9 @@ struct SeriesSet {
     /// Label-set hash -> the latest series with that hash; `chain` links to earlier ones.
     heads: HashMap<u64, usize>,
     chain: Vec<Option<usize>>,
-    hasher: DefaultHashBuilder,
+    /// Each series' label hash ([`Translation::fingerprints`]).
+    fingerprints: Vec<u64>,
+    hasher: foldhash::fast::FixedState,
 }
 
 impl SeriesSet {
@@ -813,6 +818,7 @@ impl SeriesSet {
         }
         let i = self.series.len();
         self.chain.push(self.heads.insert(hash, i));
+        self.fingerprints.push(hash);
         self.series.push(Series {
             labels,
             metadata: metadata.clone(),

@@ -131,7 +131,7 @@ impl Exporter for RemoteWriteExporter {
                 let interval = self.shared.cfg.queue_config.shard_update_interval.get();
                 if let Some(set) = guard.take() {
                     let mut set = set.maybe_reshard(interval);
-                    set.hand_over(translation.series, &part);
+                    set.hand_over(translation, &part);
                     *guard = Some(set);
                 }
                 break;

@@ -10,10 +10,9 @@ use super::config::{Protocol, RemoteWriteConfig};
 use super::encode::{Encoder, estimated_bytes};
 use super::slots::Slots;
 use sluice_core::backoff::Backoff;
-use sluice_core::prometheus::Series;
+use sluice_core::prometheus::{Series, Translation};
 use sluice_core::sending::Part;
 use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -154,9 +153,6 @@ pub struct ShardSet {
     last_update: Instant,
     /// Hands over the series that did not fit when their batch came (see `hand_over`).
     feeder: Option<JoinHandle<()>>,
-    /// Picks a series' shard from its labels (one hasher for the set's life: a series keeps its
-    /// shard, so its samples stay in order).
-    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl ShardSet {
@@ -180,7 +176,6 @@ impl ShardSet {
             samples_in: 0,
             last_update: Instant::now(),
             feeder: None,
-            hasher: Default::default(),
         }
     }
 
@@ -194,26 +189,34 @@ impl ShardSet {
         self.feeder.as_ref().is_some_and(|f| !f.is_finished())
     }
 
-    fn shard_of(&self, series: &Series) -> usize {
-        (self.hasher.hash_one(&series.labels) % self.senders.len() as u64) as usize
+    /// A series' shard, from its fingerprint ([`Translation::fingerprints`]).
+    fn shard_of(&self, fingerprint: u64) -> usize {
+        (fingerprint % self.senders.len() as u64) as usize
     }
 
     /// Hands the series to their shards without waiting: those that do not fit (from the first
     /// that meets a full shard on, to keep their order), or all of them while a previous shard
     /// set still drains after a reshard, are handed over by a feeder task as the shards make
     /// room. The caller takes no new batch for the tenant while [`ShardSet::is_feeding`].
-    pub fn hand_over(&mut self, series: Vec<Series>, part: &Part) {
+    pub fn hand_over(&mut self, translation: Translation, part: &Part) {
         let before = self.feeder.take().filter(|f| !f.is_finished());
-        let mut series = series.into_iter().map(|series| Tracked {
-            series,
-            part: part.clone(),
-        });
+        let mut series = translation
+            .series
+            .into_iter()
+            .zip(translation.fingerprints)
+            .map(|(series, fingerprint)| {
+                let tracked = Tracked {
+                    series,
+                    part: part.clone(),
+                };
+                (tracked, fingerprint)
+            });
         let mut rest = Vec::new();
-        for s in series.by_ref() {
+        for (s, fingerprint) in series.by_ref() {
             let samples = samples_of(&s.series);
             self.shared.hold(&self.tenant, samples as i64);
             self.samples_in += samples;
-            let idx = self.shard_of(&s.series);
+            let idx = self.shard_of(fingerprint);
             if before.is_some() {
                 rest.push((idx, s));
                 continue;
@@ -227,11 +230,11 @@ impl ShardSet {
                 break;
             }
         }
-        for s in series {
+        for (s, fingerprint) in series {
             let samples = samples_of(&s.series);
             self.shared.hold(&self.tenant, samples as i64);
             self.samples_in += samples;
-            rest.push((self.shard_of(&s.series), s));
+            rest.push((self.shard_of(fingerprint), s));
         }
         if rest.is_empty() {
             self.feeder = before;
