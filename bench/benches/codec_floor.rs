@@ -4,8 +4,9 @@
 //! - `rw_v1`: snappy decompress + decode + encode + snappy compress of remote_write 1.0 requests
 //!   (the W1 floor), and each step alone;
 //! - `otlp`: decode + encode of OTLP requests (the W3 floor without compression);
-//! - `w2`: OTLP decode, Sluice's translation (`sluice_core::prometheus::translate`), and a plain
-//!   remote_write 1.0 encoding + snappy of the translated series (the W2 floor).
+//! - `w2`: OTLP decode, Sluice's translation (`sluice_core::prometheus::translate`), and the
+//!   remote_write 1.0 encoding + snappy of the translated series, by prost (labels copied into
+//!   its messages) and by the exporter's own writer (straight from the series) (the W2 floor).
 //!
 //! Throughput is in elements = samples (remote_write) or data points (OTLP) of the input.
 
@@ -181,14 +182,24 @@ fn w2(c: &mut Criterion) {
             })
         })
     });
+    let mut encoder = sluice_exporters::remote_write::Encoder::default();
+    g.bench_function("rw_encode+compress (exporter's writer)", |b| {
+        b.iter(|| {
+            translated.iter().for_each(|s| {
+                black_box(encoder.encode(s, sluice_exporters::remote_write::Protocol::V1, false));
+            })
+        })
+    });
     g.bench_function("all", |b| {
         b.iter(|| {
             for body in &w.bodies {
                 let req =
                     ExportMetricsServiceRequest::decode(black_box(body.as_ref())).expect("valid");
                 let t = translate(&Batch::from_request(Context::default(), req), &opts, None);
-                black_box(snappy_compress(
-                    &to_write_request(&t.series).encode_to_vec(),
+                black_box(encoder.encode(
+                    &t.series,
+                    sluice_exporters::remote_write::Protocol::V1,
+                    false,
                 ));
             }
         })

@@ -17,6 +17,7 @@ mod slots;
 mod tenants;
 
 pub use config::{Protocol, QueueConfig, RemoteWriteConfig};
+pub use encode::Encoder;
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
