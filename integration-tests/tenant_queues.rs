@@ -310,15 +310,16 @@ fn under_overload_gold_loses_nothing_while_bronze_is_refused_and_counted() {
             (accepted, refused)
         }
     });
+    // Bronze points refused: counted as points when refused after decoding, as requests (of 50
+    // points each) when refused before.
     let refused_bronze = || {
-        s.metric(
-            "sluice_receiver_refused_points_total",
-            &[
-                ("receiver", "otlp"),
-                ("tenant", "globex"),
-                ("reason", "queue_full"),
-            ],
-        )
+        let labels = [
+            ("receiver", "otlp"),
+            ("tenant", "globex"),
+            ("reason", "queue_full"),
+        ];
+        s.metric("sluice_receiver_refused_points_total", &labels)
+            + 50.0 * s.metric("sluice_receiver_refused_requests_total", &labels)
     };
     wait_until(
         Duration::from_secs(20),
@@ -387,13 +388,15 @@ fn under_overload_gold_loses_nothing_while_bronze_is_refused_and_counted() {
     );
     assert_eq!(got_gold, (0..2000).collect::<Vec<_>>());
     assert_eq!(got_bronze, bronze_accepted);
-    assert_eq!(
-        s.metric(
-            "sluice_receiver_refused_points_total",
-            &[("receiver", "otlp"), ("tenant", "acme")]
-        ),
-        0.0
-    );
+    for refused in [
+        "sluice_receiver_refused_points_total",
+        "sluice_receiver_refused_requests_total",
+    ] {
+        assert_eq!(
+            s.metric(refused, &[("receiver", "otlp"), ("tenant", "acme")]),
+            0.0
+        );
+    }
     assert_eq!(refused_bronze(), bronze_refused as f64);
     assert_eq!(
         s.metric(

@@ -1,6 +1,7 @@
 //! OTLP/gRPC server.
 
 use super::Shared;
+use super::gate::Gate;
 use sluice_core::batch::Context;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
 use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_server::{
@@ -15,7 +16,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -38,21 +38,8 @@ impl MetricsService for Service {
     }
 }
 
-/// Decides the request's tenant and context from its metadata before the message is decoded (a
-/// tonic interceptor), and hands the context on in the request's extensions.
-fn admit(shared: &Shared, mut request: Request<()>) -> Result<Request<()>, Status> {
-    let md = request.metadata();
-    let context = shared
-        .context(|k| md.get(k).and_then(|v| v.to_str().ok()).map(str::to_string))
-        .map_err(|d| denied(&d))?;
-    // Near the memory limit, refused before the message is decoded.
-    shared.admit(&context).map_err(|r| status(&r))?;
-    request.extensions_mut().insert(context);
-    Ok(request)
-}
-
 /// UNAUTHENTICATED without a tenant, INVALID_ARGUMENT for a header that is not a tenant id.
-fn denied(d: &Denied) -> Status {
+pub(super) fn denied(d: &Denied) -> Status {
     match d {
         Denied::Unauthenticated { message, .. } => Status::unauthenticated(message.clone()),
         Denied::InvalidTenant(message) => Status::invalid_argument(message.clone()),
@@ -134,7 +121,10 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip);
-    let svc = InterceptedService::new(svc, move |r| admit(&gate, r));
+    let svc = Gate {
+        inner: svc,
+        shared: gate,
+    };
     tracing::info!(receiver = %name, endpoint = %local, "OTLP/gRPC receiver listening");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     Ok(tokio::spawn(async move {

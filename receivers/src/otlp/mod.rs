@@ -2,6 +2,7 @@
 //! OTLP/HTTP (`POST /v1/metrics`, protobuf or JSON, gzip or zstd), per the OTLP specification.
 
 mod config;
+mod gate;
 mod grpc;
 mod http;
 mod validate;
@@ -90,7 +91,7 @@ impl Shared {
     }
 
     /// Refuses (and counts) a request whose tenant the pipeline has no room for, before its body is
-    /// decoded.
+    /// decoded (gRPC: before the message is read; HTTP: once the body is read).
     fn ready(&self, context: &Context) -> Result<(), Refusal> {
         self.ingress.ready(context)
     }
