@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes to the remote_write receiver's path for a remote_write 1.0 (`prometheus.WriteRequest`)
-//! body: snappy (block format) decompression under a limit, protobuf decode, the checks and the
+//! body: snappy (block format) decompression under a limit, the in-place protobuf decode (which
+//! must accept and refuse exactly what prost does, with the same contents), the checks and the
 //! build into OTLP resources, and the batch handed to the pipeline. None of it may panic.
 //!
 //! The first byte picks the entry: odd, the rest is the HTTP body (snappy-compressed, as on the
@@ -10,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sluice_core::batch::{Batch, Context};
-use sluice_core::proto::prometheus_v1::WriteRequest;
+use sluice_core::proto::prometheus_v1::{Exemplar, Histogram, Sample, WriteRequest};
 use sluice_receivers::remote_write::fuzzing;
 
 /// max_decompressed_bytes for the fuzz runs (the default is larger; inputs are small anyway).
@@ -39,10 +40,45 @@ fuzz_target!(|data: &[u8]| {
         rest
     };
     let budget = body.len().max(MIN_BUCKET_BUDGET);
-    let Ok(request) = WriteRequest::decode(body) else {
-        return;
+    let mut request = match (fuzzing::decode_v1(body), WriteRequest::decode(body)) {
+        (Ok(ours), Ok(theirs)) => {
+            assert_eq!(ours.series.len(), theirs.timeseries.len());
+            for (s, t) in ours.series.iter().zip(&theirs.timeseries) {
+                let labels = &ours.labels[s.labels.clone()];
+                assert_eq!(labels.len(), t.labels.len());
+                for (&(name, value), l) in labels.iter().zip(&t.labels) {
+                    assert_eq!((name, value), (l.name.as_str(), l.value.as_str()));
+                }
+                // Floats compared by their bits (NaN is a value here); messages by their bytes.
+                let bits = |x: &[_]| -> Vec<(u64, i64)> {
+                    x.iter()
+                        .map(|s: &Sample| (s.value.to_bits(), s.timestamp))
+                        .collect()
+                };
+                assert_eq!(bits(&ours.samples[s.samples.clone()]), bits(&t.samples));
+                let bytes = |m: &[_]| -> Vec<Vec<u8>> {
+                    m.iter().map(|e: &Exemplar| e.encode_to_vec()).collect()
+                };
+                assert_eq!(bytes(&s.exemplars), bytes(&t.exemplars));
+                let hbytes = |m: &[_]| -> Vec<Vec<u8>> {
+                    m.iter().map(|h: &Histogram| h.encode_to_vec()).collect()
+                };
+                assert_eq!(hbytes(&s.histograms), hbytes(&t.histograms));
+            }
+            assert_eq!(ours.metadata, theirs.metadata);
+            ours
+        }
+        (Err(message), Err(_)) => {
+            assert!(!message.is_empty());
+            return;
+        }
+        (ours, theirs) => panic!(
+            "in-place decode {:?}, prost {:?}",
+            ours.is_ok(),
+            theirs.is_ok()
+        ),
     };
-    let decoded = fuzzing::v1(&request, &fuzzing::MetadataCache::default(), budget);
+    let decoded = fuzzing::v1(&mut request, &fuzzing::MetadataCache::default(), budget);
     if decoded.rejected.any() {
         assert!(!decoded.rejected.message().is_empty());
     }

@@ -2,6 +2,7 @@
 //! messages -> OTLP resources, with the checks each version's specification asks of receivers.
 
 use super::build::{Builder, Counts, ExemplarIn, Meta, Rejections, SampleLike, show_labels};
+use super::wire::Request;
 use sluice_core::prometheus::MetricType;
 use sluice_core::proto::otlp::metrics::v1::ResourceMetrics;
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
@@ -45,21 +46,21 @@ impl SampleLike for v2::Sample {
 
 /// A remote_write 1.0 request. Its metadata (and metadata from earlier requests, which is how
 /// Prometheus sends it: apart from the samples, once a minute by default) types the series.
-pub fn v1(req: &v1::WriteRequest, cache: &MetadataCache, bucket_budget: usize) -> Decoded {
+pub fn v1(req: &mut Request<'_>, cache: &MetadataCache, bucket_budget: usize) -> Decoded {
     cache.update(&req.metadata);
     let families = cache
         .families
         .read()
         .unwrap_or_else(PoisonError::into_inner);
     let mut b = Builder::new(bucket_budget, false);
-    let mut labels: Vec<(&str, &str)> = Vec::new();
-    for ts in &req.timeseries {
-        labels.clear();
-        labels.extend(
-            ts.labels
-                .iter()
-                .map(|l| (l.name.as_str(), l.value.as_str())),
-        );
+    let Request {
+        series,
+        labels,
+        samples,
+        ..
+    } = req;
+    for ts in series.iter() {
+        let labels = &mut labels[ts.labels.clone()];
         let name = labels
             .iter()
             .find(|l| l.0 == "__name__")
@@ -78,7 +79,13 @@ pub fn v1(req: &v1::WriteRequest, cache: &MetadataCache, bucket_budget: usize) -
                 timestamp_ms: e.timestamp,
             })
             .collect();
-        b.series(&mut labels, meta, &ts.samples, &ts.histograms, exemplars);
+        b.series(
+            labels,
+            meta,
+            &samples[ts.samples.clone()],
+            &ts.histograms,
+            exemplars,
+        );
     }
     finish(b)
 }

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
-use sluice_core::proto::{prometheus_v1, prometheus_v2};
+use sluice_core::proto::prometheus_v2;
 use sluice_core::tenancy::Denied;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -181,8 +181,8 @@ async fn write(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
     drop(raw);
     let budget = data.len().max(MIN_BUCKET_BUDGET);
     let decoded = match version {
-        Version::V1 => prometheus_v1::WriteRequest::decode(data.as_slice())
-            .map(|r| decode::v1(&r, &shared.metadata, budget))
+        Version::V1 => super::wire::decode(&data)
+            .map(|mut r| decode::v1(&mut r, &shared.metadata, budget))
             .map_err(|e| format!("malformed protobuf (prometheus.WriteRequest): {e}")),
         Version::V2 => prometheus_v2::Request::decode(data.as_slice())
             .map_err(|e| format!("malformed protobuf (io.prometheus.write.v2.Request): {e}"))

@@ -8,6 +8,7 @@ mod config;
 mod decode;
 mod histogram;
 mod http;
+mod wire;
 
 pub use config::RemoteWriteReceiverConfig;
 
@@ -17,6 +18,7 @@ pub use config::RemoteWriteReceiverConfig;
 pub mod fuzzing {
     pub use super::decode::{MetadataCache, v1, v2};
     pub use super::http::decompress;
+    pub use super::wire::decode as decode_v1;
 }
 
 use build::Counts;

@@ -1344,7 +1344,8 @@ fn series_survive_receive_then_translate_unchanged() {
         ],
     };
     let cache = decode::MetadataCache::default();
-    let decoded = decode::v1(&req, &cache, 1 << 20);
+    let bytes = req.encode_to_vec();
+    let decoded = decode::v1(&mut super::wire::decode(&bytes).unwrap(), &cache, 1 << 20);
     assert!(!decoded.rejected.any());
     let batch = Batch::new(Default::default(), decoded.resource_metrics);
     let out = translate(&batch, &TranslateOptions::default(), None);
@@ -1509,8 +1510,14 @@ proptest::proptest! {
     // options, come out with the same label sets and the same samples (timestamps, value bits).
     #[test]
     fn receive_then_translate_is_lossless(series_in in gen_series()) {
-        let req = request_of(series_in);
-        let decoded = decode::v1(&req, &decode::MetadataCache::default(), 1 << 20);
+        let bytes = request_of(series_in).encode_to_vec();
+        // What is on the wire (prost's encoding leaves out a -0.0 value, as the default).
+        let req = v1::WriteRequest::decode(bytes.as_slice()).unwrap();
+        let decoded = decode::v1(
+            &mut super::wire::decode(&bytes).unwrap(),
+            &decode::MetadataCache::default(),
+            1 << 20,
+        );
         proptest::prop_assert!(!decoded.rejected.any(), "{}", decoded.rejected.message());
         let batch = Batch::new(Default::default(), decoded.resource_metrics);
         let out = translate(&batch, &TranslateOptions::default(), None);
