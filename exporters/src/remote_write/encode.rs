@@ -61,14 +61,7 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
     let timeseries = series
         .iter()
         .map(|s| v1::TimeSeries {
-            labels: s
-                .labels
-                .iter()
-                .map(|(k, v)| v1::Label {
-                    name: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            labels: labels_v1(&s.labels),
             samples: s
                 .samples
                 .iter()
@@ -81,37 +74,46 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
             histograms: s.histograms.iter().map(histogram_v1).collect(),
         })
         .collect();
-    let mut metadata = Vec::new();
-    if send_metadata {
-        let mut seen = std::collections::HashSet::new();
-        for s in series {
-            let m = &s.metadata;
-            if !m.family.is_empty() && seen.insert(m.family.as_str()) {
-                metadata.push(v1::MetricMetadata {
-                    r#type: metric_type(m.metric_type),
-                    metric_family_name: m.family.clone(),
-                    help: m.help.clone(),
-                    unit: m.unit.clone(),
-                });
-            }
-        }
-    }
+    let metadata = if send_metadata {
+        metadata_v1(series)
+    } else {
+        Vec::new()
+    };
     v1::WriteRequest {
         timeseries,
         metadata,
     }
 }
 
+/// The metadata of the series' families, once per family.
+fn metadata_v1(series: &[Series]) -> Vec<v1::MetricMetadata> {
+    let mut seen = std::collections::HashSet::new();
+    series
+        .iter()
+        .map(|s| &s.metadata)
+        .filter(|m| !m.family.is_empty() && seen.insert(m.family.as_str()))
+        .map(|m| v1::MetricMetadata {
+            r#type: metric_type(m.metric_type),
+            metric_family_name: m.family.clone(),
+            help: m.help.clone(),
+            unit: m.unit.clone(),
+        })
+        .collect()
+}
+
+fn labels_v1(labels: &[(String, String)]) -> Vec<v1::Label> {
+    labels
+        .iter()
+        .map(|(k, v)| v1::Label {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
 fn exemplar_v1(e: &Exemplar) -> v1::Exemplar {
     v1::Exemplar {
-        labels: e
-            .labels
-            .iter()
-            .map(|(k, v)| v1::Label {
-                name: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
+        labels: labels_v1(&e.labels),
         value: e.value,
         timestamp: e.timestamp_ms,
     }

@@ -3,7 +3,7 @@
 //! prost writes for the same request (fields at their default value left out), which the tests
 //! check against [`super::to_v1`].
 
-use super::{histogram_v1, metric_type};
+use super::histogram_v1;
 use prost::encoding::{self, WireType, encode_key, encode_varint, encoded_len_varint};
 use sluice_core::prometheus::{Sample, Series};
 use sluice_core::proto::prometheus_v1 as v1;
@@ -49,18 +49,8 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
         }
     }
     if send_metadata {
-        let mut seen = std::collections::HashSet::new();
-        for s in series {
-            let m = &s.metadata;
-            if !m.family.is_empty() && seen.insert(m.family.as_str()) {
-                let metadata = v1::MetricMetadata {
-                    r#type: metric_type(m.metric_type),
-                    metric_family_name: m.family.clone(),
-                    help: m.help.clone(),
-                    unit: m.unit.clone(),
-                };
-                encoding::message::encode(3, &metadata, out);
-            }
+        for metadata in super::metadata_v1(series) {
+            encoding::message::encode(3, &metadata, out);
         }
     }
 }
