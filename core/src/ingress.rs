@@ -90,11 +90,11 @@ impl Ingress {
         self.count_unread(context, crate::memory::admit(context))
     }
 
-    /// Whether the pipeline has room for this context's tenant now ([`Consumer::ready`]).
-    /// HTTP receivers ask once the body is read but before it is decompressed and decoded, so
-    /// that a request the pipeline would refuse costs no decoding. (Asking before the body is read
-    /// would leave bodies unread, which HTTP/2 clients see as reset streams.) A refusal is counted
-    /// as a refused request.
+    /// Whether the pipeline has room for this context's tenant now ([`Consumer::ready`]), asked
+    /// before a request is decoded so that a request the pipeline would refuse costs no decoding:
+    /// HTTP receivers once the body is read, before it is decompressed; OTLP/gRPC before the
+    /// message is read, then reading it undecoded ([`discard_body`]), since a body left unread
+    /// reaches clients as a reset stream. A refusal is counted as a refused request.
     pub fn ready(&self, context: &Context) -> Result<(), Refusal> {
         self.count_unread(context, self.next.ready(context))
     }

@@ -24,7 +24,7 @@
 
 use crate::backoff::Backoff;
 use crate::batch::Batch;
-use crate::component::Refusal;
+use crate::component::{Refusal, Returned};
 use crate::disk::{DiskStore, RecordRef, TenantLog, codec};
 use crate::telemetry::{ExporterLabels, Telemetry};
 use crate::tenancy::{TIERS, tier_rank};
@@ -309,40 +309,36 @@ impl Queue {
         let points = batch.point_count();
         let tenant = batch.context.tenant_label().to_string();
         if let Err(r) = self.try_push(batch) {
-            tracing::error!(exporter = %self.exporter, tenant, points, error = %r, "cannot queue a batch; dropping it");
+            tracing::error!(exporter = %self.exporter, tenant, points, error = %r.refusal, "cannot queue a batch; dropping it");
             self.telemetry
                 .exporter_dropped(&self.exporter, &tenant, "io_error", points as u64);
         }
     }
 
-    /// Adds a batch to a memory queue (room is the caller's check; a memory queue never refuses
-    /// here). A disk queue's batches go through [`Queue::try_push`].
-    pub fn push_in_memory(&self, batch: Batch) {
-        debug_assert!(self.disk.is_none());
-        let bytes = batch_bytes(&batch);
-        self.insert(batch, bytes, None, Some(Vec::new()));
-    }
-
     /// Adds a batch to its tenant's part (the caller checked `has_room_for`). A disk queue first
     /// appends it to the tenant's log (fsynced before returning under `fsync: batch`); it refuses
-    /// the batch when that fails or when its files are at `max_bytes`, unless under `drop_oldest`
-    /// dropping the oldest queued batches (counted) frees enough segments.
-    pub fn try_push(&self, batch: Batch) -> Result<(), Refusal> {
+    /// the batch, handing it back, when that fails or when its files are at `max_bytes`, unless
+    /// under `drop_oldest` dropping the oldest queued batches (counted) frees enough segments.
+    pub fn try_push(&self, batch: Batch) -> Result<(), Box<Returned>> {
         let Some(disk) = &self.disk else {
-            self.push_in_memory(batch);
+            let bytes = batch_bytes(&batch);
+            self.insert(batch, bytes, None, Some(Vec::new()));
             return Ok(());
         };
-        let refuse = |e: &dyn std::fmt::Display, tenant: &str| {
+        let refuse = |e: &dyn std::fmt::Display, batch: Batch| {
+            let tenant = batch.context.tenant_label();
             tracing::error!(exporter = %self.exporter, tenant, error = %e, "cannot write to the disk queue; refusing the batch");
-            Refusal::full(format!(
+            let refusal = Refusal::full(format!(
                 "the disk queue of exporter {} cannot be written ({e}); retry later",
                 self.exporter
-            ))
+            ));
+            Box::new(Returned { refusal, batch })
         };
         // The tenant's log first: its cursor file counts against `max_bytes` too.
-        let log = disk
-            .log(batch.context.tenant_label())
-            .map_err(|e| refuse(&e, batch.context.tenant_label()))?;
+        let log = match disk.log(batch.context.tenant_label()) {
+            Ok(log) => log,
+            Err(e) => return Err(refuse(&e, batch)),
+        };
         let payload = codec::encode(&batch);
         let need = (payload.len() + crate::disk::record::HEADER) as u64;
         let limit = self.disk_limit(tier_rank(batch.context.sla_tier()));
@@ -358,16 +354,17 @@ impl Queue {
         }
         if over() {
             self.count_dropped(dropped);
-            return Err(Refusal::full(format!(
+            let refusal = Refusal::full(format!(
                 "the disk queue of exporter {} is at max_bytes; retry later",
                 self.exporter
-            )));
+            ));
+            return Err(Box::new(Returned { refusal, batch }));
         }
         let at = match crate::disk::blocking(|| log.append(&payload)) {
             Ok(at) => at,
             Err(e) => {
                 self.count_dropped(dropped);
-                return Err(refuse(&e, batch.context.tenant_label()));
+                return Err(refuse(&e, batch));
             }
         };
         self.insert(

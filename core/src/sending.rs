@@ -554,24 +554,7 @@ pub struct Fanout {
 
 impl crate::component::Consumer for Fanout {
     fn consume(&self, batch: crate::batch::Batch) -> Result<(), crate::component::Refusal> {
-        let points = batch.point_count();
-        if points == 0 {
-            return Ok(());
-        }
-        let chosen = self.chosen(&batch);
-        room(chosen.iter().copied(), &batch, points)?;
-        // Disk queues first: their write is the one that can still fail, and a batch refused
-        // then is in no queue yet unless another disk queue took it (then the client's retry
-        // duplicates it there: at-least-once).
-        let mut chosen = chosen;
-        chosen.sort_by_key(|q| q.disk().is_none());
-        let Some((last, rest)) = chosen.split_last() else {
-            return Ok(());
-        };
-        for q in rest {
-            q.try_push(batch.clone())?;
-        }
-        last.try_push(batch)
+        self.offer(batch).map_err(|returned| returned.refusal)
     }
 
     fn ready(&self, context: &crate::batch::Context) -> Result<(), crate::component::Refusal> {
@@ -579,30 +562,32 @@ impl crate::component::Consumer for Fanout {
         room(self.queues.iter(), &probe, 1)
     }
 
-    /// Memory queues refuse only for room, which is known before anything is taken: the batch
-    /// comes back uncopied. A disk write can still fail after the room check: that case copies.
+    /// A batch refused (for room, or by a disk write) comes back uncopied. Disk queues are written
+    /// first: their write is the one that can still fail, and a batch refused then is in no
+    /// queue yet unless another disk queue took it (then the client's retry duplicates it there:
+    /// at-least-once).
     fn offer(&self, batch: crate::batch::Batch) -> Result<(), Box<crate::component::Returned>> {
-        let chosen = self.chosen(&batch);
-        if chosen.iter().any(|q| q.disk().is_some()) {
-            let copy = batch.clone();
-            return self.consume(batch).map_err(|refusal| {
-                Box::new(crate::component::Returned {
-                    refusal,
-                    batch: copy,
-                })
-            });
+        let points = batch.point_count();
+        if points == 0 {
+            return Ok(());
         }
-        if let Err(refusal) = room(chosen.iter().copied(), &batch, batch.point_count()) {
+        let mut chosen = self.chosen(&batch);
+        if let Err(refusal) = room(chosen.iter().copied(), &batch, points) {
             return Err(Box::new(crate::component::Returned { refusal, batch }));
         }
+        chosen.sort_by_key(|q| q.disk().is_none());
         let Some((last, rest)) = chosen.split_last() else {
             return Ok(());
         };
         for q in rest {
-            q.push_in_memory(batch.clone());
+            if let Err(returned) = q.try_push(batch.clone()) {
+                return Err(Box::new(crate::component::Returned {
+                    refusal: returned.refusal,
+                    batch,
+                }));
+            }
         }
-        last.push_in_memory(batch);
-        Ok(())
+        last.try_push(batch)
     }
 }
 

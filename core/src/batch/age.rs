@@ -98,6 +98,14 @@ impl Batch {
     }
 }
 
+/// The time `limit` ago, in ns since the epoch: points stamped before it are too old.
+pub fn cutoff_unix_nano(limit: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(limit).as_nanos() as u64
+}
+
 /// An exporter's `sample_age_limit`, with what it needs to count its drops.
 pub struct AgeLimit {
     limit: Duration,
@@ -123,10 +131,7 @@ impl AgeLimit {
 
     /// The cutoff now, in ns since the epoch.
     fn cutoff(&self) -> u64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        now.saturating_sub(self.limit).as_nanos() as u64
+        cutoff_unix_nano(self.limit)
     }
 
     /// `batch` without its points older than the limit (borrowed as it is when none is; copied

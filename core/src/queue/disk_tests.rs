@@ -160,7 +160,13 @@ async fn a_full_disk_queue_refuses_under_block_in_tier_order() {
     let pushed = fill(&q, || batch("acme", "x", 20));
     assert!(store.used() <= max * 8 / 10);
     assert!(store.used() > max * 7 / 10, "{}", store.used());
-    let refusal = q.try_push(batch("acme", "x", 20)).unwrap_err();
+    let returned = q.try_push(batch("acme", "x", 20)).unwrap_err();
+    assert_eq!(
+        returned.batch.point_count(),
+        20,
+        "the refused batch comes back"
+    );
+    let refusal = returned.refusal;
     assert_eq!(refusal.kind, crate::component::RefusalKind::Full);
     fill(&q, || tiered("initech", "silver", 20));
     assert!(store.used() <= max * 9 / 10);

@@ -492,10 +492,7 @@ async fn flush(
 /// Removes samples and histograms stamped more than `limit` ago (unstamped ones stay; series
 /// left empty go too); returns how many were removed.
 fn drop_older_than(series: &mut Vec<Series>, limit: Duration) -> u64 {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let cutoff = now_ms.saturating_sub(limit.as_millis() as i64);
+    let cutoff = (sluice_core::batch::age::cutoff_unix_nano(limit) / 1_000_000) as i64;
     let before: u64 = series.iter().map(samples_of).sum();
     for s in series.iter_mut() {
         s.samples

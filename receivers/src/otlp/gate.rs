@@ -6,7 +6,7 @@
 use super::Shared;
 use super::grpc::{denied, status};
 use futures::future::BoxFuture;
-use sluice_core::ingress::discard_body;
+use sluice_core::ingress::{discard_body, header_lookup};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use tonic::Status;
@@ -25,15 +25,9 @@ pub struct Gate<S> {
 impl<S> Gate<S> {
     /// The context of an admissible request, or the status that refuses it (counted).
     fn check(&self, req: &http::Request<Body>) -> Result<sluice_core::batch::Context, Status> {
-        let headers = req.headers();
         let context = self
             .shared
-            .context(|k| {
-                headers
-                    .get(k)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            })
+            .context(header_lookup(req.headers()))
             .map_err(|d| denied(&d))?;
         // Near the memory limit, or with no room in the pipeline for the tenant.
         self.shared.admit(&context).map_err(|r| status(&r))?;
