@@ -6,6 +6,7 @@
 //! histograms as native histograms, and points flagged "no recorded value" as StaleNaN.
 
 mod delta;
+mod label_cache;
 pub mod names;
 mod native;
 mod translate;
@@ -15,9 +16,17 @@ mod values;
 mod tests;
 
 pub use delta::{DEFAULT_MAX_IDLE, DEFAULT_MAX_SERIES};
+pub use label_cache::LabelCache;
 pub use translate::{
-    DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, reason, translate,
+    DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, TranslationState, reason,
+    translate, translate_cached,
 };
+
+use std::sync::Arc;
+
+/// A series' labels, shared: a translation that remembers label sets between batches hands out
+/// the same set to every batch's series instead of building it again.
+pub type LabelSet = Arc<[(String, String)]>;
 
 /// The NaN Prometheus uses as the staleness marker; no other NaN may carry this bit pattern.
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -94,11 +103,12 @@ pub struct NativeHistogram {
 /// or value, and include `__name__`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Series {
-    pub labels: Vec<(String, String)>,
+    pub labels: LabelSet,
     pub samples: Vec<Sample>,
     pub histograms: Vec<NativeHistogram>,
     pub exemplars: Vec<Exemplar>,
-    pub metadata: Metadata,
+    /// Shared by every series of the metric.
+    pub metadata: Arc<Metadata>,
 }
 
 impl Series {

@@ -16,6 +16,40 @@ use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
+// Every test translates with and without a label cache
+
+thread_local! {
+    /// A test's cache for stateful (delta) translations, so that later calls find what earlier
+    /// ones left.
+    static CACHE: std::cell::RefCell<LabelCache> =
+        std::cell::RefCell::new(LabelCache::new(LabelCache::DEFAULT_CAPACITY));
+}
+
+/// [`super::translate`], checked against the same translation with a label cache, cold and then
+/// warm (stateless translations), or with the test's cache (delta translations).
+fn translate(
+    batch: &Batch,
+    opts: &TranslateOptions,
+    delta: Option<&mut DeltaToCumulative>,
+) -> Translation {
+    if let Some(delta) = delta {
+        return CACHE
+            .with(|c| translate_cached(batch, opts, Some(delta), Some(&mut c.borrow_mut())));
+    }
+    let plain = super::translate(batch, opts, None);
+    let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
+    for round in ["cold", "warm"] {
+        let cached = translate_cached(batch, opts, None, Some(&mut cache));
+        // Compared as text: NaN values (stale markers) are never equal as floats.
+        let text = |t: &Translation| format!("{:?}", t.series);
+        assert_eq!(text(&cached), text(&plain), "{round} cache");
+        assert_eq!(cached.dropped, plain.dropped, "{round} cache");
+        assert_eq!(cached.fingerprints, plain.fingerprints, "{round} cache");
+    }
+    plain
+}
+
+// ---------------------------------------------------------------------------------------------
 // Builders
 
 const T0: u64 = 1_700_000_000_000_000_000;
@@ -155,7 +189,7 @@ fn series<'t>(t: &'t Translation, want: &[(&str, &str)]) -> &'t Series {
     let want = labels(want);
     t.series
         .iter()
-        .find(|s| s.labels == want)
+        .find(|s| *s.labels == *want)
         .unwrap_or_else(|| {
             panic!(
                 "no series {want:?}; have {:#?}",
@@ -571,6 +605,70 @@ fn attribute_values_are_stringified_per_the_attribute_spec() {
 // Translation per kind
 
 #[test]
+fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
+    // Batches that differ only in the resource, the scope, an attribute's type or value, or the
+    // histogram's bounds: one cache across all of them, each translated as without it.
+    let hist = |bounds: &[f64]| {
+        let counts = vec![1; bounds.len() + 1];
+        let p = hist_point(T0, T0 - SEC, bounds, &counts, Some(1.0));
+        histogram("h", "", AggregationTemporality::Cumulative, vec![p])
+    };
+    let batches = [
+        batch_with(
+            vec![s("service.name", "a")],
+            None,
+            vec![gauge("g", "", vec![num(T0, 0, 1.0, vec![s("k", "1")])])],
+        ),
+        batch_with(
+            vec![s("service.name", "b")],
+            None,
+            vec![gauge("g", "", vec![num(T0, 0, 1.0, vec![s("k", "1")])])],
+        ),
+        batch_with(
+            vec![s("service.name", "b")],
+            Some(("s", "1")),
+            vec![gauge("g", "", vec![num(T0, 0, 1.0, vec![s("k", "1")])])],
+        ),
+        batch_with(
+            vec![s("service.name", "b")],
+            None,
+            vec![gauge(
+                "g",
+                "",
+                vec![num(T0, 0, 1.0, vec![kv("k", Value::IntValue(1))])],
+            )],
+        ),
+        batch_with(
+            vec![s("service.name", "b")],
+            None,
+            vec![gauge("g", "", vec![num(T0, 0, 1.0, vec![s("k", "2")])])],
+        ),
+        batch_with(
+            vec![s("service.name", "b")],
+            None,
+            vec![gauge("g", "By", vec![num(T0, 0, 1.0, vec![s("k", "2")])])],
+        ),
+        bare(vec![hist(&[1.0, 2.0])]),
+        bare(vec![hist(&[1.0, 5.0])]),
+    ];
+    let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
+    for round in 0..2 {
+        for b in &batches {
+            let cached = translate_cached(b, &opts(), None, Some(&mut cache));
+            let plain = super::translate(b, &opts(), None);
+            let labels = |t: &Translation| {
+                t.series
+                    .iter()
+                    .map(|s| s.labels.to_vec())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(labels(&cached), labels(&plain), "round {round}");
+        }
+    }
+    assert!(!cache.is_empty());
+}
+
+#[test]
 fn gauge_carries_job_instance_and_scope_labels_and_metadata() {
     let resource = vec![
         s("service.name", "checkout"),
@@ -609,7 +707,7 @@ fn gauge_carries_job_instance_and_scope_labels_and_metadata() {
         }]
     );
     assert_eq!(
-        sr.metadata,
+        *sr.metadata,
         Metadata {
             metric_type: MetricType::Gauge,
             family: "jvm_threads".into(),

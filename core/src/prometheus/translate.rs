@@ -33,10 +33,11 @@
 //!   value) and native histograms, and dropped on gauges and summaries (spec, "Exemplars").
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
+use super::label_cache::{LabelCache, put_str, put_value};
 use super::names::{self, NameKind};
 use super::native::ExpHist;
 use super::values::{any_value_string, float_string, hex};
-use super::{Exemplar, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan};
+use super::{Exemplar, LabelSet, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan};
 use crate::batch::{Batch, metric_points};
 use crate::proto::otlp::common::v1::KeyValue;
 use crate::proto::otlp::metrics::v1::{
@@ -136,6 +137,40 @@ pub fn translate(
     opts: &TranslateOptions,
     delta_state: Option<&mut DeltaToCumulative>,
 ) -> Translation {
+    translate_cached(batch, opts, delta_state, None)
+}
+
+/// What an exporter keeps from one translation to the next: delta points accumulated into
+/// cumulative ones, and the label sets of the series it has seen.
+pub struct TranslationState {
+    pub delta: DeltaToCumulative,
+    pub labels: LabelCache,
+}
+
+impl Default for TranslationState {
+    fn default() -> Self {
+        TranslationState {
+            delta: DeltaToCumulative::default(),
+            labels: LabelCache::new(LabelCache::DEFAULT_CAPACITY),
+        }
+    }
+}
+
+impl TranslationState {
+    /// Translates a batch with this state (`opts` must be the same in every call).
+    pub fn translate(&mut self, batch: &Batch, opts: &TranslateOptions) -> Translation {
+        translate_cached(batch, opts, Some(&mut self.delta), Some(&mut self.labels))
+    }
+}
+
+/// [`translate`], taking series' label sets from `cache` when it remembers them, and leaving
+/// there the ones it builds. A cache must only ever be used with the same `opts`.
+pub fn translate_cached(
+    batch: &Batch,
+    opts: &TranslateOptions,
+    delta_state: Option<&mut DeltaToCumulative>,
+    cache: Option<&mut LabelCache>,
+) -> Translation {
     let now = Instant::now();
     let mut delta = delta_state.filter(|_| opts.delta == DeltaPolicy::ToCumulative);
     if let Some(d) = delta.as_deref_mut() {
@@ -149,6 +184,8 @@ pub fn translate(
         out: SeriesSet::default(),
         dropped: Vec::new(),
         label_names: HashMap::new(),
+        cache: cache.filter(|c| c.enabled()),
+        key: Vec::new(),
     };
     for rm in &batch.resource_metrics {
         t.resource(rm);
@@ -176,6 +213,45 @@ struct Shared<'c> {
     identity: &'c [(String, String)],
     scope: Labels,
     promoted: &'c [(String, String)],
+    /// All of the above, as the start of the label cache's keys (empty without a cache).
+    key: Vec<u8>,
+}
+
+/// A data point whose series' labels are being worked out.
+struct Point<'a> {
+    attrs: &'a [KeyValue],
+    /// The point's own labels (without `__name__`), once built.
+    base: Option<Labels>,
+    /// The length of the point's part of the cache key.
+    key_len: usize,
+}
+
+/// A series' name: the family's name and a suffix.
+#[derive(Clone, Copy)]
+enum Suffix {
+    None,
+    Sum,
+    Count,
+    Bucket,
+}
+
+impl Suffix {
+    fn as_str(self) -> &'static str {
+        match self {
+            Suffix::None => "",
+            Suffix::Sum => "_sum",
+            Suffix::Count => "_count",
+            Suffix::Bucket => "_bucket",
+        }
+    }
+}
+
+/// The label a series has besides its point's labels and `__name__`.
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    Le(f64),
+    Quantile(f64),
 }
 
 struct Translator<'a, 'o> {
@@ -187,12 +263,15 @@ struct Translator<'a, 'o> {
     dropped: Vec<(&'static str, u64)>,
     /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
     label_names: HashMap<&'a str, Option<Rc<str>>>,
+    cache: Option<&'o mut LabelCache>,
+    /// The cache key of the series at hand.
+    key: Vec<u8>,
 }
 
 /// What a metric's points turn into.
 struct Family {
     name: String,
-    metadata: Metadata,
+    metadata: Arc<Metadata>,
     /// Keep the points' start times (counters, histograms, summaries; not gauges).
     start_times: bool,
     /// Delta points to accumulate.
@@ -249,10 +328,21 @@ impl<'a> Translator<'a, '_> {
                     scope.push(("otel_scope_version".to_string(), s.version.clone()));
                 }
             }
+            let mut key = Vec::new();
+            if self.cache.is_some() {
+                for group in [&identity[..], &scope, &promoted] {
+                    key.extend_from_slice(&(group.len() as u32).to_le_bytes());
+                    for (k, v) in group {
+                        put_str(&mut key, k);
+                        put_str(&mut key, v);
+                    }
+                }
+            }
             let shared = Shared {
                 identity: &identity,
                 scope,
                 promoted: &promoted,
+                key,
             };
             for m in &sm.metrics {
                 self.metric(m, &shared, &mut latest);
@@ -282,13 +372,14 @@ impl<'a> Translator<'a, '_> {
         labels.extend(others);
         finish_labels(&mut labels);
         set_label(&mut labels, NAME, TARGET_INFO.to_string());
-        let metadata = Metadata {
+        let metadata = Arc::new(Metadata {
             metric_type: MetricType::Gauge,
             family: TARGET_INFO.to_string(),
             help: "Target metadata".to_string(),
             unit: String::new(),
-        };
-        let i = self.out.slot(labels, &metadata);
+        });
+        let fingerprint = self.out.fingerprint(&labels);
+        let i = self.out.slot(labels.into(), fingerprint, &metadata);
         self.out.series[i].samples.push(Sample {
             timestamp_ms: ms(latest_ns),
             value: 1.0,
@@ -362,12 +453,12 @@ impl<'a> Translator<'a, '_> {
         // `_total` (format 0.0.4 and remote-write 1 metadata use `http_requests_total`); for
         // histograms and summaries it is the base name without `_bucket`/`_sum`/`_count`.
         let family = Family {
-            metadata: Metadata {
+            metadata: Arc::new(Metadata {
                 metric_type,
                 family: name.clone(),
                 help: m.description.clone(),
                 unit: names::unit_word(&m.unit),
-            },
+            }),
             name,
             start_times,
             delta,
@@ -413,8 +504,9 @@ impl<'a> Translator<'a, '_> {
                     continue;
                 }
             };
-            let mut labels = self.point_labels(&p.attributes, shared);
-            set_label(&mut labels, NAME, family.name.clone());
+            let mut point = self.point(&p.attributes, shared, &family.name);
+            let (labels, fingerprint) =
+                self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
             let (value, start_ns) = if stale {
                 (stale_nan(), p.start_time_unix_nano)
             } else if family.delta {
@@ -431,7 +523,7 @@ impl<'a> Translator<'a, '_> {
             } else {
                 (value, p.start_time_unix_nano)
             };
-            let i = self.out.slot(labels, &family.metadata);
+            let i = self.out.slot(labels, fingerprint, &family.metadata);
             self.out.series[i].samples.push(Sample {
                 timestamp_ms: ms(p.time_unix_nano),
                 value,
@@ -455,12 +547,12 @@ impl<'a> Translator<'a, '_> {
         latest: &mut Option<u64>,
     ) {
         let stale = p.flags & NO_RECORDED_VALUE != 0;
-        let base = self.point_labels(&p.attributes, shared);
+        let mut point = self.point(&p.attributes, shared, &family.name);
         let mut bounds = Cow::Borrowed(&p.explicit_bounds[..]);
         let mut counts = Cow::Borrowed(&p.bucket_counts[..]);
         let (mut count, mut sum, mut start_ns) = (p.count, p.sum, p.start_time_unix_nano);
         if family.delta && !stale {
-            let mut key = base.clone();
+            let mut key = self.base(&mut point, shared).clone();
             set_label(&mut key, NAME, family.name.clone());
             let delta = Acc::Histogram {
                 bounds: p.explicit_bounds.clone(),
@@ -496,24 +588,27 @@ impl<'a> Translator<'a, '_> {
             value: value(v),
             start_timestamp_ms: ms(start_ns),
         };
-        let name = &family.name;
         if let Some(sum) = sum {
             self.push(
-                &base,
-                &[(NAME, format!("{name}_sum"))],
-                &family.metadata,
+                &mut point,
+                shared,
+                family,
+                Suffix::Sum,
+                Extra::None,
                 sample(sum),
             );
         }
+        let count_sample = sample(count as f64);
         self.push(
-            &base,
-            &[(NAME, format!("{name}_count"))],
-            &family.metadata,
-            sample(count as f64),
+            &mut point,
+            shared,
+            family,
+            Suffix::Count,
+            Extra::None,
+            count_sample,
         );
         // Buckets: cumulative counts over ascending bounds, then `+Inf` = count. A bound of +Inf
         // or NaN in the OTLP data is skipped (the `+Inf` bucket always comes from the count).
-        let bucket_name = format!("{name}_bucket");
         let mut buckets: Vec<(f64, usize)> = Vec::with_capacity(bounds.len() + 1);
         let mut cumulative = 0u64;
         for (&bound, &c) in bounds.iter().zip(counts.iter()) {
@@ -521,12 +616,19 @@ impl<'a> Translator<'a, '_> {
             if bound.is_nan() || bound == f64::INFINITY {
                 continue;
             }
-            let labels = [(NAME, bucket_name.clone()), ("le", float_string(bound))];
-            let i = self.push(&base, &labels, &family.metadata, sample(cumulative as f64));
+            let s = sample(cumulative as f64);
+            let i = self.push(
+                &mut point,
+                shared,
+                family,
+                Suffix::Bucket,
+                Extra::Le(bound),
+                s,
+            );
             buckets.push((bound, i));
         }
-        let labels = [(NAME, bucket_name), ("le", "+Inf".to_string())];
-        let inf = self.push(&base, &labels, &family.metadata, sample(count as f64));
+        let le = Extra::Le(f64::INFINITY);
+        let inf = self.push(&mut point, shared, family, Suffix::Bucket, le, count_sample);
         if !stale {
             // Each exemplar goes to the first bucket whose upper bound holds its value.
             for e in &p.exemplars {
@@ -553,8 +655,9 @@ impl<'a> Translator<'a, '_> {
             self.drop_points(reason::INVALID_SCALE, 1);
             return;
         };
-        let mut labels = self.point_labels(&p.attributes, shared);
-        set_label(&mut labels, NAME, family.name.clone());
+        let mut point = self.point(&p.attributes, shared, &family.name);
+        let (labels, fingerprint) =
+            self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
         let mut start_ns = p.start_time_unix_nano;
         if family.delta && !stale {
             match self.accumulate(
@@ -588,7 +691,7 @@ impl<'a> Translator<'a, '_> {
                 }
             }
         };
-        let i = self.out.slot(labels, &family.metadata);
+        let i = self.out.slot(labels, fingerprint, &family.metadata);
         self.out.series[i].histograms.push(native);
         if !stale {
             for e in &p.exemplars {
@@ -607,54 +710,120 @@ impl<'a> Translator<'a, '_> {
         latest: &mut Option<u64>,
     ) {
         let stale = p.flags & NO_RECORDED_VALUE != 0;
-        let base = self.point_labels(&p.attributes, shared);
+        let mut point = self.point(&p.attributes, shared, &family.name);
         let sample = |v: f64| Sample {
             timestamp_ms: ms(p.time_unix_nano),
             value: if stale { stale_nan() } else { v },
             start_timestamp_ms: ms(p.start_time_unix_nano),
         };
-        let name = &family.name;
+        let (sum, count) = (sample(p.sum), sample(p.count as f64));
+        self.push(&mut point, shared, family, Suffix::Sum, Extra::None, sum);
         self.push(
-            &base,
-            &[(NAME, format!("{name}_sum"))],
-            &family.metadata,
-            sample(p.sum),
-        );
-        self.push(
-            &base,
-            &[(NAME, format!("{name}_count"))],
-            &family.metadata,
-            sample(p.count as f64),
+            &mut point,
+            shared,
+            family,
+            Suffix::Count,
+            Extra::None,
+            count,
         );
         for q in &p.quantile_values {
-            let labels = [(NAME, name.clone()), ("quantile", float_string(q.quantile))];
-            self.push(&base, &labels, &family.metadata, sample(q.value));
+            let quantile = Extra::Quantile(q.quantile);
+            let s = sample(q.value);
+            self.push(&mut point, shared, family, Suffix::None, quantile, s);
         }
         *latest = (*latest).max(Some(p.time_unix_nano));
     }
 
-    /// Pushes a sample on the series `base` + `extra` labels; returns the series' index.
+    /// Pushes a sample on one of a point's series; returns the series' index.
     fn push(
         &mut self,
-        base: &Labels,
-        extra: &[(&str, String)],
-        metadata: &Metadata,
+        point: &mut Point<'a>,
+        shared: &Shared,
+        family: &Family,
+        suffix: Suffix,
+        extra: Extra,
         sample: Sample,
     ) -> usize {
-        let mut labels = Labels::with_capacity(base.len() + extra.len());
-        labels.extend(base.iter().cloned());
-        for (k, v) in extra {
-            set_label(&mut labels, k, v.clone());
-        }
-        let i = self.out.slot(labels, metadata);
+        let (labels, fingerprint) = self.series_labels(point, shared, &family.name, suffix, extra);
+        let i = self.out.slot(labels, fingerprint, &family.metadata);
         self.out.series[i].samples.push(sample);
         i
+    }
+
+    /// Starts a point: its part of the cache key.
+    fn point(&mut self, attrs: &'a [KeyValue], shared: &Shared, family_name: &str) -> Point<'a> {
+        self.key.clear();
+        if self.cache.is_some() {
+            self.key.extend_from_slice(&shared.key);
+            put_str(&mut self.key, family_name);
+            for kv in attrs {
+                put_str(&mut self.key, &kv.key);
+                put_value(&mut self.key, kv.value.as_ref());
+            }
+        }
+        Point {
+            attrs,
+            base: None,
+            key_len: self.key.len(),
+        }
+    }
+
+    /// The point's own labels, built on first use.
+    fn base<'p>(&mut self, point: &'p mut Point<'a>, shared: &Shared) -> &'p Labels {
+        match point.base {
+            Some(ref base) => base,
+            None => point.base.insert(self.point_labels(point.attrs, shared)),
+        }
+    }
+
+    /// The labels of one series of a point, and their fingerprint: from the cache when it
+    /// remembers them, built (and left in the cache) otherwise.
+    fn series_labels(
+        &mut self,
+        point: &mut Point<'a>,
+        shared: &Shared,
+        family_name: &str,
+        suffix: Suffix,
+        extra: Extra,
+    ) -> (LabelSet, u64) {
+        if let Some(cache) = self.cache.as_deref_mut() {
+            self.key.truncate(point.key_len);
+            let (tag, bits) = match extra {
+                Extra::None => (0, 0),
+                Extra::Le(b) => (1, b.to_bits()),
+                Extra::Quantile(q) => (2, q.to_bits()),
+            };
+            self.key.extend_from_slice(&[suffix as u8, tag]);
+            self.key.extend_from_slice(&bits.to_le_bytes());
+            if let Some(hit) = cache.get(&self.key) {
+                return hit;
+            }
+        }
+        let base = self.base(point, shared);
+        let mut labels = Labels::with_capacity(base.len() + 2);
+        labels.extend(base.iter().cloned());
+        set_label(
+            &mut labels,
+            NAME,
+            format!("{family_name}{}", suffix.as_str()),
+        );
+        match extra {
+            Extra::None => {}
+            Extra::Le(bound) => set_label(&mut labels, "le", float_string(bound)),
+            Extra::Quantile(q) => set_label(&mut labels, "quantile", float_string(q)),
+        }
+        let fingerprint = self.out.fingerprint(&labels);
+        let labels = LabelSet::from(labels);
+        if let Some(cache) = self.cache.as_deref_mut() {
+            cache.insert(&self.key, labels.clone(), fingerprint);
+        }
+        (labels, fingerprint)
     }
 
     /// Runs a delta point through the state; `None` (counted) when it was refused.
     fn accumulate(
         &mut self,
-        labels: &Labels,
+        labels: &[(String, String)],
         kind: DeltaKind,
         start_ns: u64,
         time_ns: u64,
@@ -664,7 +833,7 @@ impl<'a> Translator<'a, '_> {
         let key = DeltaKey {
             tenant: self.tenant.clone(),
             kind,
-            labels: labels.clone(),
+            labels: labels.to_vec(),
         };
         match state.accumulate(key, start_ns, time_ns, delta, self.now) {
             Ok((start, acc)) => Some((start, acc.clone())),
@@ -806,12 +975,18 @@ struct SeriesSet {
 }
 
 impl SeriesSet {
-    /// The index of the series with these labels, created with `metadata` if new.
-    fn slot(&mut self, labels: Labels, metadata: &Metadata) -> usize {
-        let hash = self.hasher.hash_one(&labels);
+    /// The fingerprint of a label set: the same labels give the same value in every call.
+    fn fingerprint(&self, labels: &[(String, String)]) -> u64 {
+        self.hasher.hash_one(labels)
+    }
+
+    /// The index of the series with these labels (whose fingerprint is `hash`), created with
+    /// `metadata` if new.
+    fn slot(&mut self, labels: LabelSet, hash: u64, metadata: &Arc<Metadata>) -> usize {
         let mut at = self.heads.get(&hash).copied();
         while let Some(i) = at {
-            if self.series[i].labels == labels {
+            let known = &self.series[i].labels;
+            if Arc::ptr_eq(known, &labels) || *known == labels {
                 return i;
             }
             at = self.chain[i];

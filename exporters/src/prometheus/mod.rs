@@ -34,7 +34,7 @@ use sluice_core::batch::Batch;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
-use sluice_core::prometheus::{DeltaToCumulative, Series, TranslateOptions, translate};
+use sluice_core::prometheus::{Series, TranslateOptions, TranslationState};
 use sluice_core::sending::SendingSettings;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -93,7 +93,8 @@ pub(crate) struct PrometheusExporter {
     name: String,
     endpoint: String,
     opts: TranslateOptions,
-    delta: Mutex<DeltaToCumulative>,
+    /// Delta sums and remembered label sets, from one batch to the next.
+    translation: Mutex<TranslationState>,
     exposed: Arc<Exposed>,
     stop: CancellationToken,
     server: Mutex<Option<JoinHandle<()>>>,
@@ -107,7 +108,7 @@ impl PrometheusExporter {
             name,
             endpoint: cfg.endpoint.to_string(),
             opts: cfg.translate_options(),
-            delta: Mutex::new(DeltaToCumulative::default()),
+            translation: Mutex::new(TranslationState::default()),
             exposed: Arc::new(Exposed::new(cfg)),
             stop: CancellationToken::new(),
             server: Mutex::new(None),
@@ -179,10 +180,7 @@ impl Exporter for PrometheusExporter {
 
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
-            let translation = {
-                let mut delta = self.delta.lock();
-                translate(batch, &self.opts, Some(&mut delta))
-            };
+            let translation = self.translation.lock().translate(batch, &self.opts);
             let native = self.apply(translation.series, Instant::now());
             let mut reasons: Vec<String> = Vec::new();
             let mut rejected = 0u64;

@@ -9,6 +9,7 @@
 use sluice_core::prometheus::{Exemplar, Metadata, MetricType, Sample, Series, is_stale_nan};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) type Labels = Vec<(String, String)>;
@@ -127,14 +128,14 @@ impl Store {
             return applied;
         };
         let exemplar = series.exemplars.into_iter().max_by_key(|e| e.timestamp_ms);
-        let metadata = series.metadata;
+        let metadata = Arc::unwrap_or_clone(series.metadata);
         let mut name = String::new();
         let mut labels = Labels::with_capacity(series.labels.len() + self.const_labels.len());
-        for (k, v) in series.labels {
+        for (k, v) in series.labels.iter() {
             if k == "__name__" {
-                name = v;
+                name.clone_from(v);
             } else {
-                labels.push((k, v));
+                labels.push((k.clone(), v.clone()));
             }
         }
         if !labels.is_sorted_by(|a, b| a.0 <= b.0) {

@@ -29,13 +29,13 @@ fn series(name: &str, labels: &[(&str, &str)], ts: i64, value: f64, metadata: &M
     l.push(("__name__".into(), name.into()));
     l.sort();
     Series {
-        labels: l,
+        labels: l.into(),
         samples: vec![Sample {
             timestamp_ms: ts,
             value,
             start_timestamp_ms: T - 60_000,
         }],
-        metadata: metadata.clone(),
+        metadata: metadata.clone().into(),
         ..Default::default()
     }
 }

@@ -27,7 +27,7 @@ use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
-use sluice_core::prometheus::{DeltaToCumulative, TranslateOptions, translate};
+use sluice_core::prometheus::{TranslateOptions, TranslationState};
 use sluice_core::sending::{Completion, SendingSettings};
 use sluice_core::tenancy::tier_rank;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ impl ExporterConfig for RemoteWriteConfig {
             tenants: Tenants::new(shared.clone()),
             shared,
             opts: self.translate_options(),
-            delta: Mutex::new(DeltaToCumulative::default()),
+            translation: Mutex::new(TranslationState::default()),
             age_limit,
         }))
     }
@@ -72,7 +72,8 @@ struct RemoteWriteExporter {
     shared: Arc<Shared>,
     tenants: Tenants,
     opts: TranslateOptions,
-    delta: Mutex<DeltaToCumulative>,
+    /// Delta sums and remembered label sets, from one batch to the next.
+    translation: Mutex<TranslationState>,
     /// `sample_age_limit`.
     age_limit: Option<AgeLimit>,
 }
@@ -116,10 +117,7 @@ impl Exporter for RemoteWriteExporter {
                 entry.touch();
                 // After the busy check, so that a deferred batch's too old points count once.
                 let batch: &Batch = &AgeLimit::apply(self.age_limit.as_ref(), batch);
-                let translation = {
-                    let mut delta = self.delta.lock();
-                    translate(batch, &self.opts, Some(&mut delta))
-                };
+                let translation = self.translation.lock().translate(batch, &self.opts);
                 for (reason, points) in &translation.dropped {
                     tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
                     self.shared.telemetry.exporter_dropped(

@@ -12,7 +12,7 @@ fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series
     l.push(("__name__".into(), name.into()));
     l.sort();
     Series {
-        labels: l,
+        labels: l.into(),
         samples: samples
             .iter()
             .map(|&(t, v)| Sample {
@@ -26,7 +26,8 @@ fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series
             family: name.into(),
             help: "help".into(),
             unit: "".into(),
-        },
+        }
+        .into(),
         ..Default::default()
     }
 }

@@ -1378,7 +1378,7 @@ fn series_survive_receive_then_translate_unchanged() {
         .iter()
         .map(|s| {
             (
-                key(s.labels.clone()),
+                key(s.labels.to_vec()),
                 s.samples
                     .iter()
                     .map(|x| (x.timestamp_ms, x.value.to_bits()))
@@ -1539,7 +1539,7 @@ proptest::proptest! {
             .series
             .iter()
             .map(|s| {
-                let mut l = s.labels.clone();
+                let mut l = s.labels.to_vec();
                 l.sort();
                 (l, s.samples.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect())
             })

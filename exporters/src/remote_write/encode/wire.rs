@@ -23,7 +23,7 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
             + encoding::message::encoded_len_repeated(4, &histograms);
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
-        for (k, v) in &s.labels {
+        for (k, v) in s.labels.iter() {
             encode_key(1, WireType::LengthDelimited, out);
             encode_varint(label_len(k, v) as u64, out);
             string(1, k, out);
