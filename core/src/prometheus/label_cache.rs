@@ -30,6 +30,11 @@ impl LabelCache {
     /// Label sets per generation, by default: at most twice this many are kept.
     pub const DEFAULT_CAPACITY: usize = 65_536;
 
+    /// [`Self::DEFAULT_CAPACITY`], for configuration defaults.
+    pub fn default_capacity() -> usize {
+        Self::DEFAULT_CAPACITY
+    }
+
     /// A cache of at most `2 * capacity` label sets; 0 remembers nothing.
     pub fn new(capacity: usize) -> Self {
         LabelCache {

@@ -147,16 +147,15 @@ pub struct TranslationState {
     pub labels: LabelCache,
 }
 
-impl Default for TranslationState {
-    fn default() -> Self {
+impl TranslationState {
+    /// A state remembering at most `2 * label_cache_size` label sets (see [`LabelCache`]).
+    pub fn new(label_cache_size: usize) -> Self {
         TranslationState {
             delta: DeltaToCumulative::default(),
-            labels: LabelCache::new(LabelCache::DEFAULT_CAPACITY),
+            labels: LabelCache::new(label_cache_size),
         }
     }
-}
 
-impl TranslationState {
     /// Translates a batch with this state (`opts` must be the same in every call).
     pub fn translate(&mut self, batch: &Batch, opts: &TranslateOptions) -> Translation {
         translate_cached(batch, opts, Some(&mut self.delta), Some(&mut self.labels))

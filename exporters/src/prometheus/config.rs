@@ -3,7 +3,7 @@ use sluice_core::component::Validate;
 use sluice_core::config::types::{Duration, Endpoint};
 use sluice_core::config::{DeError, LoadContext, Node};
 use sluice_core::prometheus::names::is_valid_label_name;
-use sluice_core::prometheus::{DeltaPolicy, TranslateOptions};
+use sluice_core::prometheus::{DeltaPolicy, LabelCache, TranslateOptions};
 use sluice_core::sending::{QueueSettings, SendingSettings};
 use std::collections::BTreeMap;
 
@@ -41,6 +41,10 @@ pub struct PrometheusExporterConfig {
     /// `drop` (default, counted) or `to_cumulative`.
     #[serde(default)]
     pub delta_temporality: DeltaPolicy,
+    /// Translated label sets remembered between batches, per generation (default 65536; two
+    /// generations are kept; 0 remembers none). See `sluice_core::prometheus::LabelCache`.
+    #[serde(default = "LabelCache::default_capacity")]
+    pub label_cache_size: usize,
     /// The exporter's input queue (points), as for every exporter; `num_consumers` is ignored
     /// (one consumer updates the exposed state).
     #[serde(default)]
@@ -59,6 +63,7 @@ impl Default for PrometheusExporterConfig {
             target_info: true,
             scope_labels: true,
             delta_temporality: DeltaPolicy::default(),
+            label_cache_size: LabelCache::default_capacity(),
             sending_queue: QueueSettings::default(),
         }
     }

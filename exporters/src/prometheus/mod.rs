@@ -108,7 +108,7 @@ impl PrometheusExporter {
             name,
             endpoint: cfg.endpoint.to_string(),
             opts: cfg.translate_options(),
-            translation: Mutex::new(TranslationState::default()),
+            translation: Mutex::new(TranslationState::new(cfg.label_cache_size)),
             exposed: Arc::new(Exposed::new(cfg)),
             stop: CancellationToken::new(),
             server: Mutex::new(None),

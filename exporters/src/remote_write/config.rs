@@ -2,7 +2,7 @@ use serde::Deserialize;
 use sluice_core::component::Validate;
 use sluice_core::config::types::{ByteSize, Duration, HttpUrl};
 use sluice_core::config::{DeError, LoadContext, Node};
-use sluice_core::prometheus::{DeltaPolicy, TranslateOptions};
+use sluice_core::prometheus::{DeltaPolicy, LabelCache, TranslateOptions};
 use sluice_core::sending::{QueueSettings, SendingSettings};
 use std::collections::BTreeMap;
 
@@ -58,6 +58,10 @@ pub struct RemoteWriteConfig {
     /// `drop` (default, counted as `delta_temporality`) or `to_cumulative`.
     #[serde(default)]
     pub delta_temporality: DeltaPolicy,
+    /// Translated label sets remembered between batches, per generation (default 65536; two
+    /// generations are kept; 0 remembers none). See `sluice_core::prometheus::LabelCache`.
+    #[serde(default = "LabelCache::default_capacity")]
+    pub label_cache_size: usize,
     /// Send metric metadata (type, help, unit) with v1 requests (default true; v2 always does).
     #[serde(default = "default_true")]
     pub send_metadata: bool,

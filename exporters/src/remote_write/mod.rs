@@ -58,7 +58,7 @@ impl ExporterConfig for RemoteWriteConfig {
             tenants: Tenants::new(shared.clone()),
             shared,
             opts: self.translate_options(),
-            translation: Mutex::new(TranslationState::default()),
+            translation: Mutex::new(TranslationState::new(self.label_cache_size)),
             age_limit,
         }))
     }

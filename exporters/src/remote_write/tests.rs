@@ -322,6 +322,14 @@ mod tenants {
         parse_config(&node, &ctx).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
+    #[test]
+    fn label_cache_size_defaults_to_65536_and_0_turns_it_off() {
+        let endpoint = "endpoint: http://127.0.0.1:9/api/v1/write";
+        assert_eq!(config(endpoint).label_cache_size, 65_536);
+        let off = config(&format!("{endpoint}\nlabel_cache_size: 0"));
+        assert_eq!(off.label_cache_size, 0);
+    }
+
     fn build(cfg: &RemoteWriteConfig) -> (Arc<dyn Exporter>, Arc<Telemetry>) {
         let telemetry = Arc::new(Telemetry::new());
         let e = cfg
