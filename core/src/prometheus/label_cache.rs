@@ -4,25 +4,66 @@
 //! translation (sanitized keys, `job`/`instance`, suffixed names, `le` strings) gives the same
 //! labels each time, so a translation with a cache builds a series' label set once and hands the
 //! same shared set to every later batch. A key is the exact input of the translation of one
-//! series: the scope's labels, the family name, the point's attributes in their order, and the
-//! series' place in the point (`_sum`, a bucket's bound, a quantile). Keys are compared whole, so
-//! a hash collision can never give a series another's labels.
+//! point: the scope's labels, the family name and the point's attributes in their order. Under
+//! it are the point's series (`_sum`, each bucket by its bound, each quantile), in the order they
+//! were asked for. Keys are compared whole, so a hash collision can never give a series another's
+//! labels.
 //!
-//! Memory is bounded: two generations of at most `capacity` sets each. A set found only in the
-//! older generation moves to the newer one; when the newer one is full, the older one is forgotten.
-//! A series not seen for two generations is forgotten.
+//! Memory is bounded: two generations of at most `capacity` label sets each. A point found only
+//! in the older generation moves to the newer one; when the newer one is full, the older one is
+//! forgotten. A point not seen for two generations is forgotten.
 
 use super::LabelSet;
 use crate::proto::otlp::common::v1::{AnyValue, any_value::Value};
 use hashbrown::HashMap;
+use std::sync::Arc;
 
-type Entries = HashMap<Box<[u8]>, (LabelSet, u64)>;
+/// Which of a point's series: its name's suffix and its extra label (`le`, `quantile`), by tag
+/// and the bits of the bound or quantile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Variant {
+    pub suffix: u8,
+    pub extra: u8,
+    pub bits: u64,
+}
+
+/// One series of a point, as remembered.
+#[derive(Clone, Debug)]
+pub(super) struct Remembered {
+    pub variant: Variant,
+    pub labels: LabelSet,
+    pub fingerprint: u64,
+}
+
+/// The series of one point, in the order the translation asks for them.
+pub(super) type PointSeries = Arc<[Remembered]>;
+
+/// A generation: points by key, and how many label sets they hold.
+#[derive(Debug, Default)]
+struct Generation {
+    points: HashMap<Box<[u8]>, PointSeries>,
+    sets: usize,
+}
+
+impl Generation {
+    fn insert(&mut self, key: Box<[u8]>, series: PointSeries) {
+        self.sets += series.len();
+        if let Some(old) = self.points.insert(key, series) {
+            self.sets -= old.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.points.clear();
+        self.sets = 0;
+    }
+}
 
 /// See the module documentation. One cache serves one exporter (one set of translation options).
 #[derive(Debug, Default)]
 pub struct LabelCache {
-    current: Entries,
-    previous: Entries,
+    current: Generation,
+    previous: Generation,
     capacity: usize,
 }
 
@@ -35,7 +76,7 @@ impl LabelCache {
         Self::DEFAULT_CAPACITY
     }
 
-    /// A cache of at most `2 * capacity` label sets; 0 remembers nothing.
+    /// A cache of at most about `2 * capacity` label sets; 0 remembers nothing.
     pub fn new(capacity: usize) -> Self {
         LabelCache {
             capacity,
@@ -45,7 +86,7 @@ impl LabelCache {
 
     /// Label sets remembered now.
     pub fn len(&self) -> usize {
-        self.current.len() + self.previous.len()
+        self.current.sets + self.previous.sets
     }
 
     pub fn is_empty(&self) -> bool {
@@ -56,28 +97,30 @@ impl LabelCache {
         self.capacity > 0
     }
 
-    /// The label set and its fingerprint for this key, if remembered.
-    pub(super) fn get(&mut self, key: &[u8]) -> Option<(LabelSet, u64)> {
-        if let Some(hit) = self.current.get(key) {
+    /// The series remembered for the point with this key.
+    pub(super) fn get(&mut self, key: &[u8]) -> Option<PointSeries> {
+        if let Some(hit) = self.current.points.get(key) {
             return Some(hit.clone());
         }
-        let (key, hit) = self.previous.remove_entry(key)?;
+        let (key, hit) = self.previous.points.remove_entry(key)?;
+        self.previous.sets -= hit.len();
         self.remember(key, hit.clone());
         Some(hit)
     }
 
-    pub(super) fn insert(&mut self, key: &[u8], labels: LabelSet, fingerprint: u64) {
+    /// Remembers a point's series (replacing what was remembered for the key).
+    pub(super) fn insert(&mut self, key: &[u8], series: PointSeries) {
         if self.enabled() {
-            self.remember(key.into(), (labels, fingerprint));
+            self.remember(key.into(), series);
         }
     }
 
-    fn remember(&mut self, key: Box<[u8]>, entry: (LabelSet, u64)) {
-        if self.current.len() >= self.capacity {
+    fn remember(&mut self, key: Box<[u8]>, series: PointSeries) {
+        if self.current.sets + series.len() > self.capacity && !self.current.points.is_empty() {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
         }
-        self.current.insert(key, entry);
+        self.current.insert(key, series);
     }
 }
 
@@ -118,34 +161,54 @@ pub(super) fn put_value(key: &mut Vec<u8>, v: Option<&AnyValue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn set(v: &str) -> LabelSet {
-        Arc::from(vec![("__name__".to_string(), v.to_string())])
+    fn point(names: &[&str]) -> PointSeries {
+        names
+            .iter()
+            .map(|n| Remembered {
+                variant: Variant {
+                    suffix: 0,
+                    extra: 0,
+                    bits: 0,
+                },
+                labels: Arc::from(vec![("__name__".to_string(), n.to_string())]),
+                fingerprint: n.len() as u64,
+            })
+            .collect()
+    }
+
+    fn names(c: &mut LabelCache, key: &[u8]) -> Option<Vec<String>> {
+        let series = c.get(key)?;
+        Some(series.iter().map(|r| r.labels[0].1.clone()).collect())
     }
 
     #[test]
-    fn keeps_two_generations_and_promotes_what_it_finds() {
-        let mut c = LabelCache::new(2);
-        c.insert(b"a", set("a"), 1);
-        c.insert(b"b", set("b"), 2);
-        // Full: "a" and "b" become the older generation.
-        c.insert(b"c", set("c"), 3);
+    fn keeps_two_generations_of_label_sets_and_promotes_what_it_finds() {
+        let mut c = LabelCache::new(3);
+        c.insert(b"a", point(&["a"]));
+        c.insert(b"b", point(&["b_sum", "b_count"]));
         assert_eq!(c.len(), 3);
+        // Over the capacity: "a" and "b" become the older generation.
+        c.insert(b"c", point(&["c"]));
+        assert_eq!(c.len(), 4);
         // Found in the older generation: moves to the newer one.
-        assert_eq!(c.get(b"a").map(|(_, f)| f), Some(1));
-        // The newer generation ("c", "a") is full: "b" is forgotten.
-        c.insert(b"d", set("d"), 4);
-        assert!(c.get(b"b").is_none());
-        assert_eq!(c.get(b"a").map(|(l, _)| l), Some(set("a")));
-        assert_eq!(c.get(b"c").map(|(_, f)| f), Some(3));
-        assert!(c.len() <= 4);
+        assert_eq!(names(&mut c, b"a"), Some(vec!["a".to_string()]));
+        // The newer generation ("c", "a") cannot take 2 more: "b" is forgotten.
+        c.insert(b"d", point(&["d_sum", "d_count"]));
+        assert_eq!(names(&mut c, b"b"), None);
+        assert_eq!(names(&mut c, b"d").map(|n| n.len()), Some(2));
+        assert!(names(&mut c, b"c").is_some());
+        assert!(c.len() <= 6);
+        // Replacing a point's series counts its label sets once.
+        let before = c.len();
+        c.insert(b"c", point(&["c"]));
+        assert_eq!(c.len(), before);
     }
 
     #[test]
     fn zero_capacity_remembers_nothing() {
         let mut c = LabelCache::new(0);
-        c.insert(b"a", set("a"), 1);
+        c.insert(b"a", point(&["a"]));
         assert!(c.get(b"a").is_none());
         assert!(c.is_empty());
     }

@@ -33,7 +33,7 @@
 //!   value) and native histograms, and dropped on gauges and summaries (spec, "Exemplars").
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
-use super::label_cache::{LabelCache, put_str, put_value};
+use super::label_cache::{LabelCache, PointSeries, Remembered, Variant, put_str, put_value};
 use super::names::{self, NameKind};
 use super::native::ExpHist;
 use super::values::{any_value_string, float_string, hex};
@@ -185,6 +185,7 @@ pub fn translate_cached(
         label_names: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
         key: Vec::new(),
+        series: Vec::new(),
     };
     for rm in &batch.resource_metrics {
         t.resource(rm);
@@ -221,8 +222,12 @@ struct Point<'a> {
     attrs: &'a [KeyValue],
     /// The point's own labels (without `__name__`), once built.
     base: Option<Labels>,
-    /// The length of the point's part of the cache key.
-    key_len: usize,
+    /// Its series as the cache remembers them.
+    cached: Option<PointSeries>,
+    /// How many of them were asked for, in order.
+    next: usize,
+    /// A series was not remembered in order: the point's series are remembered anew.
+    missed: bool,
 }
 
 /// A series' name: the family's name and a suffix.
@@ -235,6 +240,19 @@ enum Suffix {
 }
 
 impl Suffix {
+    fn variant(self, extra: Extra) -> Variant {
+        let (tag, bits) = match extra {
+            Extra::None => (0, 0),
+            Extra::Le(b) => (1, b.to_bits()),
+            Extra::Quantile(q) => (2, q.to_bits()),
+        };
+        Variant {
+            suffix: self as u8,
+            extra: tag,
+            bits,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Suffix::None => "",
@@ -263,8 +281,10 @@ struct Translator<'a, 'o> {
     /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
     label_names: HashMap<&'a str, Option<Rc<str>>>,
     cache: Option<&'o mut LabelCache>,
-    /// The cache key of the series at hand.
+    /// The cache key of the point at hand.
     key: Vec<u8>,
+    /// The series of the point at hand, once it missed the cache.
+    series: Vec<Remembered>,
 }
 
 /// What a metric's points turn into.
@@ -506,6 +526,7 @@ impl<'a> Translator<'a, '_> {
             let mut point = self.point(&p.attributes, shared, &family.name);
             let (labels, fingerprint) =
                 self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
+            self.finish(point);
             let (value, start_ns) = if stale {
                 (stale_nan(), p.start_time_unix_nano)
             } else if family.delta {
@@ -628,6 +649,7 @@ impl<'a> Translator<'a, '_> {
         }
         let le = Extra::Le(f64::INFINITY);
         let inf = self.push(&mut point, shared, family, Suffix::Bucket, le, count_sample);
+        self.finish(point);
         if !stale {
             // Each exemplar goes to the first bucket whose upper bound holds its value.
             for e in &p.exemplars {
@@ -657,6 +679,7 @@ impl<'a> Translator<'a, '_> {
         let mut point = self.point(&p.attributes, shared, &family.name);
         let (labels, fingerprint) =
             self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
+        self.finish(point);
         let mut start_ns = p.start_time_unix_nano;
         if family.delta && !stale {
             match self.accumulate(
@@ -730,6 +753,7 @@ impl<'a> Translator<'a, '_> {
             let s = sample(q.value);
             self.push(&mut point, shared, family, Suffix::None, quantile, s);
         }
+        self.finish(point);
         *latest = (*latest).max(Some(p.time_unix_nano));
     }
 
@@ -749,21 +773,36 @@ impl<'a> Translator<'a, '_> {
         i
     }
 
-    /// Starts a point: its part of the cache key.
+    /// Starts a point: its cache key, and its series as remembered.
     fn point(&mut self, attrs: &'a [KeyValue], shared: &Shared, family_name: &str) -> Point<'a> {
-        self.key.clear();
-        if self.cache.is_some() {
+        let mut cached = None;
+        if let Some(cache) = self.cache.as_deref_mut() {
+            self.key.clear();
             self.key.extend_from_slice(&shared.key);
             put_str(&mut self.key, family_name);
             for kv in attrs {
                 put_str(&mut self.key, &kv.key);
                 put_value(&mut self.key, kv.value.as_ref());
             }
+            cached = cache.get(&self.key);
+            self.series.clear();
         }
         Point {
             attrs,
             base: None,
-            key_len: self.key.len(),
+            missed: cached.is_none(),
+            cached,
+            next: 0,
+        }
+    }
+
+    /// Ends a point: remembers its series if they were not remembered as asked for.
+    fn finish(&mut self, point: Point<'a>) {
+        if let Some(cache) = self.cache.as_deref_mut()
+            && point.missed
+            && !self.series.is_empty()
+        {
+            cache.insert(&self.key, self.series.drain(..).collect());
         }
     }
 
@@ -785,17 +824,20 @@ impl<'a> Translator<'a, '_> {
         suffix: Suffix,
         extra: Extra,
     ) -> (LabelSet, u64) {
-        if let Some(cache) = self.cache.as_deref_mut() {
-            self.key.truncate(point.key_len);
-            let (tag, bits) = match extra {
-                Extra::None => (0, 0),
-                Extra::Le(b) => (1, b.to_bits()),
-                Extra::Quantile(q) => (2, q.to_bits()),
-            };
-            self.key.extend_from_slice(&[suffix as u8, tag]);
-            self.key.extend_from_slice(&bits.to_le_bytes());
-            if let Some(hit) = cache.get(&self.key) {
-                return hit;
+        let variant = suffix.variant(extra);
+        if let Some(cached) = point.cached.as_ref() {
+            if !point.missed {
+                if let Some(r) = cached.get(point.next).filter(|r| r.variant == variant) {
+                    point.next += 1;
+                    return (r.labels.clone(), r.fingerprint);
+                }
+                // Out of the remembered order: the point's series are remembered anew.
+                point.missed = true;
+                self.series.extend_from_slice(&cached[..point.next]);
+            }
+            if let Some(r) = cached.iter().find(|r| r.variant == variant) {
+                self.series.push(r.clone());
+                return (r.labels.clone(), r.fingerprint);
             }
         }
         let base = self.base(point, shared);
@@ -813,8 +855,12 @@ impl<'a> Translator<'a, '_> {
         }
         let fingerprint = self.out.fingerprint(&labels);
         let labels = LabelSet::from(labels);
-        if let Some(cache) = self.cache.as_deref_mut() {
-            cache.insert(&self.key, labels.clone(), fingerprint);
+        if self.cache.is_some() {
+            self.series.push(Remembered {
+                variant,
+                labels: labels.clone(),
+                fingerprint,
+            });
         }
         (labels, fingerprint)
     }
