@@ -185,10 +185,14 @@ impl Points {
     }
 
     fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
         match self {
-            Points::Number(p) => p.is_empty(),
-            Points::Exponential(p) => p.is_empty(),
-            Points::Explicit(p) => p.is_empty(),
+            Points::Number(p) => p.len(),
+            Points::Exponential(p) => p.len(),
+            Points::Explicit(p) => p.len(),
         }
     }
 }
@@ -234,15 +238,17 @@ pub struct Builder {
 }
 
 impl Builder {
-    pub fn new(bucket_budget: usize, strict_exemplars: bool) -> Builder {
+    /// A builder for a request of `series` series (its tables are sized for them at once rather
+    /// than grown, which would copy them and touch fresh memory at every doubling).
+    pub fn new(bucket_budget: usize, strict_exemplars: bool, series: usize) -> Builder {
         Builder {
             resources: Vec::new(),
             resource_index: HashMap::new(),
             metrics: Vec::new(),
             metric_index: HashMap::new(),
-            series: Vec::new(),
-            label_sets: Vec::new(),
-            label_set_index: HashMap::new(),
+            series: Vec::with_capacity(series),
+            label_sets: Vec::with_capacity(series),
+            label_set_index: HashMap::with_capacity(series),
             exemplars: Vec::new(),
             key: String::new(),
             bucket_budget,
@@ -381,11 +387,17 @@ impl Builder {
                 schema_url: String::new(),
             })
             .collect();
+        let mut points = vec![0; self.metrics.len()];
+        for s in &self.series {
+            points[s.metric] += s.points.len();
+        }
         // Where each metric lands: (resource, position in its scope).
         let places: Vec<(usize, usize)> = self
             .metrics
             .into_iter()
-            .map(|(resource, m)| {
+            .zip(points)
+            .map(|((resource, mut m), n)| {
+                reserve_points(&mut m, n);
                 let metrics = &mut out[resource].scope_metrics[0].metrics;
                 metrics.push(m);
                 (resource, metrics.len() - 1)
@@ -690,6 +702,17 @@ fn new_metric(
 }
 
 /// Moves a series' points into its metric, each with the series' attributes.
+/// Makes room for `n` points in a metric.
+fn reserve_points(m: &mut Metric, n: usize) {
+    match &mut m.data {
+        Some(Data::Gauge(g)) => g.data_points.reserve(n),
+        Some(Data::Sum(s)) => s.data_points.reserve(n),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.reserve(n),
+        Some(Data::Histogram(h)) => h.data_points.reserve(n),
+        _ => {}
+    }
+}
+
 fn push_points(m: &mut Metric, points: Points, attributes: Vec<KeyValue>) {
     fn with_attrs<P>(
         points: Vec<P>,

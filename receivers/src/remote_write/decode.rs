@@ -52,7 +52,7 @@ pub fn v1(req: &mut Request<'_>, cache: &MetadataCache, bucket_budget: usize) ->
         .families
         .read()
         .unwrap_or_else(PoisonError::into_inner);
-    let mut b = Builder::new(bucket_budget, false);
+    let mut b = Builder::new(bucket_budget, false, req.series.len());
     let Request {
         series,
         labels,
@@ -107,7 +107,7 @@ pub fn v2(req: &v2::Request, bucket_budget: usize) -> Result<Decoded, String> {
             symbols.len()
         )
     };
-    let mut b = Builder::new(bucket_budget, true);
+    let mut b = Builder::new(bucket_budget, true, req.timeseries.len());
     let mut labels: Vec<(&str, &str)> = Vec::new();
     for ts in &req.timeseries {
         let all = Counts {
