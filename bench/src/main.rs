@@ -62,6 +62,9 @@ struct RunArgs {
     /// Sluice's exporter `sending_queue.queue_size`, in points (W5: shared among the tenants).
     #[arg(long, default_value_t = 200_000)]
     queue_size: usize,
+    /// Sluice's remote_write exporter `label_cache_size` (default: Sluice's own default).
+    #[arg(long)]
+    label_cache_size: Option<usize>,
     /// No `normalize` and `labels` in Sluice's W1, W2 and W5 pipelines and no relabeling in
     /// vmagent's W1: the relay-only figures.
     #[arg(long)]
@@ -191,6 +194,7 @@ fn options(args: &RunArgs, pin: bool) -> Options {
         connections: args.connections,
         compression: args.compression,
         queue_size: args.queue_size,
+        label_cache_size: args.label_cache_size,
         quiet: Duration::from_secs(args.quiet_secs),
         timeout: Duration::from_secs(args.timeout_secs),
         collector_core: pin.then_some(args.collector_core),

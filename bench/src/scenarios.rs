@@ -155,6 +155,8 @@ pub struct Options {
     pub compression: Compression,
     /// Sluice's `sending_queue.queue_size` (points).
     pub queue_size: usize,
+    /// Sluice's remote_write `label_cache_size`, when not its default.
+    pub label_cache_size: Option<usize>,
     /// A run ends this long after the last arrival when not everything arrived.
     pub quiet: Duration,
     /// Longest a run may take.
@@ -629,8 +631,11 @@ fn sluice_config(
     } else {
         (format!("{{ queue_size: {q} }}"), "")
     };
+    let label_cache = opts
+        .label_cache_size
+        .map_or(String::new(), |c| format!("    label_cache_size: {c}\n"));
     let rw_exporter = format!(
-        "exporters:\n  prometheus_remote_write:\n    endpoint: {}\n{tenant_header}    \
+        "exporters:\n  prometheus_remote_write:\n    endpoint: {}\n{tenant_header}{label_cache}    \
          queue_config: {{ max_samples_per_send: {n} }}\n    sending_queue: {sending_queue}\n",
         sink.rw_url()
     );

@@ -65,6 +65,9 @@ pub struct LabelCache {
     current: Generation,
     previous: Generation,
     capacity: usize,
+    /// Lookups that found their point, and that did not, since the last turn of generations.
+    hits: usize,
+    misses: usize,
 }
 
 impl LabelCache {
@@ -100,25 +103,46 @@ impl LabelCache {
     /// The series remembered for the point with this key.
     pub(super) fn get(&mut self, key: &[u8]) -> Option<PointSeries> {
         if let Some(hit) = self.current.points.get(key) {
+            self.hits += 1;
             return Some(hit.clone());
         }
-        let (key, hit) = self.previous.points.remove_entry(key)?;
-        self.previous.sets -= hit.len();
-        self.remember(key, hit.clone());
+        let Some(hit) = self.previous.points.get(key).cloned() else {
+            self.misses += 1;
+            return None;
+        };
+        self.hits += 1;
+        if self.may_take(hit.len())
+            && let Some((key, hit)) = self.previous.points.remove_entry(key)
+        {
+            self.previous.sets -= hit.len();
+            self.remember(key, hit);
+        }
         Some(hit)
     }
 
     /// Remembers a point's series (replacing what was remembered for the key).
     pub(super) fn insert(&mut self, key: &[u8], series: PointSeries) {
-        if self.enabled() {
+        if self.enabled() && self.may_take(series.len()) {
             self.remember(key.into(), series);
         }
+    }
+
+    /// Whether `sets` more label sets may go into the newer generation: there is room, or
+    /// turning the generations is worth it. It is not while more lookups miss than hit: the
+    /// points in use do not fit, and turning would only forget the ones that do, so the cache
+    /// keeps what it has (and the hits it gives) until `4 * capacity` misses, then turns to
+    /// follow points that come and go.
+    fn may_take(&self, sets: usize) -> bool {
+        let room = self.current.sets + sets <= self.capacity || self.current.points.is_empty();
+        let thrashing = self.misses > self.hits && self.misses < 4 * self.capacity;
+        room || !thrashing
     }
 
     fn remember(&mut self, key: Box<[u8]>, series: PointSeries) {
         if self.current.sets + series.len() > self.capacity && !self.current.points.is_empty() {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
+            (self.hits, self.misses) = (0, 0);
         }
         self.current.insert(key, series);
     }
@@ -203,6 +227,27 @@ mod tests {
         let before = c.len();
         c.insert(b"c", point(&["c"]));
         assert_eq!(c.len(), before);
+    }
+
+    #[test]
+    fn keeps_what_it_has_while_points_in_use_do_not_fit() {
+        let mut c = LabelCache::new(2);
+        c.insert(b"a", point(&["a"]));
+        c.insert(b"b", point(&["b"]));
+        assert!(c.get(b"a").is_some());
+        // Far more points than fit: each misses once and is offered. The first turn is taken
+        // (as many hits as misses so far), then the cache holds on to what it has.
+        for i in 0..8u8 {
+            let key = [b'x', i];
+            assert!(c.get(&key).is_none());
+            c.insert(&key, point(&["x"]));
+        }
+        assert!(c.get(&[b'x', 0]).is_some(), "kept from the first turn");
+        assert!(c.get(&[b'x', 7]).is_none(), "not taken while thrashing");
+        // After 4 * capacity misses since the last turn, it turns again.
+        c.insert(&[b'y', 0], point(&["y"]));
+        assert!(c.get(&[b'y', 0]).is_some());
+        assert!(c.len() <= 4);
     }
 
     #[test]
