@@ -120,8 +120,8 @@ fn to_write_request(series: &[Series]) -> v1::WriteRequest {
                     .labels
                     .iter()
                     .map(|(name, value)| v1::Label {
-                        name: name.clone(),
-                        value: value.clone(),
+                        name: name.to_string(),
+                        value: value.to_string(),
                     })
                     .collect(),
                 samples: s

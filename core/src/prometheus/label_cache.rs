@@ -195,7 +195,7 @@ mod tests {
                     extra: 0,
                     bits: 0,
                 },
-                labels: Arc::from(vec![("__name__".to_string(), n.to_string())]),
+                labels: LabelSet::from(vec![("__name__".to_string(), n.to_string())]),
                 fingerprint: n.len() as u64,
             })
             .collect()
@@ -203,7 +203,12 @@ mod tests {
 
     fn names(c: &mut LabelCache, key: &[u8]) -> Option<Vec<String>> {
         let series = c.get(key)?;
-        Some(series.iter().map(|r| r.labels[0].1.clone()).collect())
+        Some(
+            series
+                .iter()
+                .map(|r| r.labels.get("__name__").unwrap_or_default().to_string())
+                .collect(),
+        )
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod delta;
 mod label_cache;
+mod label_set;
 pub mod names;
 mod native;
 mod translate;
@@ -17,16 +18,13 @@ mod tests;
 
 pub use delta::{DEFAULT_MAX_IDLE, DEFAULT_MAX_SERIES};
 pub use label_cache::LabelCache;
+pub use label_set::LabelSet;
 pub use translate::{
     DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, TranslationState, reason,
     translate, translate_cached,
 };
 
 use std::sync::Arc;
-
-/// A series' labels, shared: a translation that remembers label sets between batches hands out
-/// the same set to every batch's series instead of building it again.
-pub type LabelSet = Arc<[(String, String)]>;
 
 /// The NaN Prometheus uses as the staleness marker; no other NaN may carry this bit pattern.
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
@@ -113,9 +111,6 @@ pub struct Series {
 
 impl Series {
     pub fn name(&self) -> &str {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == "__name__")
-            .map_or("", |(_, v)| v)
+        self.labels.get("__name__").unwrap_or("")
     }
 }

@@ -189,7 +189,7 @@ fn series<'t>(t: &'t Translation, want: &[(&str, &str)]) -> &'t Series {
     let want = labels(want);
     t.series
         .iter()
-        .find(|s| *s.labels == *want)
+        .find(|s| s.labels.to_vec() == want)
         .unwrap_or_else(|| {
             panic!(
                 "no series {want:?}; have {:#?}",
@@ -1742,7 +1742,7 @@ proptest! {
         prop_assert!(!t.series.is_empty());
         let mut seen = std::collections::HashSet::new();
         for sr in &t.series {
-            if let Err(e) = valid_label_set(&sr.labels) {
+            if let Err(e) = valid_label_set(&sr.labels.to_vec()) {
                 return Err(TestCaseError::fail(e));
             }
             prop_assert!(seen.insert(sr.labels.clone()), "series appears twice");

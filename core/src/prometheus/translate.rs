@@ -47,7 +47,7 @@ use crate::proto::otlp::metrics::v1::{
 };
 use hashbrown::HashMap;
 use std::borrow::Cow;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -531,7 +531,7 @@ impl<'a> Translator<'a, '_> {
                 (stale_nan(), p.start_time_unix_nano)
             } else if family.delta {
                 match self.accumulate(
-                    &labels,
+                    labels.to_vec(),
                     DeltaKind::Sum,
                     p.start_time_unix_nano,
                     p.time_unix_nano,
@@ -580,13 +580,7 @@ impl<'a> Translator<'a, '_> {
                 count: p.count,
                 sum: p.sum,
             };
-            match self.accumulate(
-                &key,
-                DeltaKind::Histogram,
-                start_ns,
-                p.time_unix_nano,
-                delta,
-            ) {
+            match self.accumulate(key, DeltaKind::Histogram, start_ns, p.time_unix_nano, delta) {
                 Some((
                     start,
                     Acc::Histogram {
@@ -683,7 +677,7 @@ impl<'a> Translator<'a, '_> {
         let mut start_ns = p.start_time_unix_nano;
         if family.delta && !stale {
             match self.accumulate(
-                &labels,
+                labels.to_vec(),
                 DeltaKind::Exponential,
                 start_ns,
                 p.time_unix_nano,
@@ -841,20 +835,20 @@ impl<'a> Translator<'a, '_> {
             }
         }
         let base = self.base(point, shared);
-        let mut labels = Labels::with_capacity(base.len() + 2);
-        labels.extend(base.iter().cloned());
-        set_label(
-            &mut labels,
-            NAME,
-            format!("{family_name}{}", suffix.as_str()),
-        );
-        match extra {
-            Extra::None => {}
-            Extra::Le(bound) => set_label(&mut labels, "le", float_string(bound)),
-            Extra::Quantile(q) => set_label(&mut labels, "quantile", float_string(q)),
+        let name = format!("{family_name}{}", suffix.as_str());
+        let extra = match extra {
+            Extra::None => None,
+            Extra::Le(bound) => Some(("le", float_string(bound))),
+            Extra::Quantile(q) => Some(("quantile", float_string(q))),
+        };
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(base.len() + 2);
+        pairs.extend(base.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        set_label(&mut pairs, NAME, &name);
+        if let Some((k, v)) = &extra {
+            set_label(&mut pairs, k, v);
         }
-        let fingerprint = self.out.fingerprint(&labels);
-        let labels = LabelSet::from(labels);
+        let fingerprint = self.out.fingerprint(&pairs);
+        let labels = LabelSet::new(pairs.iter().copied());
         if self.cache.is_some() {
             self.series.push(Remembered {
                 variant,
@@ -868,7 +862,7 @@ impl<'a> Translator<'a, '_> {
     /// Runs a delta point through the state; `None` (counted) when it was refused.
     fn accumulate(
         &mut self,
-        labels: &[(String, String)],
+        labels: Vec<(String, String)>,
         kind: DeltaKind,
         start_ns: u64,
         time_ns: u64,
@@ -878,7 +872,7 @@ impl<'a> Translator<'a, '_> {
         let key = DeltaKey {
             tenant: self.tenant.clone(),
             kind,
-            labels: labels.to_vec(),
+            labels,
         };
         match state.accumulate(key, start_ns, time_ns, delta, self.now) {
             Ok((start, acc)) => Some((start, acc.clone())),
@@ -1000,10 +994,14 @@ fn finish_labels(labels: &mut Labels) {
 }
 
 /// Sets a label in a sorted label list, replacing one of the same name.
-fn set_label(labels: &mut Labels, name: &str, value: String) {
-    match labels.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+fn set_label<'n, K: AsRef<str> + From<&'n str>, V>(
+    labels: &mut Vec<(K, V)>,
+    name: &'n str,
+    value: V,
+) {
+    match labels.binary_search_by(|(k, _)| k.as_ref().cmp(name)) {
         Ok(i) => labels[i].1 = value,
-        Err(i) => labels.insert(i, (name.to_string(), value)),
+        Err(i) => labels.insert(i, (K::from(name), value)),
     }
 }
 
@@ -1021,7 +1019,7 @@ struct SeriesSet {
 
 impl SeriesSet {
     /// The fingerprint of a label set: the same labels give the same value in every call.
-    fn fingerprint(&self, labels: &[(String, String)]) -> u64 {
+    fn fingerprint<K: Hash, V: Hash>(&self, labels: &[(K, V)]) -> u64 {
         self.hasher.hash_one(labels)
     }
 
@@ -1031,7 +1029,7 @@ impl SeriesSet {
         let mut at = self.heads.get(&hash).copied();
         while let Some(i) = at {
             let known = &self.series[i].labels;
-            if Arc::ptr_eq(known, &labels) || *known == labels {
+            if LabelSet::ptr_eq(known, &labels) || *known == labels {
                 return i;
             }
             at = self.chain[i];

@@ -133,9 +133,9 @@ impl Store {
         let mut labels = Labels::with_capacity(series.labels.len() + self.const_labels.len());
         for (k, v) in series.labels.iter() {
             if k == "__name__" {
-                name.clone_from(v);
+                name = v.to_string();
             } else {
-                labels.push((k.clone(), v.clone()));
+                labels.push((k.to_string(), v.to_string()));
             }
         }
         if !labels.is_sorted_by(|a, b| a.0 <= b.0) {

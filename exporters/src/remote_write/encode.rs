@@ -101,19 +101,24 @@ fn metadata_v1(series: &[Series]) -> Vec<v1::MetricMetadata> {
         .collect()
 }
 
-fn labels_v1(labels: &[(String, String)]) -> Vec<v1::Label> {
+fn labels_v1<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<v1::Label> {
     labels
-        .iter()
+        .into_iter()
         .map(|(k, v)| v1::Label {
-            name: k.clone(),
-            value: v.clone(),
+            name: k.to_string(),
+            value: v.to_string(),
         })
         .collect()
 }
 
+/// An exemplar's labels as (name, value).
+fn pairs(labels: &[(String, String)]) -> impl ExactSizeIterator<Item = (&str, &str)> {
+    labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
 fn exemplar_v1(e: &Exemplar) -> v1::Exemplar {
     v1::Exemplar {
-        labels: labels_v1(&e.labels),
+        labels: labels_v1(pairs(&e.labels)),
         value: e.value,
         timestamp: e.timestamp_ms,
     }
@@ -179,7 +184,7 @@ impl<'a> Symbols<'a> {
         i
     }
 
-    fn refs(&mut self, labels: &'a [(String, String)]) -> Vec<u32> {
+    fn refs(&mut self, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Vec<u32> {
         let mut out = Vec::with_capacity(labels.len() * 2);
         for (k, v) in labels {
             out.push(self.r#ref(k));
@@ -194,9 +199,9 @@ pub fn to_v2(series: &[Series]) -> v2::Request {
     let timeseries = series
         .iter()
         .map(|s| {
-            let labels_refs = symbols.refs(&s.labels);
+            let labels_refs = symbols.refs(s.labels.iter());
             let exemplars = s.exemplars.iter().map(|e: &Exemplar| v2::Exemplar {
-                labels_refs: symbols.refs(&e.labels),
+                labels_refs: symbols.refs(pairs(&e.labels)),
                 value: e.value,
                 timestamp: e.timestamp_ms,
             });

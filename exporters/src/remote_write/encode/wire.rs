@@ -5,7 +5,7 @@
 
 use super::histogram_v1;
 use prost::encoding::{self, WireType, encode_key, encode_varint, encoded_len_varint};
-use sluice_core::prometheus::{Sample, Series};
+use sluice_core::prometheus::{LabelSet, Sample, Series};
 use sluice_core::proto::prometheus_v1 as v1;
 
 /// Appends the encoded request for `series` to `out`.
@@ -56,7 +56,7 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
 }
 
 /// The length of the label messages of a series, each with its key and length prefix.
-fn labels_len(labels: &[(String, String)]) -> usize {
+fn labels_len(labels: &LabelSet) -> usize {
     labels
         .iter()
         .map(|(k, v)| nested_len(label_len(k, v)))
