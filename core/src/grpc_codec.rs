@@ -46,6 +46,36 @@ impl<T: Message> Encoder for MessageEncoder<T> {
     }
 }
 
+/// A message sent as the bytes it was already encoded to (by [`crate::batch::Batch::encode_request`],
+/// say), so that a client sends a batch without first copying it into a request message. Only for
+/// sending: decoding one keeps nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Encoded(pub Vec<u8>);
+
+impl Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 pub struct MessageDecoder<U>(PhantomData<U>);
 
 impl<U: Message + Default> Decoder for MessageDecoder<U> {

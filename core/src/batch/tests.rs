@@ -374,6 +374,19 @@ fn request_conversions_keep_the_metrics() {
     assert_eq!(back.into_request(), req);
 }
 
+#[test]
+fn encode_request_writes_the_bytes_of_the_request_message() {
+    let b = fixture();
+    let bytes = b.encode_request();
+    assert_eq!(bytes, b.to_request().encode_to_vec());
+    let decoded = ExportMetricsServiceRequest::decode(&bytes[..]).unwrap();
+    assert_eq!(decoded.resource_metrics, b.resource_metrics);
+    assert!(Batch::default().encode_request().is_empty());
+    // Sent as is by the gRPC codec.
+    let sent = crate::grpc_codec::Encoded(bytes.clone());
+    assert_eq!(sent.encode_to_vec(), bytes);
+}
+
 // ---------------------------------------------------------------------------------------------
 // split_off_front
 // ---------------------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
 use sluice_core::compression::Compression;
-use sluice_core::proto::otlp::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use sluice_core::grpc_codec::{Encoded, OtlpCodec};
+use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
 use sluice_core::sending::SendingSettings;
 use std::sync::Arc;
+use tonic::client::Grpc;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::Channel;
@@ -29,7 +31,7 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
             .timeout(self.timeout.get())
             .tcp_nodelay(true)
             .connect_lazy();
-        let mut client = MetricsServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut client = Grpc::new(channel).max_decoding_message_size(64 << 20);
         client = match self.compression {
             Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
             Compression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
@@ -64,8 +66,11 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
     }
 }
 
+/// The OTLP metrics service's one method.
+const EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
 struct GrpcExporter {
-    client: MetricsServiceClient<Channel>,
+    client: Grpc<Channel>,
     headers: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
         MetadataValue<tonic::metadata::Ascii>,
@@ -99,7 +104,8 @@ impl Exporter for GrpcExporter {
 impl GrpcExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
-            let mut req = tonic::Request::new(batch.to_request());
+            // Encoded from the batch itself: no request message is built from a copy of it.
+            let mut req = tonic::Request::new(Encoded(batch.encode_request()));
             for (k, v) in &self.headers {
                 req.metadata_mut().insert(k.clone(), v.clone());
             }
@@ -112,7 +118,16 @@ impl GrpcExporter {
                 })?;
                 req.metadata_mut().insert(key.clone(), value);
             }
-            match self.client.clone().export(req).await {
+            let mut client = self.client.clone();
+            let sent = match client.ready().await {
+                Ok(()) => {
+                    let codec = OtlpCodec::<Encoded, ExportMetricsServiceResponse>::default();
+                    let path = http::uri::PathAndQuery::from_static(EXPORT);
+                    client.unary(req, path, codec).await
+                }
+                Err(e) => Err(Status::unavailable(format!("connection not ready: {e}"))),
+            };
+            match sent {
                 Ok(resp) => {
                     let ps = resp.into_inner().partial_success.unwrap_or_default();
                     Ok(Delivered {

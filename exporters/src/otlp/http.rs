@@ -89,11 +89,10 @@ impl Exporter for HttpExporter {
 impl HttpExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
-            let req = batch.to_request();
             let (body, ctype) = match self.encoding {
-                HttpEncoding::Proto => (req.encode_to_vec(), "application/x-protobuf"),
+                HttpEncoding::Proto => (batch.encode_request(), "application/x-protobuf"),
                 HttpEncoding::Json => (
-                    sluice_core::otlp_json::to_json_vec(&req),
+                    sluice_core::otlp_json::to_json_vec(&batch.to_request()),
                     "application/json",
                 ),
             };
