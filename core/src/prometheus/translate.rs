@@ -180,7 +180,7 @@ pub fn translate_cached(
         delta,
         now,
         tenant: batch.context.tenant.clone(),
-        out: SeriesSet::default(),
+        out: SeriesSet::with_capacity(batch.point_count()),
         dropped: Vec::new(),
         label_names: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
@@ -1018,6 +1018,18 @@ struct SeriesSet {
 }
 
 impl SeriesSet {
+    /// A set with room for `n` series (a batch of `n` points has at least that many, unless
+    /// points share a series).
+    fn with_capacity(n: usize) -> SeriesSet {
+        SeriesSet {
+            series: Vec::with_capacity(n),
+            heads: HashMap::with_capacity(n),
+            chain: Vec::with_capacity(n),
+            fingerprints: Vec::with_capacity(n),
+            hasher: Default::default(),
+        }
+    }
+
     /// The fingerprint of a label set: the same labels give the same value in every call.
     fn fingerprint<K: Hash, V: Hash>(&self, labels: &[(K, V)]) -> u64 {
         self.hasher.hash_one(labels)

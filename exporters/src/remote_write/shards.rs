@@ -375,10 +375,9 @@ async fn flush(
     encoder: &mut Encoder,
     pending: &mut Vec<Tracked>,
 ) {
-    let (mut series, parts): (Vec<Series>, Vec<Part>) = std::mem::take(pending)
-        .into_iter()
-        .map(|t| (t.series, t.part))
-        .unzip();
+    // Drained, not taken: the shard's list keeps its room for the next request.
+    let (mut series, parts): (Vec<Series>, Vec<Part>) =
+        pending.drain(..).map(|t| (t.series, t.part)).unzip();
     let held: u64 = series.iter().map(samples_of).sum();
     let mut samples = held;
     let mut retried = false;
