@@ -15,6 +15,8 @@ struct Block {
     text: Box<str>,
     /// Where each name and each value ends in `text`.
     ends: Box<[usize]>,
+    /// The bytes of the labels as remote_write 1.0 `Label` messages (see [`LabelSet::v1_len`]).
+    v1_len: usize,
 }
 
 impl LabelSet {
@@ -26,15 +28,18 @@ impl LabelSet {
         }
         let mut text = String::with_capacity(len);
         let mut ends = Vec::with_capacity(count);
+        let mut v1_len = 0;
         for (k, v) in pairs {
             text.push_str(k);
             ends.push(text.len());
             text.push_str(v);
             ends.push(text.len());
+            v1_len += nested_len(string_len(k) + string_len(v));
         }
         LabelSet(Arc::new(Block {
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
+            v1_len,
         }))
     }
 
@@ -60,6 +65,13 @@ impl LabelSet {
         self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
+    /// The encoded length of the labels as the `labels` field of a remote_write 1.0 `TimeSeries`
+    /// (each a `Label` message with its key and length; empty names and values left out, as
+    /// proto3 does), kept so that an encoder needs one pass over the labels, not two.
+    pub fn v1_len(&self) -> usize {
+        self.0.v1_len
+    }
+
     /// The bytes of all names and values together.
     pub fn text_len(&self) -> usize {
         self.0.text.len()
@@ -75,6 +87,16 @@ impl LabelSet {
     pub fn ptr_eq(a: &LabelSet, b: &LabelSet) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
     }
+}
+
+/// A nested message or string of `len` bytes under a one-byte key (field numbers below 16).
+fn nested_len(len: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// A string field under a one-byte key; proto3 leaves an empty string out.
+fn string_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { nested_len(s.len()) }
 }
 
 impl From<&[(String, String)]> for LabelSet {
@@ -139,6 +161,7 @@ impl ExactSizeIterator for Iter<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::prometheus_v1::Label;
 
     #[test]
     fn keeps_pairs_in_order_including_empty_and_multibyte_ones() {
@@ -154,6 +177,19 @@ mod tests {
         assert_eq!(set.get("é"), Some("日本\u{0}x"));
         assert_eq!(set.get("b"), None);
         assert_eq!(set.text_len(), "__name__upaé日本\u{0}x".len());
+        let labels: Vec<Label> = pairs
+            .iter()
+            .map(|(k, v)| Label {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        assert_eq!(
+            set.v1_len(),
+            prost::encoding::message::encoded_len_repeated(1, &labels)
+        );
+        let long = LabelSet::new([("k", "v".repeat(300).as_str())]);
+        assert_eq!(long.v1_len(), 1 + 2 + (1 + 1 + 1) + (1 + 2 + 300));
         assert_eq!(
             format!("{set:?}"),
             r#"[("__name__", "up"), ("a", ""), ("é", "日本\0x")]"#

@@ -5,7 +5,7 @@
 
 use super::histogram_v1;
 use prost::encoding::{self, WireType, encode_key, encode_varint, encoded_len_varint};
-use sluice_core::prometheus::{LabelSet, Sample, Series};
+use sluice_core::prometheus::{Sample, Series};
 use sluice_core::proto::prometheus_v1 as v1;
 
 /// Appends the encoded request for `series` to `out`.
@@ -14,7 +14,7 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
         // Exemplars and native histograms are rare: they go through prost's messages.
         let exemplars: Vec<v1::Exemplar> = s.exemplars.iter().map(super::exemplar_v1).collect();
         let histograms: Vec<v1::Histogram> = s.histograms.iter().map(histogram_v1).collect();
-        let len = labels_len(&s.labels)
+        let len = s.labels.v1_len()
             + s.samples
                 .iter()
                 .map(|x| nested_len(sample_len(x)))
@@ -53,14 +53,6 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
             encoding::message::encode(3, &metadata, out);
         }
     }
-}
-
-/// The length of the label messages of a series, each with its key and length prefix.
-fn labels_len(labels: &LabelSet) -> usize {
-    labels
-        .iter()
-        .map(|(k, v)| nested_len(label_len(k, v)))
-        .sum()
 }
 
 fn label_len(name: &str, value: &str) -> usize {
