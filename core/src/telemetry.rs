@@ -141,6 +141,12 @@ pub struct Telemetry {
     pub exporter_shards: Family<ExporterOnlyLabels, Gauge>,
     /// Samples held by a sharded exporter's shards (queued to them or being sent).
     pub exporter_shard_samples: Family<ExporterOnlyLabels, Gauge>,
+    /// Points whose series' labels a remote_write exporter took from its label cache.
+    pub exporter_label_cache_hits: Family<ExporterOnlyLabels, Counter>,
+    /// Points whose series' labels a remote_write exporter had to build.
+    pub exporter_label_cache_misses: Family<ExporterOnlyLabels, Counter>,
+    /// Label sets in a remote_write exporter's label cache.
+    pub exporter_label_cache_sets: Family<ExporterOnlyLabels, Gauge>,
     /// Points a labels processor wrote at least one label on.
     pub labels_points: Family<ProcessorOnlyLabels, Counter>,
     /// Points left without a label (no source gave a value, no default), by label and reason.
@@ -191,6 +197,9 @@ impl Telemetry {
             exporter_disk_corrupt: Family::default(),
             exporter_shards: Family::default(),
             exporter_shard_samples: Family::default(),
+            exporter_label_cache_hits: Family::default(),
+            exporter_label_cache_misses: Family::default(),
+            exporter_label_cache_sets: Family::default(),
             labels_points: Family::default(),
             labels_missing_points: Family::default(),
             tenants_file_reloads: Family::default(),
@@ -314,6 +323,21 @@ impl Telemetry {
             t.exporter_shard_samples.clone(),
         );
         r.register(
+            "sluice_exporter_label_cache_hits",
+            "Points whose series' labels a remote_write exporter took from its label cache",
+            t.exporter_label_cache_hits.clone(),
+        );
+        r.register(
+            "sluice_exporter_label_cache_misses",
+            "Points whose series' labels a remote_write exporter had to build",
+            t.exporter_label_cache_misses.clone(),
+        );
+        r.register(
+            "sluice_exporter_label_cache_sets",
+            "Label sets in a remote_write exporter's label cache",
+            t.exporter_label_cache_sets.clone(),
+        );
+        r.register(
             "sluice_processor_labels_points",
             "Points a labels processor wrote at least one label on",
             t.labels_points.clone(),
@@ -389,6 +413,22 @@ impl Telemetry {
                 reason: reason.into(),
             })
             .inc_by(points);
+    }
+
+    /// What a translation found in an exporter's label cache, and the cache's size after it.
+    pub fn exporter_label_cache(&self, exporter: &str, hits: u64, misses: u64, sets: usize) {
+        let labels = ExporterOnlyLabels {
+            exporter: exporter.to_string(),
+        };
+        self.exporter_label_cache_hits
+            .get_or_create(&labels)
+            .inc_by(hits);
+        self.exporter_label_cache_misses
+            .get_or_create(&labels)
+            .inc_by(misses);
+        self.exporter_label_cache_sets
+            .get_or_create(&labels)
+            .set(sets as i64);
     }
 
     pub fn exporter_dropped(&self, exporter: &str, tenant: &str, reason: &str, points: u64) {

@@ -103,6 +103,10 @@ pub struct Translation {
     /// For each series, a hash of its labels: the same labels give the same hash in every call
     /// (a remote_write exporter picks a series' shard by it, so that its samples stay in order).
     pub fingerprints: Vec<u64>,
+    /// Points whose series the label cache remembered, and points it did not (both 0 without a
+    /// cache).
+    pub label_cache_hits: u64,
+    pub label_cache_misses: u64,
 }
 
 /// Reasons in [`Translation::dropped`].
@@ -186,6 +190,8 @@ pub fn translate_cached(
         cache: cache.filter(|c| c.enabled()),
         key: Vec::new(),
         series: Vec::new(),
+        hits: 0,
+        misses: 0,
     };
     for rm in &batch.resource_metrics {
         t.resource(rm);
@@ -204,6 +210,8 @@ pub fn translate_cached(
         series,
         dropped: t.dropped,
         fingerprints: t.out.fingerprints,
+        label_cache_hits: t.hits,
+        label_cache_misses: t.misses,
     }
 }
 
@@ -285,6 +293,9 @@ struct Translator<'a, 'o> {
     key: Vec<u8>,
     /// The series of the point at hand, once it missed the cache.
     series: Vec<Remembered>,
+    /// Points found in the cache, and not.
+    hits: u64,
+    misses: u64,
 }
 
 /// What a metric's points turn into.
@@ -779,6 +790,10 @@ impl<'a> Translator<'a, '_> {
                 put_value(&mut self.key, kv.value.as_ref());
             }
             cached = cache.get(&self.key);
+            match cached {
+                Some(_) => self.hits += 1,
+                None => self.misses += 1,
+            }
             self.series.clear();
         }
         Point {

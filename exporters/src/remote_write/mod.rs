@@ -117,7 +117,19 @@ impl Exporter for RemoteWriteExporter {
                 entry.touch();
                 // After the busy check, so that a deferred batch's too old points count once.
                 let batch: &Batch = &AgeLimit::apply(self.age_limit.as_ref(), batch);
-                let translation = self.translation.lock().translate(batch, &self.opts);
+                let translation = {
+                    let mut state = self.translation.lock();
+                    let t = state.translate(batch, &self.opts);
+                    let (hits, misses) = (t.label_cache_hits, t.label_cache_misses);
+                    let sets = state.labels.len();
+                    self.shared.telemetry.exporter_label_cache(
+                        &self.shared.name,
+                        hits,
+                        misses,
+                        sets,
+                    );
+                    t
+                };
                 for (reason, points) in &translation.dropped {
                     tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
                     self.shared.telemetry.exporter_dropped(

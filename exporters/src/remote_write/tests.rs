@@ -430,6 +430,15 @@ mod tenants {
         assert_eq!(v("sluice_exporter_sent_points_total", "b"), 15.0);
         assert!(v("sluice_exporter_failed_points_total", "a") > 0.0);
         assert_eq!(v("sluice_exporter_failed_points_total", "b"), 0.0);
+        // Each batch is translated once; the 3 series are built once and then remembered.
+        let cache = |name: &str| telemetry.value(name, &[("exporter", "prometheus_remote_write")]);
+        let (hits, misses) = (
+            cache("sluice_exporter_label_cache_hits_total"),
+            cache("sluice_exporter_label_cache_misses_total"),
+        );
+        assert_eq!(hits + misses, 30.0);
+        assert!((3.0..=6.0).contains(&misses), "misses: {misses}");
+        assert!((3.0..=6.0).contains(&cache("sluice_exporter_label_cache_sets")));
     }
 
     // Guarantees: with `${tenant}` in the endpoint each tenant's requests go to its own URL, and
