@@ -141,11 +141,11 @@ pub struct Telemetry {
     pub exporter_shards: Family<ExporterOnlyLabels, Gauge>,
     /// Samples held by a sharded exporter's shards (queued to them or being sent).
     pub exporter_shard_samples: Family<ExporterOnlyLabels, Gauge>,
-    /// Points whose series' labels a remote_write exporter took from its label cache.
+    /// Points whose series' labels a Prometheus exporter took from its label cache.
     pub exporter_label_cache_hits: Family<ExporterOnlyLabels, Counter>,
-    /// Points whose series' labels a remote_write exporter had to build.
+    /// Points whose series' labels a Prometheus exporter had to build.
     pub exporter_label_cache_misses: Family<ExporterOnlyLabels, Counter>,
-    /// Label sets in a remote_write exporter's label cache.
+    /// Label sets in a Prometheus exporter's label cache.
     pub exporter_label_cache_sets: Family<ExporterOnlyLabels, Gauge>,
     /// Points a labels processor wrote at least one label on.
     pub labels_points: Family<ProcessorOnlyLabels, Counter>,
@@ -324,17 +324,17 @@ impl Telemetry {
         );
         r.register(
             "sluice_exporter_label_cache_hits",
-            "Points whose series' labels a remote_write exporter took from its label cache",
+            "Points whose series' labels a Prometheus exporter took from its label cache",
             t.exporter_label_cache_hits.clone(),
         );
         r.register(
             "sluice_exporter_label_cache_misses",
-            "Points whose series' labels a remote_write exporter had to build",
+            "Points whose series' labels a Prometheus exporter had to build",
             t.exporter_label_cache_misses.clone(),
         );
         r.register(
             "sluice_exporter_label_cache_sets",
-            "Label sets in a remote_write exporter's label cache",
+            "Label sets in a Prometheus exporter's label cache",
             t.exporter_label_cache_sets.clone(),
         );
         r.register(

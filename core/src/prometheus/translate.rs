@@ -45,6 +45,7 @@ use crate::proto::otlp::metrics::v1::{
     HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, SummaryDataPoint, exemplar,
     metric::Data, number_data_point,
 };
+use crate::telemetry::Telemetry;
 use hashbrown::HashMap;
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash};
@@ -163,6 +164,12 @@ impl TranslationState {
     /// Translates a batch with this state (`opts` must be the same in every call).
     pub fn translate(&mut self, batch: &Batch, opts: &TranslateOptions) -> Translation {
         translate_cached(batch, opts, Some(&mut self.delta), Some(&mut self.labels))
+    }
+
+    /// Counts what a translation found in the label cache, and the cache's size, for an exporter.
+    pub fn report(&self, t: &Translation, telemetry: &Telemetry, exporter: &str) {
+        let (hits, misses) = (t.label_cache_hits, t.label_cache_misses);
+        telemetry.exporter_label_cache(exporter, hits, misses, self.labels.len());
     }
 }
 

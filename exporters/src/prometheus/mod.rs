@@ -36,6 +36,7 @@ use sluice_core::component::{
 };
 use sluice_core::prometheus::{Series, TranslateOptions, TranslationState};
 use sluice_core::sending::SendingSettings;
+use sluice_core::telemetry::Telemetry;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +48,8 @@ use tokio_util::sync::CancellationToken;
 
 impl ExporterConfig for PrometheusExporterConfig {
     fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
-        Ok(Arc::new(PrometheusExporter::new(ctx.id.to_string(), self)))
+        let exporter = PrometheusExporter::new(ctx.id.to_string(), self);
+        Ok(Arc::new(exporter.with_telemetry(ctx.telemetry)))
     }
 
     fn sending(&self) -> SendingSettings {
@@ -100,6 +102,8 @@ pub(crate) struct PrometheusExporter {
     server: Mutex<Option<JoinHandle<()>>>,
     local_addr: Mutex<Option<SocketAddr>>,
     logged_native: AtomicBool,
+    /// Where the label cache's counts go (none in unit tests that do not look).
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 impl PrometheusExporter {
@@ -114,7 +118,13 @@ impl PrometheusExporter {
             server: Mutex::new(None),
             local_addr: Mutex::new(None),
             logged_native: AtomicBool::new(false),
+            telemetry: None,
         }
+    }
+
+    pub(crate) fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> PrometheusExporter {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// The address the endpoint is bound to, once started.
@@ -180,7 +190,14 @@ impl Exporter for PrometheusExporter {
 
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
-            let translation = self.translation.lock().translate(batch, &self.opts);
+            let translation = {
+                let mut state = self.translation.lock();
+                let t = state.translate(batch, &self.opts);
+                if let Some(telemetry) = &self.telemetry {
+                    state.report(&t, telemetry, &self.name);
+                }
+                t
+            };
             let native = self.apply(translation.series, Instant::now());
             let mut reasons: Vec<String> = Vec::new();
             let mut rejected = 0u64;

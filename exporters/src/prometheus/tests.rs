@@ -911,8 +911,10 @@ mod through_translate {
     // flagged "no recorded value" removes its series.
     #[tokio::test]
     async fn later_batches_update_and_staleness_removes() {
+        let telemetry = Arc::new(Telemetry::new());
         let exp =
-            PrometheusExporter::new("prometheus".into(), &PrometheusExporterConfig::default());
+            PrometheusExporter::new("prometheus".into(), &PrometheusExporterConfig::default())
+                .with_telemetry(telemetry.clone());
         let counter = |t: u64, v: f64| {
             batch(vec![sum(
                 "c",
@@ -932,6 +934,11 @@ mod through_translate {
             exp.render(Format::Text)
                 .contains(&format!("c_total{{{IDENTITY}}} 8\n"))
         );
+        // The counter's labels were built for the first batch and remembered for the others.
+        let cache = |name: &str| telemetry.value(name, &[("exporter", "prometheus")]);
+        assert_eq!(cache("sluice_exporter_label_cache_misses_total"), 1.0);
+        assert_eq!(cache("sluice_exporter_label_cache_hits_total"), 2.0);
+        assert_eq!(cache("sluice_exporter_label_cache_sets"), 1.0);
         let mut stale = number(vec![], T0 + 4_000_000_000, 0.0);
         stale.flags = 1;
         stale.value = None;

@@ -120,14 +120,7 @@ impl Exporter for RemoteWriteExporter {
                 let translation = {
                     let mut state = self.translation.lock();
                     let t = state.translate(batch, &self.opts);
-                    let (hits, misses) = (t.label_cache_hits, t.label_cache_misses);
-                    let sets = state.labels.len();
-                    self.shared.telemetry.exporter_label_cache(
-                        &self.shared.name,
-                        hits,
-                        misses,
-                        sets,
-                    );
+                    state.report(&t, &self.shared.telemetry, &self.shared.name);
                     t
                 };
                 for (reason, points) in &translation.dropped {
