@@ -72,11 +72,6 @@ impl LabelSet {
         self.0.v1_len
     }
 
-    /// The bytes of all names and values together.
-    pub fn text_len(&self) -> usize {
-        self.0.text.len()
-    }
-
     pub fn to_vec(&self) -> Vec<(String, String)> {
         self.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -176,7 +171,6 @@ mod tests {
         assert_eq!(set.to_vec(), pairs);
         assert_eq!(set.get("é"), Some("日本\u{0}x"));
         assert_eq!(set.get("b"), None);
-        assert_eq!(set.text_len(), "__name__upaé日本\u{0}x".len());
         let labels: Vec<Label> = pairs
             .iter()
             .map(|(k, v)| Label {

@@ -541,10 +541,7 @@ impl<'a> Translator<'a, '_> {
                     continue;
                 }
             };
-            let mut point = self.point(&p.attributes, shared, &family.name);
-            let (labels, fingerprint) =
-                self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
-            self.finish(point);
+            let (labels, fingerprint) = self.only_series(&p.attributes, shared, family);
             let (value, start_ns) = if stale {
                 (stale_nan(), p.start_time_unix_nano)
             } else if family.delta {
@@ -688,10 +685,7 @@ impl<'a> Translator<'a, '_> {
             self.drop_points(reason::INVALID_SCALE, 1);
             return;
         };
-        let mut point = self.point(&p.attributes, shared, &family.name);
-        let (labels, fingerprint) =
-            self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
-        self.finish(point);
+        let (labels, fingerprint) = self.only_series(&p.attributes, shared, family);
         let mut start_ns = p.start_time_unix_nano;
         if family.delta && !stale {
             match self.accumulate(
@@ -783,6 +777,20 @@ impl<'a> Translator<'a, '_> {
         let i = self.out.slot(labels, fingerprint, &family.metadata);
         self.out.series[i].samples.push(sample);
         i
+    }
+
+    /// The labels of a point that is one series (a number or a native histogram).
+    fn only_series(
+        &mut self,
+        attrs: &'a [KeyValue],
+        shared: &Shared,
+        family: &Family,
+    ) -> (LabelSet, u64) {
+        let mut point = self.point(attrs, shared, &family.name);
+        let labels =
+            self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
+        self.finish(point);
+        labels
     }
 
     /// Starts a point: its cache key, and its series as remembered.

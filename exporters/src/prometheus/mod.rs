@@ -48,8 +48,8 @@ use tokio_util::sync::CancellationToken;
 
 impl ExporterConfig for PrometheusExporterConfig {
     fn build(&self, ctx: ExporterContext) -> Result<Arc<dyn Exporter>, BoxError> {
-        let exporter = PrometheusExporter::new(ctx.id.to_string(), self);
-        Ok(Arc::new(exporter.with_telemetry(ctx.telemetry)))
+        let exporter = PrometheusExporter::new(ctx.id.to_string(), self, ctx.telemetry);
+        Ok(Arc::new(exporter))
     }
 
     fn sending(&self) -> SendingSettings {
@@ -102,12 +102,16 @@ pub(crate) struct PrometheusExporter {
     server: Mutex<Option<JoinHandle<()>>>,
     local_addr: Mutex<Option<SocketAddr>>,
     logged_native: AtomicBool,
-    /// Where the label cache's counts go (none in unit tests that do not look).
-    telemetry: Option<Arc<Telemetry>>,
+    /// Where the label cache's counts go.
+    telemetry: Arc<Telemetry>,
 }
 
 impl PrometheusExporter {
-    pub(crate) fn new(name: String, cfg: &PrometheusExporterConfig) -> PrometheusExporter {
+    pub(crate) fn new(
+        name: String,
+        cfg: &PrometheusExporterConfig,
+        telemetry: Arc<Telemetry>,
+    ) -> PrometheusExporter {
         PrometheusExporter {
             name,
             endpoint: cfg.endpoint.to_string(),
@@ -118,13 +122,8 @@ impl PrometheusExporter {
             server: Mutex::new(None),
             local_addr: Mutex::new(None),
             logged_native: AtomicBool::new(false),
-            telemetry: None,
+            telemetry,
         }
-    }
-
-    pub(crate) fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> PrometheusExporter {
-        self.telemetry = Some(telemetry);
-        self
     }
 
     /// The address the endpoint is bound to, once started.
@@ -193,9 +192,7 @@ impl Exporter for PrometheusExporter {
             let translation = {
                 let mut state = self.translation.lock();
                 let t = state.translate(batch, &self.opts);
-                if let Some(telemetry) = &self.telemetry {
-                    state.report(&t, telemetry, &self.name);
-                }
+                state.report(&t, &self.telemetry, &self.name);
                 t
             };
             let native = self.apply(translation.series, Instant::now());

@@ -364,7 +364,7 @@ async fn exporter_expires_series_in_real_time() {
         metric_expiration: sluice_core::config::types::Duration::from_millis(100),
         ..Default::default()
     };
-    let exp = PrometheusExporter::new("prometheus".into(), &cfg);
+    let exp = PrometheusExporter::new("prometheus".into(), &cfg, Arc::new(Telemetry::new()));
     let m = md(MetricType::Gauge, "g", "", "");
     exp.apply(vec![series("g", &[], T, 1.0, &m)], Instant::now());
     assert_eq!(exp.render(Format::Text), "# TYPE g gauge\ng 1\n");
@@ -834,8 +834,11 @@ mod through_translate {
     // histograms and delta sums are reported as not exposable.
     #[tokio::test]
     async fn otlp_batches_through_translate_in_both_formats() {
-        let exp =
-            PrometheusExporter::new("prometheus".into(), &PrometheusExporterConfig::default());
+        let exp = PrometheusExporter::new(
+            "prometheus".into(),
+            &PrometheusExporterConfig::default(),
+            Arc::new(Telemetry::new()),
+        );
         let d = exp
             .send(&batch(all_kinds(T0 + 1_000_000_000)))
             .await
@@ -912,9 +915,11 @@ mod through_translate {
     #[tokio::test]
     async fn later_batches_update_and_staleness_removes() {
         let telemetry = Arc::new(Telemetry::new());
-        let exp =
-            PrometheusExporter::new("prometheus".into(), &PrometheusExporterConfig::default())
-                .with_telemetry(telemetry.clone());
+        let exp = PrometheusExporter::new(
+            "prometheus".into(),
+            &PrometheusExporterConfig::default(),
+            telemetry.clone(),
+        );
         let counter = |t: u64, v: f64| {
             batch(vec![sum(
                 "c",
@@ -966,7 +971,7 @@ mod through_translate {
             const_labels: BTreeMap::from([("region".to_string(), "eu".to_string())]),
             ..Default::default()
         };
-        let exp = PrometheusExporter::new("prometheus".into(), &cfg);
+        let exp = PrometheusExporter::new("prometheus".into(), &cfg, Arc::new(Telemetry::new()));
         let delta = |t: u64| {
             let mut p = number(vec![], t, 2.0);
             p.start_time_unix_nano = t - 1_000_000_000;
@@ -1042,7 +1047,8 @@ mod endpoint {
             endpoint: sluice_core::config::types::Endpoint("127.0.0.1:0".into()),
             ..Default::default()
         };
-        let exp = PrometheusExporter::new("prometheus/test".into(), &cfg);
+        let exp =
+            PrometheusExporter::new("prometheus/test".into(), &cfg, Arc::new(Telemetry::new()));
         exp.start().await.unwrap();
         let addr = exp.local_addr().unwrap();
         let m = md(MetricType::Gauge, "g", "", "");
@@ -1086,7 +1092,7 @@ mod endpoint {
             endpoint: sluice_core::config::types::Endpoint(endpoint.clone()),
             ..Default::default()
         };
-        let exp = PrometheusExporter::new("prometheus".into(), &cfg);
+        let exp = PrometheusExporter::new("prometheus".into(), &cfg, Arc::new(Telemetry::new()));
         let err = exp.start().await.unwrap_err().to_string();
         assert!(err.contains(&endpoint), "{err}");
     }

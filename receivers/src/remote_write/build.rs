@@ -701,7 +701,6 @@ fn new_metric(
     }
 }
 
-/// Moves a series' points into its metric, each with the series' attributes.
 /// Makes room for `n` points in a metric.
 fn reserve_points(m: &mut Metric, n: usize) {
     match &mut m.data {
@@ -713,6 +712,7 @@ fn reserve_points(m: &mut Metric, n: usize) {
     }
 }
 
+/// Moves a series' points into its metric, each with the series' attributes.
 fn push_points(m: &mut Metric, points: Points, attributes: Vec<KeyValue>) {
     fn with_attrs<P>(
         points: Vec<P>,
