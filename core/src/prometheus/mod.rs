@@ -97,12 +97,16 @@ pub struct NativeHistogram {
     pub stale: bool,
 }
 
+/// A series' samples in one batch. Most series carry one sample per batch (a scrape, a remote_write
+/// request, a data point's bucket), and that one is held inline: no allocation per series.
+pub type Samples = smallvec::SmallVec<[Sample; 1]>;
+
 /// One Prometheus series with its samples. Labels are sorted by name, unique, with no empty name
 /// or value, and include `__name__`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Series {
     pub labels: LabelSet,
-    pub samples: Vec<Sample>,
+    pub samples: Samples,
     pub histograms: Vec<NativeHistogram>,
     pub exemplars: Vec<Exemplar>,
     /// Shared by every series of the metric.

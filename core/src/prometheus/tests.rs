@@ -698,8 +698,8 @@ fn gauge_carries_job_instance_and_scope_labels_and_metadata() {
         ],
     );
     assert_eq!(
-        sr.samples,
-        vec![Sample {
+        sr.samples[..],
+        [Sample {
             timestamp_ms: (T0 / 1_000_000 + 1) as i64,
             value: 7.0,
             // Gauges carry no start time.
@@ -886,8 +886,8 @@ fn monotonic_cumulative_sum_is_a_counter_with_total_start_time_and_exemplars() {
     let t = translate(&b, &opts(), None);
     let sr = series(&t, &[("__name__", "http_requests_total"), ("code", "200")]);
     assert_eq!(
-        sr.samples,
-        vec![Sample {
+        sr.samples[..],
+        [Sample {
             timestamp_ms: ((T0 + 2 * SEC) / 1_000_000) as i64,
             value: 10.0,
             start_timestamp_ms: (T0 / 1_000_000) as i64,
@@ -1289,8 +1289,8 @@ fn delta_sums_accumulate_across_translations_and_reset_on_a_gap() {
         Some(&mut state),
     );
     assert_eq!(
-        series(&t, &name).samples,
-        vec![Sample {
+        series(&t, &name).samples[..],
+        [Sample {
             timestamp_ms: ms(T0 + SEC),
             value: 5.0,
             start_timestamp_ms: ms(T0),

@@ -34,7 +34,8 @@ fn series(name: &str, labels: &[(&str, &str)], ts: i64, value: f64, metadata: &M
             timestamp_ms: ts,
             value,
             start_timestamp_ms: T - 60_000,
-        }],
+        }]
+        .into(),
         metadata: metadata.clone().into(),
         ..Default::default()
     }
