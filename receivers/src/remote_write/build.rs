@@ -17,7 +17,7 @@
 //! - Exemplars go to the point of their series (in the same request) closest in time.
 
 use super::histogram::{self, HistogramLike, Native};
-use hashbrown::HashMap;
+use super::keys::Keys;
 use sluice_core::batch::metric_points;
 use sluice_core::prometheus::{MetricType, is_stale_nan};
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
@@ -131,6 +131,9 @@ pub struct ExemplarIn<'a> {
     pub timestamp_ms: i64,
 }
 
+/// Room for a request's label-set keys: this many bytes per series (they grow past it).
+const LABEL_SET_BYTES: usize = 96;
+
 /// How a series is represented in OTLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -140,6 +143,34 @@ enum Kind {
     Exponential,
     /// A native histogram with custom buckets, as an explicit-bounds histogram.
     Explicit,
+}
+
+impl Kind {
+    /// One letter for the kind in a metric's key.
+    fn tag(self) -> char {
+        match self {
+            Kind::Gauge => 'g',
+            Kind::Counter => 'c',
+            Kind::Exponential => 'e',
+            Kind::Explicit => 'x',
+        }
+    }
+}
+
+/// Appends `n` in decimal, without the formatting machinery.
+fn push_number(key: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 enum Points {
@@ -217,14 +248,14 @@ struct LabelSet {
 /// Builds the OTLP resources of one request.
 pub struct Builder {
     resources: Vec<(Option<String>, Option<String>)>,
-    resource_index: HashMap<String, usize>,
+    resource_index: Keys,
     /// Metrics (without points yet) with their resource, in order of appearance.
     metrics: Vec<(usize, Metric)>,
     /// (resource, kind, name) -> index in `metrics`.
-    metric_index: HashMap<String, usize>,
+    metric_index: Keys,
     series: Vec<SeriesAcc>,
     label_sets: Vec<LabelSet>,
-    label_set_index: HashMap<String, usize>,
+    label_set_index: Keys,
     /// Exemplars waiting for the end of the request: (label set, exemplar).
     exemplars: Vec<(usize, otlp::Exemplar)>,
     /// Reused for map keys, so that a known key costs no allocation.
@@ -243,12 +274,12 @@ impl Builder {
     pub fn new(bucket_budget: usize, strict_exemplars: bool, series: usize) -> Builder {
         Builder {
             resources: Vec::new(),
-            resource_index: HashMap::new(),
+            resource_index: Keys::default(),
             metrics: Vec::new(),
-            metric_index: HashMap::new(),
+            metric_index: Keys::default(),
             series: Vec::with_capacity(series),
             label_sets: Vec::with_capacity(series),
-            label_set_index: HashMap::with_capacity(series),
+            label_set_index: Keys::with_capacity(series, series * LABEL_SET_BYTES),
             exemplars: Vec::new(),
             key: String::new(),
             bucket_budget,
@@ -462,13 +493,11 @@ impl Builder {
             self.key.push_str(v);
             self.key.push('\u{0}');
         }
-        if let Some(&i) = self.label_set_index.get(self.key.as_str()) {
-            return i;
+        let number = self.label_set_index.number(&self.key);
+        if number.is_err() {
+            self.label_sets.push(LabelSet::default());
         }
-        self.label_sets.push(LabelSet::default());
-        let i = self.label_sets.len() - 1;
-        self.label_set_index.insert(self.key.clone(), i);
-        i
+        number.unwrap_or_else(|new| new)
     }
 
     fn resource(&mut self, labels: &[(&str, &str)]) -> usize {
@@ -487,14 +516,12 @@ impl Builder {
             }
             self.key.push('\u{0}');
         }
-        if let Some(&i) = self.resource_index.get(self.key.as_str()) {
-            return i;
+        let number = self.resource_index.number(&self.key);
+        if number.is_err() {
+            self.resources
+                .push((job.map(str::to_string), instance.map(str::to_string)));
         }
-        self.resources
-            .push((job.map(str::to_string), instance.map(str::to_string)));
-        let i = self.resources.len() - 1;
-        self.resource_index.insert(self.key.clone(), i);
-        i
+        number.unwrap_or_else(|new| new)
     }
 
     /// The series of `set` in representation `kind`, created on first use.
@@ -523,15 +550,15 @@ impl Builder {
         let i = self.series.len();
         *slot = Some(i);
         self.key.clear();
-        let _ = write!(self.key, "{resource}\u{0}{kind:?}\u{0}{name}");
-        let metric = match self.metric_index.get(self.key.as_str()) {
-            Some(&m) => m,
-            None => {
-                let m = new_metric(name, kind, prometheus_type, meta);
-                self.metrics.push((resource, m));
-                self.metric_index
-                    .insert(self.key.clone(), self.metrics.len() - 1);
-                self.metrics.len() - 1
+        push_number(&mut self.key, resource);
+        self.key.push(kind.tag());
+        self.key.push_str(name);
+        let metric = match self.metric_index.number(&self.key) {
+            Ok(m) => m,
+            Err(m) => {
+                self.metrics
+                    .push((resource, new_metric(name, kind, prometheus_type, meta)));
+                m
             }
         };
         self.series.push(SeriesAcc {

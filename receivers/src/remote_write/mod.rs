@@ -7,6 +7,7 @@ mod build;
 mod config;
 mod decode;
 mod histogram;
+mod keys;
 mod http;
 mod wire;
 
