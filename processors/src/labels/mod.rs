@@ -141,6 +141,9 @@ impl LabelsProcessor {
 /// Writes `writes` into one point's attributes. An overwriting label replaces every attribute of
 /// its key (a client may send a key twice).
 fn apply(attrs: &mut Vec<KeyValue>, writes: &[Write]) {
+    // Room for the new labels at once: a push onto a full list would double it, and a batch
+    // waiting in a queue would hold the unused half.
+    attrs.reserve_exact(writes.iter().filter(|w| w.value.is_some()).count());
     for w in writes {
         if w.overwrite {
             attrs.retain(|kv| kv.key != *w.key);
