@@ -48,10 +48,10 @@ pub fn metric_type(t: MetricType) -> i32 {
     }
 }
 
-/// A rough uncompressed size of a series in a request, for `max_bytes_per_send`.
+/// A rough uncompressed size of a series in a request, for `max_bytes_per_send`: its labels' size
+/// is exact and known without reading them.
 pub fn estimated_bytes(s: &Series) -> usize {
-    let labels: usize = s.labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    labels + s.samples.len() * 20 + s.histograms.len() * 64 + s.exemplars.len() * 48 + 8
+    s.labels.v1_len() + s.samples.len() * 20 + s.histograms.len() * 64 + s.exemplars.len() * 48 + 8
 }
 
 /// The request [`Encoder::encode`] writes for v1, as prost messages: the model its direct writer
@@ -112,7 +112,7 @@ fn labels_v1<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<v1
 }
 
 /// An exemplar's labels as (name, value).
-fn pairs(labels: &[(String, String)]) -> impl ExactSizeIterator<Item = (&str, &str)> {
+fn pairs(labels: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
     labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
@@ -184,8 +184,8 @@ impl<'a> Symbols<'a> {
         i
     }
 
-    fn refs(&mut self, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Vec<u32> {
-        let mut out = Vec::with_capacity(labels.len() * 2);
+    fn refs(&mut self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u32> {
+        let mut out = Vec::new();
         for (k, v) in labels {
             out.push(self.r#ref(k));
             out.push(self.r#ref(v));

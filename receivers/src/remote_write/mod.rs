@@ -7,8 +7,8 @@ mod build;
 mod config;
 mod decode;
 mod histogram;
-mod keys;
 mod http;
+mod keys;
 mod wire;
 
 pub use config::RemoteWriteReceiverConfig;

@@ -23,12 +23,7 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
             + encoding::message::encoded_len_repeated(4, &histograms);
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
-        for (k, v) in s.labels.iter() {
-            encode_key(1, WireType::LengthDelimited, out);
-            encode_varint(label_len(k, v) as u64, out);
-            string(1, k, out);
-            string(2, v, out);
-        }
+        out.extend_from_slice(s.labels.v1_bytes());
         for x in &s.samples {
             encode_key(2, WireType::LengthDelimited, out);
             encode_varint(sample_len(x) as u64, out);
@@ -55,10 +50,6 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
     }
 }
 
-fn label_len(name: &str, value: &str) -> usize {
-    string_len(name) + string_len(value)
-}
-
 fn sample_len(x: &Sample) -> usize {
     let value = if x.value != 0.0 { 1 + 8 } else { 0 };
     let timestamp = if x.timestamp_ms != 0 {
@@ -72,17 +63,4 @@ fn sample_len(x: &Sample) -> usize {
 /// A nested message of `len` bytes with a one-byte key (field numbers below 16) and its length.
 fn nested_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
-}
-
-/// A string field with a one-byte key; proto3 leaves an empty string out.
-fn string_len(s: &str) -> usize {
-    if s.is_empty() { 0 } else { nested_len(s.len()) }
-}
-
-fn string(tag: u32, s: &str, out: &mut Vec<u8>) {
-    if !s.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(s.len() as u64, out);
-        out.extend_from_slice(s.as_bytes());
-    }
 }
