@@ -28,7 +28,8 @@ use sluice_core::proto::otlp::metrics::v1::{
 };
 use sluice_core::proto::otlp::resource::v1::Resource;
 use std::borrow::Cow;
-use std::collections::HashMap;
+// Seeded per process (foldhash through hashbrown): the keys are the targets' label sets.
+use hashbrown::HashMap;
 use std::fmt::Write as _;
 
 /// The series every scrape reports about itself.
@@ -257,6 +258,8 @@ fn classify(family: Option<&Family>, name: &str) -> Role {
 struct Out {
     resources: Vec<Res>,
     index: HashMap<(Option<String>, Option<String>), usize>,
+    /// The resource found last: a scrape's samples nearly all have the same one.
+    last: Option<usize>,
 }
 
 struct Res {
@@ -265,23 +268,36 @@ struct Res {
     extra: Vec<KeyValue>,
     metrics: Vec<Metric>,
     index: HashMap<(String, Kind), usize>,
+    /// The metric found last, and its kind: a family's samples come one after the other.
+    last: Option<(usize, Kind)>,
 }
 
 impl Out {
-    fn resource(&mut self, job: &Option<String>, instance: &Option<String>) -> usize {
-        let key = (job.clone(), instance.clone());
-        if let Some(&i) = self.index.get(&key) {
-            return i;
+    fn resource(&mut self, job: Option<&str>, instance: Option<&str>) -> usize {
+        if let Some(i) = self.last {
+            let r = &self.resources[i];
+            if r.job.as_deref() == job && r.instance.as_deref() == instance {
+                return i;
+            }
         }
-        self.resources.push(Res {
-            job: job.clone(),
-            instance: instance.clone(),
-            extra: Vec::new(),
-            metrics: Vec::new(),
-            index: HashMap::new(),
-        });
-        self.index.insert(key, self.resources.len() - 1);
-        self.resources.len() - 1
+        let key = (job.map(str::to_string), instance.map(str::to_string));
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.resources.push(Res {
+                    job: key.0.clone(),
+                    instance: key.1.clone(),
+                    extra: Vec::new(),
+                    metrics: Vec::new(),
+                    index: HashMap::new(),
+                    last: None,
+                });
+                self.index.insert(key, self.resources.len() - 1);
+                self.resources.len() - 1
+            }
+        };
+        self.last = Some(i);
+        i
     }
 
     fn metric(
@@ -294,6 +310,12 @@ impl Out {
         unit: &str,
     ) -> &mut Metric {
         let r = &mut self.resources[res];
+        if let Some((i, k)) = r.last
+            && k == kind
+            && r.metrics[i].name == name
+        {
+            return &mut r.metrics[i];
+        }
         let key = (name.to_string(), kind);
         let i = match r.index.get(&key) {
             Some(&i) => i,
@@ -324,6 +346,7 @@ impl Out {
                 r.metrics.len() - 1
             }
         };
+        r.last = Some((i, kind));
         &mut r.metrics[i]
     }
 
@@ -520,7 +543,7 @@ impl TargetState {
             }
             if !t.explicit_ts {
                 stale += 1;
-                let res = out.resource(&t.job, &t.instance);
+                let res = out.resource(t.job.as_deref(), t.instance.as_deref());
                 let m = out.metric(res, &t.name, t.kind, t.prometheus_type, "", "");
                 stale_point(m, t.attributes.clone(), now_ns);
             }
@@ -528,9 +551,9 @@ impl TargetState {
         });
         report.stale_markers = stale;
         // up and the scrape series.
-        let job = Some(target.job.clone()).filter(|j| !j.is_empty());
-        let instance = Some(target.instance.clone()).filter(|i| !i.is_empty());
-        let res = out.resource(&job, &instance);
+        let job = Some(target.job.as_str()).filter(|j| !j.is_empty());
+        let instance = Some(target.instance.as_str()).filter(|i| !i.is_empty());
+        let res = out.resource(job, instance);
         let up = if report.error.is_none() { 1.0 } else { 0.0 };
         let series: [(&str, &str, f64); 5] = [
             ("up", "1 if the last scrape succeeded, 0 if it failed.", up),
@@ -694,7 +717,7 @@ impl TargetState {
                         .map(|e| exemplar(e.labels, e.value, e.timestamp_ms, now_ns));
                     match role {
                         Role::TargetInfo => {
-                            let res = out.resource(&job, &instance);
+                            let res = out.resource(job, instance);
                             let extra = &mut out.resources[res].extra;
                             for kv in attributes {
                                 if !extra.iter().any(|e| e.key == kv.key) {
@@ -707,22 +730,22 @@ impl TargetState {
                             let (help, unit) =
                                 fam.map_or(("", ""), |f| (f.help.as_str(), f.unit.as_str()));
                             let flags = 0;
-                            series_key(&mut key, kind, &name, &job, &instance, &attributes);
+                            series_key(&mut key, kind, &name, job, instance, &attributes);
                             self.touch(
                                 &key,
                                 kind,
                                 &name,
                                 prometheus_type,
                                 &attributes,
-                                &job,
-                                &instance,
+                                job,
+                                instance,
                                 s.value,
                                 None,
                                 now_ns,
                                 timestamp_ms.is_some(),
                                 report,
                             );
-                            let res = out.resource(&job, &instance);
+                            let res = out.resource(job, instance);
                             out.number(
                                 res,
                                 MetricSpec {
@@ -755,7 +778,7 @@ impl TargetState {
                             };
                             key.clear();
                             let _ = write!(key, "{f}\u{0}");
-                            push_identity(&mut key, &job, &instance, &attributes);
+                            push_identity(&mut key, job, instance, &attributes);
                             let g = match group_index.get(key.as_str()) {
                                 Some(&g) => g,
                                 None => {
@@ -763,8 +786,8 @@ impl TargetState {
                                         kind,
                                         name: series_name,
                                         family: f,
-                                        job: job.clone(),
-                                        instance: instance.clone(),
+                                        job: job.map(str::to_string),
+                                        instance: instance.map(str::to_string),
                                         attributes,
                                         value: None,
                                         buckets: Vec::new(),
@@ -840,7 +863,7 @@ impl TargetState {
         let fam = &families[g.family];
         let time_ns = g.timestamp_ms.map_or(now_ns, ms_to_ns);
         let created_ns = g.created.map(secs_to_ns).filter(|t| *t > 0);
-        let res = out.resource(&g.job, &g.instance);
+        let res = out.resource(g.job.as_deref(), g.instance.as_deref());
         let spec = MetricSpec {
             name: &g.name,
             kind: g.kind,
@@ -851,15 +874,22 @@ impl TargetState {
         match g.kind {
             Kind::Counter => {
                 let Some(value) = g.value else { return };
-                series_key(key, g.kind, &g.name, &g.job, &g.instance, &g.attributes);
+                series_key(
+                    key,
+                    g.kind,
+                    &g.name,
+                    g.job.as_deref(),
+                    g.instance.as_deref(),
+                    &g.attributes,
+                );
                 let start = self.touch(
                     key,
                     g.kind,
                     &g.name,
                     None,
                     &g.attributes,
-                    &g.job,
-                    &g.instance,
+                    g.job.as_deref(),
+                    g.instance.as_deref(),
                     value,
                     created_ns,
                     now_ns,
@@ -895,15 +925,22 @@ impl TargetState {
                     previous = previous.max(*cumulative);
                 }
                 counts.push(to_count(count - previous));
-                series_key(key, g.kind, &g.name, &g.job, &g.instance, &g.attributes);
+                series_key(
+                    key,
+                    g.kind,
+                    &g.name,
+                    g.job.as_deref(),
+                    g.instance.as_deref(),
+                    &g.attributes,
+                );
                 let start = self.touch(
                     key,
                     g.kind,
                     &g.name,
                     None,
                     &g.attributes,
-                    &g.job,
-                    &g.instance,
+                    g.job.as_deref(),
+                    g.instance.as_deref(),
                     count,
                     created_ns,
                     now_ns,
@@ -929,15 +966,22 @@ impl TargetState {
             }
             Kind::Summary => {
                 let Some(count) = g.count else { return };
-                series_key(key, g.kind, &g.name, &g.job, &g.instance, &g.attributes);
+                series_key(
+                    key,
+                    g.kind,
+                    &g.name,
+                    g.job.as_deref(),
+                    g.instance.as_deref(),
+                    &g.attributes,
+                );
                 let start = self.touch(
                     key,
                     g.kind,
                     &g.name,
                     None,
                     &g.attributes,
-                    &g.job,
-                    &g.instance,
+                    g.job.as_deref(),
+                    g.instance.as_deref(),
                     count,
                     created_ns,
                     now_ns,
@@ -974,8 +1018,8 @@ impl TargetState {
         name: &str,
         prometheus_type: Option<&'static str>,
         attributes: &[KeyValue],
-        job: &Option<String>,
-        instance: &Option<String>,
+        job: Option<&str>,
+        instance: Option<&str>,
         value: f64,
         created_ns: Option<u64>,
         now_ns: u64,
@@ -1008,8 +1052,8 @@ impl TargetState {
                         name: name.to_string(),
                         prometheus_type,
                         attributes: attributes.to_vec(),
-                        job: job.clone(),
-                        instance: instance.clone(),
+                        job: job.map(str::to_string),
+                        instance: instance.map(str::to_string),
                         start_ns,
                         last: value,
                         first_epoch: epoch,
@@ -1029,14 +1073,14 @@ impl TargetState {
             if t.explicit_ts {
                 continue;
             }
-            let res = out.resource(&t.job, &t.instance);
+            let res = out.resource(t.job.as_deref(), t.instance.as_deref());
             let m = out.metric(res, &t.name, t.kind, t.prometheus_type, "", "");
             stale_point(m, t.attributes, now_ns);
         }
         // `up` and the scrape series go stale with the target.
-        let job = Some(target.job.clone()).filter(|j| !j.is_empty());
-        let instance = Some(target.instance.clone()).filter(|i| !i.is_empty());
-        let res = out.resource(&job, &instance);
+        let job = Some(target.job.as_str()).filter(|j| !j.is_empty());
+        let instance = Some(target.instance.as_str()).filter(|i| !i.is_empty());
+        let res = out.resource(job, instance);
         for name in SCRAPE_SERIES {
             let m = out.metric(res, name, Kind::Gauge, None, "", "");
             stale_point(m, Vec::new(), now_ns);
@@ -1130,17 +1174,17 @@ fn check_limits(
     Ok(())
 }
 
-fn take_label(labels: &[(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<String> {
+fn take_label<'l>(labels: &'l [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<&'l str> {
     labels
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.to_string())
+        .map(|(_, v)| v.as_ref())
 }
 
 fn push_identity(
     key: &mut String,
-    job: &Option<String>,
-    instance: &Option<String>,
+    job: Option<&str>,
+    instance: Option<&str>,
     attributes: &[KeyValue],
 ) {
     for v in [job, instance] {
@@ -1170,8 +1214,8 @@ fn series_key(
     key: &mut String,
     kind: Kind,
     name: &str,
-    job: &Option<String>,
-    instance: &Option<String>,
+    job: Option<&str>,
+    instance: Option<&str>,
     attributes: &[KeyValue],
 ) {
     key.clear();
