@@ -200,6 +200,11 @@ impl ShardSet {
     /// room. The caller takes no new batch for the tenant while [`ShardSet::is_feeding`].
     pub fn hand_over(&mut self, translation: Translation, part: &Part) {
         let before = self.feeder.take().filter(|f| !f.is_finished());
+        // Held from here on, all at once: the held-samples gauge is set once per batch, not once
+        // per series (a lost series gives its samples back).
+        let total: u64 = translation.series.iter().map(samples_of).sum();
+        self.shared.hold(&self.tenant, total as i64);
+        self.samples_in += total;
         let mut series = translation
             .series
             .into_iter()
@@ -213,9 +218,6 @@ impl ShardSet {
             });
         let mut rest = Vec::new();
         for (s, fingerprint) in series.by_ref() {
-            let samples = samples_of(&s.series);
-            self.shared.hold(&self.tenant, samples as i64);
-            self.samples_in += samples;
             let idx = self.shard_of(fingerprint);
             if before.is_some() {
                 rest.push((idx, s));
@@ -224,16 +226,13 @@ impl ShardSet {
             match self.senders[idx].try_send(s) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(s)) => rest.push((idx, s)),
-                Err(mpsc::error::TrySendError::Closed(_)) => self.lost(samples),
+                Err(mpsc::error::TrySendError::Closed(s)) => self.lost(samples_of(&s.series)),
             }
             if !rest.is_empty() {
                 break;
             }
         }
         for (s, fingerprint) in series {
-            let samples = samples_of(&s.series);
-            self.shared.hold(&self.tenant, samples as i64);
-            self.samples_in += samples;
             rest.push((self.shard_of(fingerprint), s));
         }
         if rest.is_empty() {
