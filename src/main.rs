@@ -15,7 +15,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
+/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` (mimalloc's own
+/// option) is set: then mimalloc decides, as it documents.
 /// mimalloc asks for huge pages on its arenas, and the kernel then backs (and zeroes) 2 MiB at a
 /// time where a few KiB are used: on the benchmarks that was 17-20% more peak RSS, and zeroing
 /// those pages up to a fifth of the CPU of a short scrape run (docs/performance.md). Without them

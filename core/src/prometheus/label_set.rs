@@ -144,6 +144,11 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // A label takes two bytes at least.
+        (0, Some(self.rest.len() / 2))
+    }
+
     fn next(&mut self) -> Option<(&'a str, &'a str)> {
         let (_, mut label) = next_field(&mut self.rest)?;
         let (mut name, mut value) = ("", "");
@@ -188,8 +193,21 @@ mod tests {
             set.v1_len(),
             prost::encoding::message::encoded_len_repeated(1, &labels)
         );
-        let long = LabelSet::new([("k", "v".repeat(300).as_str())]);
+        assert_eq!(
+            set.v1_bytes(),
+            &prost::Message::encode_to_vec(&crate::proto::prometheus_v1::TimeSeries {
+                labels: labels.clone(),
+                ..Default::default()
+            })[..]
+        );
+        let value = "v".repeat(300);
+        let long = LabelSet::new([("k", value.as_str())]);
         assert_eq!(long.v1_len(), 1 + 2 + (1 + 1 + 1) + (1 + 2 + 300));
+        assert_eq!(long.get("k"), Some(value.as_str()));
+        let empties = [("", "v"), ("k", ""), ("", "")];
+        let with_empties = LabelSet::new(empties);
+        assert_eq!(with_empties.iter().collect::<Vec<_>>(), empties);
+        assert_eq!(with_empties.len(), 3);
         assert_eq!(
             format!("{set:?}"),
             r#"[("__name__", "up"), ("a", ""), ("é", "日本\0x")]"#

@@ -202,6 +202,7 @@ impl ShardSet {
         let before = self.feeder.take().filter(|f| !f.is_finished());
         // Held from here on, all at once: the held-samples gauge is set once per batch, not once
         // per series (a lost series gives its samples back).
+        debug_assert_eq!(translation.series.len(), translation.fingerprints.len());
         let total: u64 = translation.series.iter().map(samples_of).sum();
         self.shared.hold(&self.tenant, total as i64);
         self.samples_in += total;

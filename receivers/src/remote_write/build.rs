@@ -133,6 +133,9 @@ pub struct ExemplarIn<'a> {
 
 /// Room for a request's label-set keys: this many bytes per series (they grow past it).
 const LABEL_SET_BYTES: usize = 96;
+/// At most this much is reserved for them up front: a request may announce more series than it
+/// has labels for.
+const MAX_KEY_BYTES_RESERVED: usize = 1 << 20;
 
 /// How a series is represented in OTLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -155,6 +158,14 @@ impl Kind {
             Kind::Explicit => 'x',
         }
     }
+}
+
+/// Appends `s` after its length, so that no two sequences of strings give the same key (label
+/// values may hold any character, separators included).
+fn push_string(key: &mut String, s: &str) {
+    push_number(key, s.len());
+    key.push(':');
+    key.push_str(s);
 }
 
 /// Appends `n` in decimal, without the formatting machinery.
@@ -279,7 +290,10 @@ impl Builder {
             metric_index: Keys::default(),
             series: Vec::with_capacity(series),
             label_sets: Vec::with_capacity(series),
-            label_set_index: Keys::with_capacity(series, series * LABEL_SET_BYTES),
+            label_set_index: Keys::with_capacity(
+                series,
+                (series * LABEL_SET_BYTES).min(MAX_KEY_BYTES_RESERVED),
+            ),
             exemplars: Vec::new(),
             key: String::new(),
             bucket_budget,
@@ -488,16 +502,14 @@ impl Builder {
     fn label_set(&mut self, labels: &[(&str, &str)]) -> usize {
         self.key.clear();
         for (k, v) in labels {
-            self.key.push_str(k);
-            self.key.push('\u{0}');
-            self.key.push_str(v);
-            self.key.push('\u{0}');
+            push_string(&mut self.key, k);
+            push_string(&mut self.key, v);
         }
-        let number = self.label_set_index.number(&self.key);
-        if number.is_err() {
+        let (number, new) = self.label_set_index.number(&self.key);
+        if new {
             self.label_sets.push(LabelSet::default());
         }
-        number.unwrap_or_else(|new| new)
+        number
     }
 
     fn resource(&mut self, labels: &[(&str, &str)]) -> usize {
@@ -510,18 +522,17 @@ impl Builder {
             match v {
                 Some(v) => {
                     self.key.push('+');
-                    self.key.push_str(v);
+                    push_string(&mut self.key, v);
                 }
                 None => self.key.push('-'),
             }
-            self.key.push('\u{0}');
         }
-        let number = self.resource_index.number(&self.key);
-        if number.is_err() {
+        let (number, new) = self.resource_index.number(&self.key);
+        if new {
             self.resources
                 .push((job.map(str::to_string), instance.map(str::to_string)));
         }
-        number.unwrap_or_else(|new| new)
+        number
     }
 
     /// The series of `set` in representation `kind`, created on first use.
@@ -553,14 +564,11 @@ impl Builder {
         push_number(&mut self.key, resource);
         self.key.push(kind.tag());
         self.key.push_str(name);
-        let metric = match self.metric_index.number(&self.key) {
-            Ok(m) => m,
-            Err(m) => {
-                self.metrics
-                    .push((resource, new_metric(name, kind, prometheus_type, meta)));
-                m
-            }
-        };
+        let (metric, new) = self.metric_index.number(&self.key);
+        if new {
+            self.metrics
+                .push((resource, new_metric(name, kind, prometheus_type, meta)));
+        }
         self.series.push(SeriesAcc {
             metric,
             attributes: labels

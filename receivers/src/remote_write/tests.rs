@@ -455,6 +455,45 @@ async fn v1_request_becomes_resources_per_job_and_instance_typed_by_metadata() {
     assert_eq!(r.counter("sluice_receiver_accepted_points_total", &[]), 5.0);
 }
 
+// Guarantees: label values may hold any character, the receiver's separators included: series
+// (and job/instance pairs) that differ only in where those characters fall stay apart.
+#[tokio::test]
+async fn series_whose_values_hold_separators_stay_apart() {
+    let r = start().await;
+    let req = v1::WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "m"), ("a", "x\0b\0y")], &[(1.0, T0)]),
+            series(&[("__name__", "m"), ("a", "x"), ("b", "y")], &[(2.0, T0)]),
+            series(&[("__name__", "n"), ("job", "a\0+b")], &[(3.0, T0)]),
+            series(
+                &[("__name__", "n"), ("instance", "b\0-"), ("job", "a")],
+                &[(4.0, T0)],
+            ),
+        ],
+        metadata: vec![],
+    };
+    let reply = r.post_v1(&req).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let rms = r.taken();
+    let points: Vec<&NumberDataPoint> = rms
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(|m| m.name == "m")
+        .flat_map(number_points)
+        .collect();
+    assert_eq!(points.len(), 2, "{rms:#?}");
+    assert_eq!(attr(&points[0].attributes, "a").as_deref(), Some("x\0b\0y"));
+    assert_eq!(attr(&points[0].attributes, "b"), None);
+    assert_eq!(attr(&points[1].attributes, "b").as_deref(), Some("y"));
+    let jobs: Vec<Option<String>> = rms
+        .iter()
+        .map(|rm| resource_attr(rm, "service.name"))
+        .collect();
+    assert!(jobs.contains(&Some("a\0+b".to_string())), "{jobs:?}");
+    assert!(jobs.contains(&Some("a".to_string())), "{jobs:?}");
+}
+
 // Guarantees: Prometheus sends 1.0 metadata in requests of its own; the receiver remembers it, so
 // that the samples of later requests are typed by it.
 #[tokio::test]

@@ -1,0 +1,29 @@
+use super::Keys;
+
+#[test]
+fn numbers_keys_in_order_of_first_appearance() {
+    let mut keys = Keys::with_capacity(1, 1);
+    assert_eq!(keys.number("a\0b"), (0, true));
+    assert_eq!(keys.number("a"), (1, true));
+    assert_eq!(keys.number(""), (2, true));
+    assert_eq!(keys.number("a\0b"), (0, false));
+    assert_eq!(keys.number("a"), (1, false));
+    assert_eq!(keys.number(""), (2, false));
+    // Past the first capacity, after the table and the text have grown.
+    for n in 0..1000 {
+        assert_eq!(keys.number(&format!("k{n}")), (3 + n, true));
+    }
+    for n in 0..1000 {
+        assert_eq!(keys.number(&format!("k{n}")), (3 + n, false));
+    }
+    assert_eq!(keys.number("a\0b"), (0, false));
+}
+
+#[test]
+fn a_key_that_is_a_prefix_of_another_is_its_own() {
+    let mut keys = Keys::default();
+    assert_eq!(keys.number("ab"), (0, true));
+    assert_eq!(keys.number("a"), (1, true));
+    assert_eq!(keys.number("b"), (2, true));
+    assert_eq!(keys.number("ab"), (0, false));
+}
