@@ -851,9 +851,37 @@ impl TargetState {
         result
     }
 
+    /// Tracks a grouped series (a counter, histogram or summary) by its key: its start time.
+    fn touch_group(
+        &mut self,
+        g: &Group,
+        key: &mut String,
+        value: f64,
+        created_ns: Option<u64>,
+        now_ns: u64,
+        report: &mut Report,
+    ) -> u64 {
+        let (job, instance) = (g.job.as_deref(), g.instance.as_deref());
+        series_key(key, g.kind, &g.name, job, instance, &g.attributes);
+        self.touch(
+            key,
+            g.kind,
+            &g.name,
+            None,
+            &g.attributes,
+            job,
+            instance,
+            value,
+            created_ns,
+            now_ns,
+            g.timestamp_ms.is_some(),
+            report,
+        )
+    }
+
     fn finish_group(
         &mut self,
-        g: Group,
+        mut g: Group,
         families: &[Family],
         now_ns: u64,
         out: &mut Out,
@@ -874,28 +902,7 @@ impl TargetState {
         match g.kind {
             Kind::Counter => {
                 let Some(value) = g.value else { return };
-                series_key(
-                    key,
-                    g.kind,
-                    &g.name,
-                    g.job.as_deref(),
-                    g.instance.as_deref(),
-                    &g.attributes,
-                );
-                let start = self.touch(
-                    key,
-                    g.kind,
-                    &g.name,
-                    None,
-                    &g.attributes,
-                    g.job.as_deref(),
-                    g.instance.as_deref(),
-                    value,
-                    created_ns,
-                    now_ns,
-                    g.timestamp_ms.is_some(),
-                    report,
-                );
+                let start = self.touch_group(&g, key, value, created_ns, now_ns, report);
                 out.number(
                     res,
                     spec,
@@ -911,7 +918,7 @@ impl TargetState {
             }
             Kind::Histogram => {
                 let Some(count) = g.count else { return };
-                let mut buckets = g.buckets;
+                let mut buckets = std::mem::take(&mut g.buckets);
                 buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let mut bounds = Vec::with_capacity(buckets.len());
                 let mut counts = Vec::with_capacity(buckets.len() + 1);
@@ -925,28 +932,7 @@ impl TargetState {
                     previous = previous.max(*cumulative);
                 }
                 counts.push(to_count(count - previous));
-                series_key(
-                    key,
-                    g.kind,
-                    &g.name,
-                    g.job.as_deref(),
-                    g.instance.as_deref(),
-                    &g.attributes,
-                );
-                let start = self.touch(
-                    key,
-                    g.kind,
-                    &g.name,
-                    None,
-                    &g.attributes,
-                    g.job.as_deref(),
-                    g.instance.as_deref(),
-                    count,
-                    created_ns,
-                    now_ns,
-                    g.timestamp_ms.is_some(),
-                    report,
-                );
+                let start = self.touch_group(&g, key, count, created_ns, now_ns, report);
                 let m = out.metric(res, spec.name, spec.kind, None, spec.help, spec.unit);
                 if let Some(Data::Histogram(h)) = &mut m.data {
                     h.data_points.push(HistogramDataPoint {
@@ -966,28 +952,7 @@ impl TargetState {
             }
             Kind::Summary => {
                 let Some(count) = g.count else { return };
-                series_key(
-                    key,
-                    g.kind,
-                    &g.name,
-                    g.job.as_deref(),
-                    g.instance.as_deref(),
-                    &g.attributes,
-                );
-                let start = self.touch(
-                    key,
-                    g.kind,
-                    &g.name,
-                    None,
-                    &g.attributes,
-                    g.job.as_deref(),
-                    g.instance.as_deref(),
-                    count,
-                    created_ns,
-                    now_ns,
-                    g.timestamp_ms.is_some(),
-                    report,
-                );
+                let start = self.touch_group(&g, key, count, created_ns, now_ns, report);
                 let m = out.metric(res, spec.name, spec.kind, None, spec.help, spec.unit);
                 if let Some(Data::Summary(s)) = &mut m.data {
                     s.data_points.push(SummaryDataPoint {
