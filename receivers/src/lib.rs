@@ -1,6 +1,7 @@
 //! Sluice's receivers. Each takes metrics in over one protocol and hands them, as `Batch`es, to its
 //! pipelines; a refusal from the pipeline becomes the protocol's retryable status.
 
+mod keys;
 pub mod otlp;
 pub mod prometheus;
 pub mod remote_write;

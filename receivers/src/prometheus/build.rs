@@ -20,6 +20,7 @@
 
 use super::parser::{Buffers, Entry, Format, Label, MetricType, Parser, Text};
 use super::relabel::relabel;
+use crate::keys::push_string;
 use sluice_core::prometheus::stale_nan;
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{
@@ -1156,22 +1157,19 @@ fn push_identity(
         match v {
             Some(v) => {
                 key.push('+');
-                key.push_str(v);
+                push_string(key, v);
             }
             None => key.push('-'),
         }
-        key.push('\u{0}');
     }
     for kv in attributes {
-        key.push_str(&kv.key);
-        key.push('\u{0}');
-        if let Some(AnyValue {
-            value: Some(any_value::Value::StringValue(s)),
-        }) = &kv.value
-        {
-            key.push_str(s);
+        push_string(key, &kv.key);
+        match &kv.value {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => push_string(key, s),
+            _ => push_string(key, ""),
         }
-        key.push('\u{0}');
     }
 }
 
@@ -1184,7 +1182,13 @@ fn series_key(
     attributes: &[KeyValue],
 ) {
     key.clear();
-    let _ = write!(key, "{kind:?}\u{0}{name}\u{0}");
+    key.push(match kind {
+        Kind::Gauge => 'g',
+        Kind::Counter => 'c',
+        Kind::Histogram => 'h',
+        Kind::Summary => 's',
+    });
+    push_string(key, name);
     push_identity(key, job, instance, attributes);
 }
 

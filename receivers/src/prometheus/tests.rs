@@ -464,6 +464,19 @@ fn disappearing_series_get_a_staleness_marker() {
     assert!(!has(&r, "stale"));
 }
 
+// Guarantees: label values may hold any character, the receiver's separators included: series
+// that differ only in where those characters fall are tracked apart (each gets its own marker).
+#[test]
+fn series_whose_values_hold_separators_are_tracked_apart() {
+    let mut s = TargetState::default();
+    let both = "# TYPE m gauge\nm{a=\"x\u{0}b\u{0}y\"} 1\nm{a=\"x\",b=\"y\"} 2\n";
+    let r = scrape(&mut s, both, T0);
+    assert_eq!(numbers(metric(&r, "m")).len(), 2);
+    let r = scrape(&mut s, "# TYPE m gauge\nm{a=\"x\",b=\"y\"} 2\n", T0 + SEC);
+    assert_eq!(stale_points(&r, "m"), 1, "{:?}", numbers(metric(&r, "m")));
+    assert_eq!(r.stale_markers, 1);
+}
+
 #[test]
 fn a_failed_scrape_marks_every_series_stale() {
     let mut s = TargetState::default();

@@ -17,7 +17,7 @@
 //! - Exemplars go to the point of their series (in the same request) closest in time.
 
 use super::histogram::{self, HistogramLike, Native};
-use super::keys::Keys;
+use crate::keys::{Keys, push_string};
 use sluice_core::batch::metric_points;
 use sluice_core::prometheus::{MetricType, is_stale_nan};
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
@@ -158,30 +158,6 @@ impl Kind {
             Kind::Explicit => 'x',
         }
     }
-}
-
-/// Appends `s` after its length, so that no two sequences of strings give the same key (label
-/// values may hold any character, separators included).
-fn push_string(key: &mut String, s: &str) {
-    push_number(key, s.len());
-    key.push(':');
-    key.push_str(s);
-}
-
-/// Appends `n` in decimal, without the formatting machinery.
-fn push_number(key: &mut String, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    key.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 enum Points {
@@ -561,7 +537,7 @@ impl Builder {
         let i = self.series.len();
         *slot = Some(i);
         self.key.clear();
-        push_number(&mut self.key, resource);
+        self.key.push_str(itoa::Buffer::new().format(resource));
         self.key.push(kind.tag());
         self.key.push_str(name);
         let (metric, new) = self.metric_index.number(&self.key);

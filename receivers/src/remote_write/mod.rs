@@ -8,7 +8,6 @@ mod config;
 mod decode;
 mod histogram;
 mod http;
-mod keys;
 mod wire;
 
 pub use config::RemoteWriteReceiverConfig;

@@ -1,10 +1,20 @@
-//! Numbering of a request's keys (label sets, resources, metrics) in order of first appearance.
-//! Every key is kept in one shared string, so a new key costs no allocation of its own: a request
-//! of 2,000 series used to allocate a copy of each series' labels just to index them.
+//! Keys that receivers build from label sets to find a series, resource or metric again.
+//!
+//! - [`push_string`] writes each string after its length, so that no two sequences of strings give
+//!   the same key: label values may hold any character, so a separator alone is not enough.
+//! - [`Keys`] numbers a request's keys in order of first appearance. Every key is kept in one
+//!   shared string, so a new key costs no allocation of its own.
 
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::ops::Range;
+
+/// Appends `s` to `key` after its length.
+pub fn push_string(key: &mut String, s: &str) {
+    key.push_str(itoa::Buffer::new().format(s.len()));
+    key.push(':');
+    key.push_str(s);
+}
 
 #[derive(Default)]
 pub struct Keys {

@@ -1,4 +1,4 @@
-use super::Keys;
+use super::{Keys, push_string};
 
 #[test]
 fn numbers_keys_in_order_of_first_appearance() {
@@ -26,4 +26,18 @@ fn a_key_that_is_a_prefix_of_another_is_its_own() {
     assert_eq!(keys.number("a"), (1, true));
     assert_eq!(keys.number("b"), (2, true));
     assert_eq!(keys.number("ab"), (0, false));
+}
+
+#[test]
+fn strings_after_their_lengths_keep_sequences_apart() {
+    let key = |parts: &[&str]| {
+        let mut k = String::new();
+        for p in parts {
+            push_string(&mut k, p);
+        }
+        k
+    };
+    assert_eq!(key(&["ab", ""]), "2:ab0:");
+    assert_ne!(key(&["a", "x\0b\0y"]), key(&["a", "x", "b", "y"]));
+    assert_ne!(key(&["1:a"]), key(&["", "a"]));
 }
