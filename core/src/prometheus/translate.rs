@@ -161,15 +161,19 @@ impl TranslationState {
         }
     }
 
-    /// Translates a batch with this state (`opts` must be the same in every call).
-    pub fn translate(&mut self, batch: &Batch, opts: &TranslateOptions) -> Translation {
-        translate_cached(batch, opts, Some(&mut self.delta), Some(&mut self.labels))
-    }
-
-    /// Counts what a translation found in the label cache, and the cache's size, for an exporter.
-    pub fn report(&self, t: &Translation, telemetry: &Telemetry, exporter: &str) {
+    /// Translates a batch for `exporter` with this state (`opts` must be the same in every
+    /// call), and counts what it found in the label cache, and the cache's size.
+    pub fn translate(
+        &mut self,
+        batch: &Batch,
+        opts: &TranslateOptions,
+        telemetry: &Telemetry,
+        exporter: &str,
+    ) -> Translation {
+        let t = translate_cached(batch, opts, Some(&mut self.delta), Some(&mut self.labels));
         let (hits, misses) = (t.label_cache_hits, t.label_cache_misses);
         telemetry.exporter_label_cache(exporter, hits, misses, self.labels.len());
+        t
     }
 }
 

@@ -189,12 +189,10 @@ impl Exporter for PrometheusExporter {
 
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
-            let translation = {
-                let mut state = self.translation.lock();
-                let t = state.translate(batch, &self.opts);
-                state.report(&t, &self.telemetry, &self.name);
-                t
-            };
+            let translation =
+                self.translation
+                    .lock()
+                    .translate(batch, &self.opts, &self.telemetry, &self.name);
             let native = self.apply(translation.series, Instant::now());
             let mut reasons: Vec<String> = Vec::new();
             let mut rejected = 0u64;

@@ -117,12 +117,12 @@ impl Exporter for RemoteWriteExporter {
                 entry.touch();
                 // After the busy check, so that a deferred batch's too old points count once.
                 let batch: &Batch = &AgeLimit::apply(self.age_limit.as_ref(), batch);
-                let translation = {
-                    let mut state = self.translation.lock();
-                    let t = state.translate(batch, &self.opts);
-                    state.report(&t, &self.shared.telemetry, &self.shared.name);
-                    t
-                };
+                let translation = self.translation.lock().translate(
+                    batch,
+                    &self.opts,
+                    &self.shared.telemetry,
+                    &self.shared.name,
+                );
                 for (reason, points) in &translation.dropped {
                     tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
                     self.shared.telemetry.exporter_dropped(
