@@ -3,7 +3,8 @@
 //!
 //! - `rw_v1`: snappy decompress + decode + encode + snappy compress of remote_write 1.0 requests
 //!   (the W1 floor), and each step alone;
-//! - `otlp`: decode + encode of OTLP requests (the W3 floor without compression);
+//! - `otlp`: decode + encode of OTLP requests, and with gunzip before and gzip after (the W3
+//!   floor: tonic, and so Sluice and rotel, gzip at level 6); gzip at levels 1 and 6 alone;
 //! - `w2`: OTLP decode, Sluice's translation (`sluice_core::prometheus::translate`), and the
 //!   remote_write 1.0 encoding + snappy of the translated series, by prost (labels copied into
 //!   its messages) and by the exporter's own writer (straight from the series) (the W2 floor).
@@ -95,8 +96,25 @@ fn rw_v1(c: &mut Criterion) {
     g.finish();
 }
 
+fn gzip(b: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    e.write_all(b).expect("in memory");
+    e.finish().expect("in memory")
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
 fn otlp(c: &mut Criterion) {
     let w = workload(Format::Otlp);
+    let gzipped: Vec<Vec<u8>> = w.bodies.iter().map(|b| gzip(b, 6)).collect();
     let mut g = group(c, "otlp", &w);
     g.bench_function("decode+encode", |b| {
         b.iter(|| {
@@ -107,7 +125,37 @@ fn otlp(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("gunzip+decode+encode+gzip6", |b| {
+        b.iter(|| {
+            for body in &gzipped {
+                let raw = gunzip(black_box(body));
+                let req = ExportMetricsServiceRequest::decode(raw.as_slice()).expect("valid");
+                black_box(gzip(&req.encode_to_vec(), 6));
+            }
+        })
+    });
+    g.bench_function("gunzip", |b| {
+        b.iter(|| {
+            for body in &gzipped {
+                black_box(gunzip(black_box(body)));
+            }
+        })
+    });
+    for level in [6, 1] {
+        g.bench_function(format!("gzip level {level}"), |b| {
+            b.iter(|| {
+                for body in &w.bodies {
+                    black_box(gzip(black_box(body), level));
+                }
+            })
+        });
+    }
     g.finish();
+    for level in [6, 1] {
+        let bytes: usize = w.bodies.iter().map(|b| gzip(b, level).len()).sum();
+        let raw: usize = w.bodies.iter().map(|b| b.len()).sum();
+        eprintln!("otlp gzip level {level}: {raw} -> {bytes} bytes");
+    }
 }
 
 /// A plain remote_write 1.0 request of translated series (no metadata).
