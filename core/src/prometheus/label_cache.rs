@@ -72,7 +72,7 @@ pub struct LabelCache {
 
 impl LabelCache {
     /// Label sets per generation, by default: at most twice this many are kept.
-    pub const DEFAULT_CAPACITY: usize = 65_536;
+    pub const DEFAULT_CAPACITY: usize = 262_144;
 
     /// [`Self::DEFAULT_CAPACITY`], for configuration defaults.
     pub fn default_capacity() -> usize {

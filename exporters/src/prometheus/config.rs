@@ -41,7 +41,7 @@ pub struct PrometheusExporterConfig {
     /// `drop` (default, counted) or `to_cumulative`.
     #[serde(default)]
     pub delta_temporality: DeltaPolicy,
-    /// Translated label sets remembered between batches, per generation (default 65536; two
+    /// Translated label sets remembered between batches, per generation (default 262144; two
     /// generations are kept; 0 remembers none). See `sluice_core::prometheus::LabelCache`.
     #[serde(default = "LabelCache::default_capacity")]
     pub label_cache_size: usize,

@@ -323,9 +323,9 @@ mod tenants {
     }
 
     #[test]
-    fn label_cache_size_defaults_to_65536_and_0_turns_it_off() {
+    fn label_cache_size_defaults_to_262144_and_0_turns_it_off() {
         let endpoint = "endpoint: http://127.0.0.1:9/api/v1/write";
-        assert_eq!(config(endpoint).label_cache_size, 65_536);
+        assert_eq!(config(endpoint).label_cache_size, 262_144);
         let off = config(&format!("{endpoint}\nlabel_cache_size: 0"));
         assert_eq!(off.label_cache_size, 0);
     }
