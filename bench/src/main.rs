@@ -59,6 +59,11 @@ struct RunArgs {
     /// even when told `none`, so only gzip compares like with like.
     #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     compression: Compression,
+    /// Sluice's OTLP exporter `compression_params.level` in W3 (default: Sluice's own, gzip 1).
+    /// rotel gzips at level 6 (tonic's fixed level): `--compression-level 6` compares like with
+    /// like.
+    #[arg(long)]
+    compression_level: Option<u32>,
     /// Sluice's exporter `sending_queue.queue_size`, in points (W5: shared among the tenants).
     #[arg(long, default_value_t = 200_000)]
     queue_size: usize,
@@ -193,6 +198,7 @@ fn options(args: &RunArgs, pin: bool) -> Options {
         rounds: args.rounds,
         connections: args.connections,
         compression: args.compression,
+        compression_level: args.compression_level,
         queue_size: args.queue_size,
         label_cache_size: args.label_cache_size,
         quiet: Duration::from_secs(args.quiet_secs),
@@ -337,6 +343,9 @@ fn print_header(args: &RunArgs, opts: &Options) {
             opts.connections,
             opts.compression
         );
+        if let Some(level) = opts.compression_level {
+            println!("- Sluice's OTLP export compression_params.level: {level}");
+        }
     }
     let mut collectors = Vec::new();
     for c in args.scenarios.iter().flat_map(|s| s.collectors()) {

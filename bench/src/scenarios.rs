@@ -153,6 +153,8 @@ pub struct Options {
     pub rounds: usize,
     pub connections: usize,
     pub compression: Compression,
+    /// Sluice's OTLP exporter `compression_params.level` (W3), when not its default.
+    pub compression_level: Option<u32>,
     /// Sluice's `sending_queue.queue_size` (points).
     pub queue_size: usize,
     /// Sluice's remote_write `label_cache_size`, when not its default.
@@ -662,9 +664,12 @@ fn sluice_config(
         ),
         Scenario::W3 => format!(
             "{otlp_receiver}processors:\n  batch: {{}}\nexporters:\n  otlp:\n    endpoint: {}\n    \
-             compression: {}\n    sending_queue: {{ queue_size: {q} }}\n{}",
+             compression: {}\n{}    sending_queue: {{ queue_size: {q} }}\n{}",
             sink.otlp_endpoint(),
             opts.compression.name(),
+            opts.compression_level.map_or(String::new(), |l| format!(
+                "    compression_params: {{ level: {l} }}\n"
+            )),
             service("otlp", "batch", "otlp")
         ),
         Scenario::W4 => format!(

@@ -60,18 +60,49 @@ fn read_limited(r: impl Read, limit: u64, what: &'static str) -> Result<Vec<u8>,
     Ok(out)
 }
 
-pub fn compress(c: Compression, body: &[u8]) -> Vec<u8> {
+/// `compression_params`: how hard an exporter compresses (the OpenTelemetry Collector's
+/// `compression_params.level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionParams {
+    /// gzip: 1 (fastest) to 9 (smallest); zstd: 1 to 22. Default 1 for both.
+    pub level: Option<u32>,
+}
+
+impl CompressionParams {
+    /// Why `level` cannot be used with `c`, if it cannot.
+    pub fn problem(self, c: Compression) -> Option<String> {
+        let level = self.level?;
+        let (name, max) = match c {
+            Compression::Gzip => ("gzip", 9),
+            Compression::Zstd => ("zstd", 22),
+            Compression::None => {
+                return Some(format!(
+                    "compression_params.level {level} has no effect with compression none; \
+                     remove it or choose gzip or zstd"
+                ));
+            }
+        };
+        (!(1..=max).contains(&level)).then(|| {
+            format!("compression_params.level {level} is out of range for {name}: use 1 to {max}")
+        })
+    }
+}
+
+/// `body` compressed with `c` at the level of `params` (see [`CompressionParams::level`]).
+pub fn compress(c: Compression, params: CompressionParams, body: &[u8]) -> Vec<u8> {
+    let level = params.level.unwrap_or(1);
     match c {
         Compression::None => body.to_vec(),
         Compression::Gzip => {
             use std::io::Write;
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let level = flate2::Compression::new(level.min(9));
+            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), level);
             e.write_all(body).expect("writing to a Vec cannot fail");
             e.finish().expect("writing to a Vec cannot fail")
         }
-        Compression::Zstd => {
-            zstd::bulk::compress(body, 1).expect("zstd compression of a buffer cannot fail")
-        }
+        Compression::Zstd => zstd::bulk::compress(body, level.min(22) as i32)
+            .expect("zstd compression of a buffer cannot fail"),
     }
 }
 
@@ -94,12 +125,40 @@ mod tests {
     fn round_trips_and_limits() {
         let body = vec![7u8; 100_000];
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            let z = compress(c, &body);
+            let z = compress(c, CompressionParams::default(), &body);
             assert_eq!(decompress(c.header(), &z, 200_000).unwrap(), body);
             assert_eq!(
                 decompress(c.header(), &z, 99_999),
                 Err(DecompressError::TooLarge(99_999))
             );
+        }
+    }
+
+    #[test]
+    fn levels_trade_size_for_speed_and_are_checked() {
+        let body: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("series_{} {}\n", i % 977, i * 7919 % 1000).into_bytes())
+            .collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let fast = compress(c, CompressionParams::default(), &body);
+            let small = compress(c, CompressionParams { level: Some(9) }, &body);
+            assert!(small.len() < fast.len(), "{c:?}: {} vs {}", small.len(), fast.len());
+            for z in [fast, small] {
+                assert_eq!(decompress(c.header(), &z, 1 << 30).unwrap(), body);
+            }
+        }
+        let level = |l| CompressionParams { level: Some(l) };
+        assert_eq!(level(9).problem(Compression::Gzip), None);
+        assert_eq!(level(22).problem(Compression::Zstd), None);
+        assert_eq!(CompressionParams::default().problem(Compression::None), None);
+        for (l, c, msg) in [
+            (0, Compression::Gzip, "use 1 to 9"),
+            (10, Compression::Gzip, "use 1 to 9"),
+            (23, Compression::Zstd, "use 1 to 22"),
+            (1, Compression::None, "no effect with compression none"),
+        ] {
+            let p = level(l).problem(c).expect("refused");
+            assert!(p.contains(msg), "{p}");
         }
     }
 

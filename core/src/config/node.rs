@@ -60,6 +60,14 @@ impl Node {
         }
     }
 
+    /// Where the value of a map's `key` is, for errors about it; the map's own position when the
+    /// key is absent (or the node is not a map).
+    pub fn field_pos(&self, key: &str) -> Pos {
+        self.as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.key_text() == key))
+            .map_or(self.pos, |(_, v)| v.pos)
+    }
+
     /// A short description of the node's kind for error messages.
     pub fn kind(&self) -> &'static str {
         match self.value {

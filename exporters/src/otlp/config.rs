@@ -1,6 +1,6 @@
 use serde::Deserialize;
 use sluice_core::component::Validate;
-use sluice_core::compression::Compression;
+use sluice_core::compression::{Compression, CompressionParams};
 use sluice_core::config::types::{Duration, HttpUrl};
 use sluice_core::config::{DeError, LoadContext, Node};
 use sluice_core::sending::{QueueSettings, RetrySettings, SendingSettings};
@@ -15,6 +15,9 @@ pub struct OtlpGrpcExporterConfig {
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
+    /// `level`: gzip 1 (default, fastest) to 9, zstd 1 (default) to 22.
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// Deadline of one export call (default 5s).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -54,6 +57,9 @@ pub struct OtlpHttpExporterConfig {
     /// `gzip` (default), `zstd` or `none`.
     #[serde(default)]
     pub compression: Compression,
+    /// `level`: gzip 1 (default, fastest) to 9, zstd 1 (default) to 22.
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// Deadline of one request (default 5s).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -181,15 +187,14 @@ impl Validate for OtlpGrpcExporterConfig {
         for m in self.sending_queue.problems() {
             errs.push(DeError::new(node.pos, m));
         }
-        let pos = node
-            .as_map()
-            .and_then(|m| m.iter().find(|(k, _)| k.key_text() == "endpoint"))
-            .map_or(node.pos, |(_, v)| v.pos);
         if let Err(m) = self.uri() {
-            errs.push(DeError::new(pos, m));
+            errs.push(DeError::new(node.field_pos("endpoint"), m));
         }
         check_headers(&self.headers, node, &mut errs);
         check_tenant_header(&self.tenant_header, node, &mut errs);
+        if let Some(m) = self.compression_params.problem(self.compression) {
+            errs.push(DeError::new(node.field_pos("compression_params"), m));
+        }
         errs
     }
 }
@@ -234,6 +239,9 @@ impl Validate for OtlpHttpExporterConfig {
         }
         check_headers(&self.headers, node, &mut errs);
         check_tenant_header(&self.tenant_header, node, &mut errs);
+        if let Some(m) = self.compression_params.problem(self.compression) {
+            errs.push(DeError::new(node.field_pos("compression_params"), m));
+        }
         if let Some(url) = self.url()
             && url.contains("${tenant}")
             && let Err(m) = HttpUrl::parse(&url.replace("${tenant}", "tenant"))

@@ -11,7 +11,8 @@ use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
-use sluice_core::compression::Compression;
+use super::precompressed::Precompressed;
+use sluice_core::compression::{Compression, CompressionParams, compress};
 use sluice_core::grpc_codec::{Encoded, OtlpCodec};
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
 use sluice_core::sending::SendingSettings;
@@ -31,14 +32,16 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
             .timeout(self.timeout.get())
             .tcp_nodelay(true)
             .connect_lazy();
-        let mut client = Grpc::new(channel).max_decoding_message_size(64 << 20);
-        client = match self.compression {
-            Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
-            Compression::Zstd => client.send_compressed(CompressionEncoding::Zstd),
-            Compression::None => client,
-        }
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd);
+        // Requests are compressed here, at `compression_params.level` (tonic's own gzip is fixed
+        // at level 6); responses may come compressed either way.
+        let channel = Precompressed {
+            channel,
+            encoding: self.compression.header(),
+        };
+        let client = Grpc::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
         let mut headers = Vec::new();
         for (k, v) in &self.headers {
             let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())?;
@@ -50,6 +53,8 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
         };
         Ok(Arc::new(GrpcExporter {
             client,
+            compression: self.compression,
+            compression_params: self.compression_params,
             headers,
             tenant_key,
             default_tenant: self.default_tenant.clone(),
@@ -70,7 +75,9 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
 const EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 struct GrpcExporter {
-    client: Grpc<Channel>,
+    client: Grpc<Precompressed>,
+    compression: Compression,
+    compression_params: CompressionParams,
     headers: Vec<(
         MetadataKey<tonic::metadata::Ascii>,
         MetadataValue<tonic::metadata::Ascii>,
@@ -105,7 +112,11 @@ impl GrpcExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
             // Encoded from the batch itself: no request message is built from a copy of it.
-            let mut req = tonic::Request::new(Encoded(batch.encode_request()));
+            let mut body = batch.encode_request();
+            if self.compression != Compression::None {
+                body = compress(self.compression, self.compression_params, &body);
+            }
+            let mut req = tonic::Request::new(Encoded(body));
             for (k, v) in &self.headers {
                 req.metadata_mut().insert(k.clone(), v.clone());
             }

@@ -10,7 +10,7 @@ use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
-use sluice_core::compression::{Compression, compress};
+use sluice_core::compression::{Compression, CompressionParams, compress};
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
 use sluice_core::sending::SendingSettings;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             url,
             encoding: self.encoding,
             compression: self.compression,
+            compression_params: self.compression_params,
             tenant_header,
             default_tenant: self.default_tenant.clone(),
             age_limit: AgeLimit::new(
@@ -61,6 +62,7 @@ struct HttpExporter {
     url: String,
     encoding: HttpEncoding,
     compression: Compression,
+    compression_params: CompressionParams,
     tenant_header: Option<http::HeaderName>,
     default_tenant: String,
     /// `sample_age_limit`.
@@ -112,7 +114,7 @@ impl HttpExporter {
                 rb = rb.header(http::header::CONTENT_ENCODING, enc);
             }
             let resp = rb
-                .body(compress(self.compression, &body))
+                .body(compress(self.compression, self.compression_params, &body))
                 .send()
                 .await
                 .map_err(|e| {

@@ -4,6 +4,7 @@
 mod config;
 mod grpc;
 mod http;
+mod precompressed;
 
 pub use config::{HttpEncoding, OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
 pub(crate) use http::parse_retry_after;

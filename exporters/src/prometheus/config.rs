@@ -108,11 +108,7 @@ impl PrometheusExporterConfig {
 impl Validate for PrometheusExporterConfig {
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
-        let at = |key: &str| {
-            node.as_map()
-                .and_then(|m| m.iter().find(|(k, _)| k.key_text() == key))
-                .map_or(node.pos, |(_, v)| v.pos)
-        };
+        let at = |key: &str| node.field_pos(key);
         if self.metric_expiration.get().is_zero() {
             errs.push(DeError::new(
                 at("metric_expiration"),

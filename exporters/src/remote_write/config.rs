@@ -255,11 +255,7 @@ impl Validate for RemoteWriteConfig {
 
     fn validate(&self, node: &Node, _: &LoadContext) -> Vec<DeError> {
         let mut errs = Vec::new();
-        let at = |key: &str| {
-            node.as_map()
-                .and_then(|m| m.iter().find(|(k, _)| k.key_text() == key))
-                .map_or(node.pos, |(_, v)| v.pos)
-        };
+        let at = |key: &str| node.field_pos(key);
         if let Err(m) = HttpUrl::parse(&self.url_for("tenant")) {
             errs.push(DeError::new(at("endpoint"), m));
         }
