@@ -142,7 +142,12 @@ mod tests {
         for c in [Compression::Gzip, Compression::Zstd] {
             let fast = compress(c, CompressionParams::default(), &body);
             let small = compress(c, CompressionParams { level: Some(9) }, &body);
-            assert!(small.len() < fast.len(), "{c:?}: {} vs {}", small.len(), fast.len());
+            assert!(
+                small.len() < fast.len(),
+                "{c:?}: {} vs {}",
+                small.len(),
+                fast.len()
+            );
             for z in [fast, small] {
                 assert_eq!(decompress(c.header(), &z, 1 << 30).unwrap(), body);
             }
@@ -150,7 +155,10 @@ mod tests {
         let level = |l| CompressionParams { level: Some(l) };
         assert_eq!(level(9).problem(Compression::Gzip), None);
         assert_eq!(level(22).problem(Compression::Zstd), None);
-        assert_eq!(CompressionParams::default().problem(Compression::None), None);
+        assert_eq!(
+            CompressionParams::default().problem(Compression::None),
+            None
+        );
         for (l, c, msg) in [
             (0, Compression::Gzip, "use 1 to 9"),
             (10, Compression::Gzip, "use 1 to 9"),

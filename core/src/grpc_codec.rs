@@ -83,7 +83,12 @@ impl<U: Message + Default> Decoder for MessageDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf)
+        // Taken out as one contiguous block (without a copy) and decoded from a slice: prost then
+        // reads fields straight from memory, where through `DecodeBuf` every step of every field
+        // goes through its length bookkeeping.
+        use prost::bytes::Buf;
+        let message = buf.copy_to_bytes(buf.remaining());
+        U::decode(message.as_ref())
             .map(Some)
             .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
     }

@@ -5,13 +5,13 @@
 //! Every other code is permanent: the batch is dropped and counted.
 
 use super::config::{OtlpGrpcExporterConfig, sending, tenant_of};
+use super::precompressed::Precompressed;
 use futures::future::BoxFuture;
 use sluice_core::batch::Batch;
 use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
     BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
 };
-use super::precompressed::Precompressed;
 use sluice_core::compression::{Compression, CompressionParams, compress};
 use sluice_core::grpc_codec::{Encoded, OtlpCodec};
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;

@@ -577,11 +577,20 @@ fn compression_params_are_validated_with_their_position() {
     assert_eq!(c.compression_params.level, Some(22));
     for (body, message) in [
         ("compression_params:\n  level: 10", "use 1 to 9"),
-        ("compression: zstd\ncompression_params:\n  level: 23", "use 1 to 22"),
-        ("compression: none\ncompression_params:\n  level: 1", "compression none"),
+        (
+            "compression: zstd\ncompression_params:\n  level: 23",
+            "use 1 to 22",
+        ),
+        (
+            "compression: none\ncompression_params:\n  level: 1",
+            "compression none",
+        ),
         ("compression_params:\n  levle: 1", "levle"),
     ] {
-        let text = format!("exporters:\n  otlp:\n    endpoint: 127.0.0.1:4317\n    {}\n", body.replace('\n', "\n    "));
+        let text = format!(
+            "exporters:\n  otlp:\n    endpoint: 127.0.0.1:4317\n    {}\n",
+            body.replace('\n', "\n    ")
+        );
         let id = ComponentId::parse("otlp").unwrap();
         let node = component_node(&text, Class::Exporter, &id).expect("an exporter node");
         let ctx = LoadContext {
