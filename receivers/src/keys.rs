@@ -2,6 +2,7 @@
 //!
 //! - [`push_string`] writes each string after its length, so that no two sequences of strings give
 //!   the same key: label values may hold any character, so a separator alone is not enough.
+//!   [`take_string`] reads them back.
 //! - [`Keys`] numbers a request's keys in order of first appearance. Every key is kept in one
 //!   shared string, so a new key costs no allocation of its own.
 
@@ -14,6 +15,16 @@ pub fn push_string(key: &mut String, s: &str) {
     key.push_str(itoa::Buffer::new().format(s.len()));
     key.push(':');
     key.push_str(s);
+}
+
+/// Takes the string [`push_string`] wrote at the start of `rest`, and moves `rest` past it; `None`
+/// when `rest` does not start with one.
+pub fn take_string<'k>(rest: &mut &'k str) -> Option<&'k str> {
+    let (len, after) = rest.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let s = after.get(..len)?;
+    *rest = &after[len..];
+    Some(s)
 }
 
 #[derive(Default)]

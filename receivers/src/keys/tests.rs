@@ -1,4 +1,4 @@
-use super::{Keys, push_string};
+use super::{Keys, push_string, take_string};
 
 #[test]
 fn numbers_keys_in_order_of_first_appearance() {
@@ -40,4 +40,23 @@ fn strings_after_their_lengths_keep_sequences_apart() {
     assert_eq!(key(&["ab", ""]), "2:ab0:");
     assert_ne!(key(&["a", "x\0b\0y"]), key(&["a", "x", "b", "y"]));
     assert_ne!(key(&["1:a"]), key(&["", "a"]));
+}
+
+#[test]
+fn strings_are_read_back_as_written() {
+    let strings = ["", "a", "x:y", "12:ab", "ünï\u{0}cödé", &"long".repeat(40)];
+    let mut key = String::new();
+    for s in strings {
+        push_string(&mut key, s);
+    }
+    let mut rest = key.as_str();
+    for s in strings {
+        assert_eq!(take_string(&mut rest), Some(s));
+    }
+    assert_eq!(rest, "");
+    assert_eq!(take_string(&mut rest), None);
+    for bad in ["a:", "3:ab", "x", "-1:a", "1:\u{e9}"] {
+        let mut rest = bad;
+        assert_eq!(take_string(&mut rest), None, "{bad:?}");
+    }
 }

@@ -20,7 +20,7 @@
 
 use super::parser::{Buffers, Entry, Format, Label, MetricType, Parser, Text};
 use super::relabel::relabel;
-use crate::keys::push_string;
+use crate::keys::{push_string, take_string};
 use sluice_core::prometheus::stale_nan;
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{
@@ -125,14 +125,10 @@ enum Kind {
     Summary,
 }
 
-/// A series seen by an earlier scrape.
+/// A series seen by an earlier scrape. Its kind, name, job, instance and attributes are in its key
+/// (see [`series_key`]), read back only for its staleness marker.
 struct Tracked {
-    kind: Kind,
-    name: String,
     prometheus_type: Option<&'static str>,
-    attributes: Vec<KeyValue>,
-    job: Option<String>,
-    instance: Option<String>,
     /// The start time of a cumulative series (ns).
     start_ns: u64,
     /// The last value (a histogram's or summary's count), to see resets.
@@ -538,15 +534,13 @@ impl TargetState {
         // Staleness: series of the last scrape that this one did not have.
         let epoch = self.epoch;
         let mut stale = 0;
-        self.series.retain(|_, t| {
+        self.series.retain(|key, t| {
             if t.epoch == epoch {
                 return true;
             }
             if !t.explicit_ts {
                 stale += 1;
-                let res = out.resource(t.job.as_deref(), t.instance.as_deref());
-                let m = out.metric(res, &t.name, t.kind, t.prometheus_type, "", "");
-                stale_point(m, t.attributes.clone(), now_ns);
+                mark_stale(&mut out, key, t.prometheus_type, now_ns);
             }
             false
         });
@@ -735,11 +729,7 @@ impl TargetState {
                             self.touch(
                                 &key,
                                 kind,
-                                &name,
                                 prometheus_type,
-                                &attributes,
-                                job,
-                                instance,
                                 s.value,
                                 None,
                                 now_ns,
@@ -867,11 +857,7 @@ impl TargetState {
         self.touch(
             key,
             g.kind,
-            &g.name,
             None,
-            &g.attributes,
-            job,
-            instance,
             value,
             created_ns,
             now_ns,
@@ -981,11 +967,7 @@ impl TargetState {
         &mut self,
         key: &str,
         kind: Kind,
-        name: &str,
         prometheus_type: Option<&'static str>,
-        attributes: &[KeyValue],
-        job: Option<&str>,
-        instance: Option<&str>,
         value: f64,
         created_ns: Option<u64>,
         now_ns: u64,
@@ -1014,12 +996,7 @@ impl TargetState {
                 self.series.insert(
                     key.to_string(),
                     Tracked {
-                        kind,
-                        name: name.to_string(),
                         prometheus_type,
-                        attributes: attributes.to_vec(),
-                        job: job.map(str::to_string),
-                        instance: instance.map(str::to_string),
                         start_ns,
                         last: value,
                         first_epoch: epoch,
@@ -1035,13 +1012,10 @@ impl TargetState {
     /// Staleness markers for every series (the target went away); forgets them.
     pub fn stale_all(&mut self, now_ns: u64, target: &Target) -> Vec<ResourceMetrics> {
         let mut out = Out::default();
-        for (_, t) in self.series.drain() {
-            if t.explicit_ts {
-                continue;
+        for (key, t) in self.series.drain() {
+            if !t.explicit_ts {
+                mark_stale(&mut out, &key, t.prometheus_type, now_ns);
             }
-            let res = out.resource(t.job.as_deref(), t.instance.as_deref());
-            let m = out.metric(res, &t.name, t.kind, t.prometheus_type, "", "");
-            stale_point(m, t.attributes, now_ns);
         }
         // `up` and the scrape series go stale with the target.
         let job = Some(target.job.as_str()).filter(|j| !j.is_empty());
@@ -1190,6 +1164,62 @@ fn series_key(
     });
     push_string(key, name);
     push_identity(key, job, instance, attributes);
+}
+
+/// A series as [`series_key`] wrote it, read back.
+struct KeyedSeries<'k> {
+    kind: Kind,
+    name: &'k str,
+    job: Option<&'k str>,
+    instance: Option<&'k str>,
+    attributes: Vec<KeyValue>,
+}
+
+fn read_series_key(key: &str) -> Option<KeyedSeries<'_>> {
+    let kind = match key.as_bytes().first()? {
+        b'g' => Kind::Gauge,
+        b'c' => Kind::Counter,
+        b'h' => Kind::Histogram,
+        b's' => Kind::Summary,
+        _ => return None,
+    };
+    let mut rest = &key[1..];
+    let name = take_string(&mut rest)?;
+    let mut identity = [None, None];
+    for part in &mut identity {
+        let (mark, after) = rest.split_at_checked(1)?;
+        rest = after;
+        match mark {
+            "+" => *part = Some(take_string(&mut rest)?),
+            "-" => {}
+            _ => return None,
+        }
+    }
+    let mut attributes = Vec::new();
+    while !rest.is_empty() {
+        let k = take_string(&mut rest)?;
+        let v = take_string(&mut rest)?;
+        attributes.push(string_kv(k, v));
+    }
+    let [job, instance] = identity;
+    Some(KeyedSeries {
+        kind,
+        name,
+        job,
+        instance,
+        attributes,
+    })
+}
+
+/// Adds the staleness marker of the series tracked under `key`.
+fn mark_stale(out: &mut Out, key: &str, prometheus_type: Option<&'static str>, now_ns: u64) {
+    let Some(s) = read_series_key(key) else {
+        debug_assert!(false, "an unreadable series key {key:?}");
+        return;
+    };
+    let res = out.resource(s.job, s.instance);
+    let m = out.metric(res, s.name, s.kind, prometheus_type, "", "");
+    stale_point(m, s.attributes, now_ns);
 }
 
 /// Adds a "no recorded value" point (StaleNaN for numbers) to a metric.

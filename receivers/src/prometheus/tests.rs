@@ -477,6 +477,48 @@ fn series_whose_values_hold_separators_are_tracked_apart() {
     assert_eq!(r.stale_markers, 1);
 }
 
+// Guarantees: a staleness marker names its series exactly as its samples did: the same resource
+// (job, instance), metric name and kind, and attributes, whatever characters the values hold.
+#[test]
+fn staleness_markers_carry_their_series_identity() {
+    let mut s = TargetState::default();
+    let body = "# TYPE g gauge\ng{a=\"1:x\",b=\"\u{fc}n\u{ef}\",job=\"other\"} 1\n\
+                # TYPE c_total counter\nc_total{path=\"/a:b/7:c\"} 3\n\
+                # TYPE h histogram\nh_bucket{r=\"9\",le=\"+Inf\"} 1\nh_count{r=\"9\"} 1\nh_sum{r=\"9\"} 2\n\
+                # TYPE q summary\nq{quantile=\"0.5\",s=\"\"} 1\nq_count 1\nq_sum 1\n";
+    let first = scrape(&mut s, body, T0);
+    let gone = scrape(&mut s, "", T0 + SEC);
+    assert_eq!(gone.stale_markers, 4);
+    for name in ["g", "c_total", "h", "q"] {
+        let (was, now) = (metric(&first, name), metric(&gone, name));
+        let attributes = |m: &Metric| match m.data.as_ref().unwrap() {
+            Data::Gauge(g) => g.data_points[0].attributes.clone(),
+            Data::Sum(s) => s.data_points[0].attributes.clone(),
+            Data::Histogram(h) => h.data_points[0].attributes.clone(),
+            Data::Summary(s) => s.data_points[0].attributes.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(attributes(now), attributes(was), "{name}");
+        assert_eq!(
+            std::mem::discriminant(now.data.as_ref().unwrap()),
+            std::mem::discriminant(was.data.as_ref().unwrap()),
+            "{name}"
+        );
+        assert_eq!(ptype(now), ptype(was), "{name}");
+        assert_eq!(
+            resource_of(&gone, name).resource,
+            resource_of(&first, name).resource,
+            "{name}"
+        );
+    }
+    let g = numbers(metric(&gone, "g"));
+    assert_eq!(str_attr(&g[0].attributes, "a").as_deref(), Some("1:x"));
+    assert_eq!(
+        str_attr(&g[0].attributes, "exported_job").as_deref(),
+        Some("other")
+    );
+}
+
 #[test]
 fn a_failed_scrape_marks_every_series_stale() {
     let mut s = TargetState::default();
