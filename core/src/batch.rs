@@ -70,16 +70,10 @@ impl Batch {
     }
 
     /// The batch as an encoded `ExportMetricsServiceRequest`, written from the batch itself (no
-    /// request message is built): the same bytes as `to_request().encode_to_vec()`.
+    /// request message is built), each message measured once: the same bytes as
+    /// `to_request().encode_to_vec()`.
     pub fn encode_request(&self) -> Vec<u8> {
-        use prost::encoding::message;
-        let rms = &self.resource_metrics;
-        let len = rms.iter().map(|rm| message::encoded_len(1, rm)).sum();
-        let mut out = Vec::with_capacity(len);
-        for rm in rms {
-            message::encode(1, rm, &mut out);
-        }
-        out
+        encode::encode_request(&self.resource_metrics)
     }
 
     pub fn into_request(self) -> ExportMetricsServiceRequest {
@@ -211,6 +205,7 @@ fn split_metric(m: &mut Metric, n: usize) -> Metric {
 }
 
 pub mod age;
+mod encode;
 
 #[cfg(test)]
 mod tests;

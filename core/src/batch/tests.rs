@@ -1046,6 +1046,7 @@ proptest! {
         prop_assert_eq!(batch.point_count(), Batch::from_request(ctx(), req.clone()).point_count());
         let again = batch.to_request().encode_to_vec();
         prop_assert_eq!(&again, &bytes);
+        prop_assert_eq!(batch.encode_request(), bytes.clone());
         prop_assert_eq!(batch.into_request().encode_to_vec(), bytes);
     }
 
