@@ -32,7 +32,10 @@ pub(super) fn encode_request(rms: &[ResourceMetrics]) -> Vec<u8> {
         debug_assert_eq!(out.len(), total);
         out
     });
-    LENGTHS.with_borrow_mut(|lens| lens.shrink_to(KEPT_LENGTHS));
+    LENGTHS.with_borrow_mut(|lens| {
+        lens.clear();
+        lens.shrink_to(KEPT_LENGTHS);
+    });
     out
 }
 

@@ -1142,7 +1142,12 @@ fn push_identity(
             Some(AnyValue {
                 value: Some(any_value::Value::StringValue(s)),
             }) => push_string(key, s),
-            _ => push_string(key, ""),
+            // The receiver's attributes are all strings (`string_kv`); staleness markers read
+            // them back from the key as strings.
+            other => {
+                debug_assert!(false, "a non-string attribute {other:?}");
+                push_string(key, "")
+            }
         }
     }
 }
