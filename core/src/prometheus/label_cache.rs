@@ -100,6 +100,17 @@ impl LabelCache {
         self.capacity > 0
     }
 
+    /// The label sets per generation it was made with.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether the points in use seem not to fit: the newer generation is full and, since it
+    /// began, more lookups missed than hit.
+    pub fn too_small(&self) -> bool {
+        self.enabled() && self.current.sets >= self.capacity && self.misses > self.hits
+    }
+
     /// The series remembered for the point with this key.
     pub(super) fn get(&mut self, key: &[u8]) -> Option<PointSeries> {
         if let Some(hit) = self.current.points.get(key) {
@@ -209,6 +220,29 @@ mod tests {
                 .map(|r| r.labels.get("__name__").unwrap_or_default().to_string())
                 .collect(),
         )
+    }
+
+    #[test]
+    fn says_when_the_points_in_use_do_not_fit() {
+        let mut c = LabelCache::new(4);
+        let round = |c: &mut LabelCache, n: u8| {
+            for k in 0..n {
+                if c.get(&[k]).is_none() {
+                    c.insert(&[k], point(&["m"]));
+                }
+            }
+        };
+        // Four points fit, however often they come back.
+        for _ in 0..5 {
+            round(&mut c, 4);
+        }
+        assert!(!c.too_small());
+        // Ten points in turn do not.
+        for _ in 0..5 {
+            round(&mut c, 10);
+        }
+        assert!(c.too_small());
+        assert!(!LabelCache::new(0).too_small());
     }
 
     #[test]

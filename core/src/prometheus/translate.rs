@@ -150,7 +150,12 @@ pub fn translate(
 pub struct TranslationState {
     pub delta: DeltaToCumulative,
     pub labels: LabelCache,
+    /// When it last warned that the label cache is too small.
+    warned: Option<std::time::Instant>,
 }
+
+/// How often a too small label cache is logged, at most.
+const CACHE_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl TranslationState {
     /// A state remembering at most `2 * label_cache_size` label sets (see [`LabelCache`]).
@@ -158,6 +163,7 @@ impl TranslationState {
         TranslationState {
             delta: DeltaToCumulative::default(),
             labels: LabelCache::new(label_cache_size),
+            warned: None,
         }
     }
 
@@ -173,6 +179,20 @@ impl TranslationState {
         let t = translate_cached(batch, opts, Some(&mut self.delta), Some(&mut self.labels));
         let (hits, misses) = (t.label_cache_hits, t.label_cache_misses);
         telemetry.exporter_label_cache(exporter, hits, misses, self.labels.len());
+        if self.labels.too_small()
+            && self
+                .warned
+                .is_none_or(|at| at.elapsed() >= CACHE_WARNING_INTERVAL)
+        {
+            self.warned = Some(std::time::Instant::now());
+            tracing::warn!(
+                exporter,
+                label_cache_size = self.labels.capacity(),
+                "most label cache lookups miss: if the exporter sees more series (histogram \
+                 buckets count one each) than label_cache_size at once, raise it; each miss \
+                 costs more than no cache (docs/configuration.md)"
+            );
+        }
         t
     }
 }
