@@ -89,19 +89,20 @@ impl CompressionParams {
     }
 }
 
-/// `body` compressed with `c` at the level of `params` (see [`CompressionParams::level`]).
-pub fn compress(c: Compression, params: CompressionParams, body: &[u8]) -> Vec<u8> {
+/// `body` compressed with `c` at `params`' level (1 when it has none); with no compression, `body`
+/// itself.
+pub fn compress(c: Compression, params: CompressionParams, body: Vec<u8>) -> Vec<u8> {
     let level = params.level.unwrap_or(1);
     match c {
-        Compression::None => body.to_vec(),
+        Compression::None => body,
         Compression::Gzip => {
             use std::io::Write;
             let level = flate2::Compression::new(level.min(9));
             let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), level);
-            e.write_all(body).expect("writing to a Vec cannot fail");
+            e.write_all(&body).expect("writing to a Vec cannot fail");
             e.finish().expect("writing to a Vec cannot fail")
         }
-        Compression::Zstd => zstd::bulk::compress(body, level.min(22) as i32)
+        Compression::Zstd => zstd::bulk::compress(&body, level.min(22) as i32)
             .expect("zstd compression of a buffer cannot fail"),
     }
 }
@@ -125,7 +126,7 @@ mod tests {
     fn round_trips_and_limits() {
         let body = vec![7u8; 100_000];
         for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            let z = compress(c, CompressionParams::default(), &body);
+            let z = compress(c, CompressionParams::default(), body.clone());
             assert_eq!(decompress(c.header(), &z, 200_000).unwrap(), body);
             assert_eq!(
                 decompress(c.header(), &z, 99_999),
@@ -140,8 +141,8 @@ mod tests {
             .flat_map(|i| format!("series_{} {}\n", i % 977, i * 7919 % 1000).into_bytes())
             .collect();
         for c in [Compression::Gzip, Compression::Zstd] {
-            let fast = compress(c, CompressionParams::default(), &body);
-            let small = compress(c, CompressionParams { level: Some(9) }, &body);
+            let fast = compress(c, CompressionParams::default(), body.clone());
+            let small = compress(c, CompressionParams { level: Some(9) }, body.clone());
             assert!(
                 small.len() < fast.len(),
                 "{c:?}: {} vs {}",

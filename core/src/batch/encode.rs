@@ -18,25 +18,21 @@ use std::cell::RefCell;
 
 /// The request's bytes: one length-delimited field 1 per resource.
 pub(super) fn encode_request(rms: &[ResourceMetrics]) -> Vec<u8> {
-    let out = LENGTHS.with_borrow_mut(|lens| {
-        lens.clear();
+    LENGTHS.with_borrow_mut(|lens| {
         let total: usize = rms
             .iter()
             .map(|rm| field_len(1, measure_resource(rm, lens)))
             .sum();
         let mut out = Vec::with_capacity(total);
-        let mut lens = lens.iter().copied();
+        let mut measured = lens.iter().copied();
         for rm in rms {
-            write_resource(rm, &mut lens, &mut out);
+            write_resource(rm, &mut measured, &mut out);
         }
         debug_assert_eq!(out.len(), total);
-        out
-    });
-    LENGTHS.with_borrow_mut(|lens| {
         lens.clear();
         lens.shrink_to(KEPT_LENGTHS);
-    });
-    out
+        out
+    })
 }
 
 thread_local! {

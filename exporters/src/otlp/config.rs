@@ -126,6 +126,18 @@ pub(crate) fn sending(
     }
 }
 
+/// `compression_params` that `compression` cannot use, reported where they are written.
+fn check_compression(
+    compression: Compression,
+    params: CompressionParams,
+    node: &Node,
+    errs: &mut Vec<DeError>,
+) {
+    if let Some(m) = params.problem(compression) {
+        errs.push(DeError::new(node.field_pos("compression_params"), m));
+    }
+}
+
 pub(crate) fn check_headers(
     headers: &BTreeMap<String, String>,
     node: &Node,
@@ -192,9 +204,7 @@ impl Validate for OtlpGrpcExporterConfig {
         }
         check_headers(&self.headers, node, &mut errs);
         check_tenant_header(&self.tenant_header, node, &mut errs);
-        if let Some(m) = self.compression_params.problem(self.compression) {
-            errs.push(DeError::new(node.field_pos("compression_params"), m));
-        }
+        check_compression(self.compression, self.compression_params, node, &mut errs);
         errs
     }
 }
@@ -239,9 +249,7 @@ impl Validate for OtlpHttpExporterConfig {
         }
         check_headers(&self.headers, node, &mut errs);
         check_tenant_header(&self.tenant_header, node, &mut errs);
-        if let Some(m) = self.compression_params.problem(self.compression) {
-            errs.push(DeError::new(node.field_pos("compression_params"), m));
-        }
+        check_compression(self.compression, self.compression_params, node, &mut errs);
         if let Some(url) = self.url()
             && url.contains("${tenant}")
             && let Err(m) = HttpUrl::parse(&url.replace("${tenant}", "tenant"))

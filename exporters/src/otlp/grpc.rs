@@ -112,10 +112,11 @@ impl GrpcExporter {
     fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
             // Encoded from the batch itself: no request message is built from a copy of it.
-            let mut body = batch.encode_request();
-            if self.compression != Compression::None {
-                body = compress(self.compression, self.compression_params, &body);
-            }
+            let body = compress(
+                self.compression,
+                self.compression_params,
+                batch.encode_request(),
+            );
             let mut req = tonic::Request::new(Encoded(body));
             for (k, v) in &self.headers {
                 req.metadata_mut().insert(k.clone(), v.clone());

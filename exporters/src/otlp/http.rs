@@ -114,7 +114,7 @@ impl HttpExporter {
                 rb = rb.header(http::header::CONTENT_ENCODING, enc);
             }
             let resp = rb
-                .body(compress(self.compression, self.compression_params, &body))
+                .body(compress(self.compression, self.compression_params, body))
                 .send()
                 .await
                 .map_err(|e| {

@@ -185,7 +185,8 @@ impl<'a> Symbols<'a> {
     }
 
     fn refs(&mut self, labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u32> {
-        let mut out = Vec::new();
+        let labels = labels.into_iter();
+        let mut out = Vec::with_capacity(labels.size_hint().0 * 2);
         for (k, v) in labels {
             out.push(self.r#ref(k));
             out.push(self.r#ref(v));

@@ -31,7 +31,6 @@ use sluice_core::proto::otlp::resource::v1::Resource;
 use std::borrow::Cow;
 // Seeded per process (foldhash through hashbrown): the keys are the targets' label sets.
 use hashbrown::HashMap;
-use std::fmt::Write as _;
 
 /// The series every scrape reports about itself.
 const SCRAPE_SERIES: [&str; 5] = [
@@ -123,6 +122,24 @@ enum Kind {
     Counter,
     Histogram,
     Summary,
+}
+
+impl Kind {
+    /// The kind's letter in a series key ([`series_key`]).
+    fn tag(self) -> char {
+        match self {
+            Kind::Gauge => 'g',
+            Kind::Counter => 'c',
+            Kind::Histogram => 'h',
+            Kind::Summary => 's',
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Kind> {
+        [Kind::Gauge, Kind::Counter, Kind::Histogram, Kind::Summary]
+            .into_iter()
+            .find(|k| k.tag() == char::from(tag))
+    }
 }
 
 /// A series seen by an earlier scrape. Its kind, name, job, instance and attributes are in its key
@@ -768,7 +785,7 @@ impl TargetState {
                                 _ => (Kind::Summary, fam.name.clone()),
                             };
                             key.clear();
-                            let _ = write!(key, "{f}\u{0}");
+                            push_string(&mut key, itoa::Buffer::new().format(f));
                             push_identity(&mut key, job, instance, &attributes);
                             let g = match group_index.get(key.as_str()) {
                                 Some(&g) => g,
@@ -1161,12 +1178,7 @@ fn series_key(
     attributes: &[KeyValue],
 ) {
     key.clear();
-    key.push(match kind {
-        Kind::Gauge => 'g',
-        Kind::Counter => 'c',
-        Kind::Histogram => 'h',
-        Kind::Summary => 's',
-    });
+    key.push(kind.tag());
     push_string(key, name);
     push_identity(key, job, instance, attributes);
 }
@@ -1181,13 +1193,7 @@ struct KeyedSeries<'k> {
 }
 
 fn read_series_key(key: &str) -> Option<KeyedSeries<'_>> {
-    let kind = match key.as_bytes().first()? {
-        b'g' => Kind::Gauge,
-        b'c' => Kind::Counter,
-        b'h' => Kind::Histogram,
-        b's' => Kind::Summary,
-        _ => return None,
-    };
+    let kind = Kind::from_tag(*key.as_bytes().first()?)?;
     let mut rest = &key[1..];
     let name = take_string(&mut rest)?;
     let mut identity = [None, None];
