@@ -16,7 +16,7 @@ use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -134,18 +134,62 @@ pub fn samples_of(s: &Series) -> u64 {
     (s.samples.len() + s.histograms.len()) as u64
 }
 
-/// A series on its way to its shard, with its batch's completion part: settled once the series
-/// is sent or dropped for a counted reason, so that a disk queue acknowledges the batch only then
-/// (dropped unsettled at shutdown, it keeps the batch for the next start).
+/// A run of one batch's series on its way to their shard, in the batch's order, with the batch's
+/// completion part: settled once every series of the run is sent or dropped for a counted reason,
+/// so that a disk queue acknowledges the batch only then (dropped unsettled at shutdown, it keeps
+/// the batch for the next start). A batch goes to a shard as one run (or a few, when it has more
+/// series for the shard than the shard holds), not series by series: a channel operation and a
+/// part per series cost more than the series' encoding.
 pub struct Tracked {
-    series: Series,
+    series: Vec<Series>,
     part: Part,
+}
+
+impl Tracked {
+    fn samples(&self) -> u64 {
+        self.series.iter().map(samples_of).sum()
+    }
+}
+
+/// The way into one shard: its channel, and the room left in it, in series (`capacity` in all;
+/// a run takes its series' worth before it is sent, and the shard gives it back on receiving it).
+#[derive(Clone)]
+struct Inlet {
+    tx: mpsc::UnboundedSender<Tracked>,
+    room: Arc<Semaphore>,
+}
+
+impl Inlet {
+    /// Sends the run if the shard has room for it now; gives it back otherwise.
+    fn try_send(&self, t: Tracked) -> Result<(), TrySend> {
+        match self.room.try_acquire_many(t.series.len() as u32) {
+            Ok(permit) => {
+                permit.forget();
+                self.tx.send(t).map_err(|e| TrySend::Closed(e.0))
+            }
+            Err(_) => Err(TrySend::Full(t)),
+        }
+    }
+
+    /// Sends the run once the shard has room for it; gives it back if the shard is gone.
+    async fn send(&self, t: Tracked) -> Result<(), Tracked> {
+        match self.room.acquire_many(t.series.len() as u32).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(t),
+        }
+        self.tx.send(t).map_err(|e| e.0)
+    }
+}
+
+enum TrySend {
+    Full(Tracked),
+    Closed(Tracked),
 }
 
 /// One tenant's running shards; only that tenant's dispatcher (the exporter's `send`, under the
 /// tenant's lock) and shutdown touch it.
 pub struct ShardSet {
-    senders: Vec<mpsc::Sender<Tracked>>,
+    inlets: Vec<Inlet>,
     workers: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
     pub tenant: Arc<Tenant>,
@@ -157,19 +201,19 @@ pub struct ShardSet {
 
 impl ShardSet {
     pub fn start(shared: Arc<Shared>, tenant: Arc<Tenant>, n: usize) -> Self {
-        let per_shard = shared.cfg.queue_config.capacity.max(1);
-        let (senders, workers) = (0..n)
+        let capacity = shard_capacity(&shared);
+        let (inlets, workers) = (0..n)
             .map(|_| {
-                let (tx, rx) = mpsc::channel(per_shard);
-                (
-                    tx,
-                    tokio::spawn(run_shard(shared.clone(), tenant.clone(), rx)),
-                )
+                let (tx, rx) = mpsc::unbounded_channel();
+                let room = Arc::new(Semaphore::new(capacity));
+                let worker =
+                    tokio::spawn(run_shard(shared.clone(), tenant.clone(), rx, room.clone()));
+                (Inlet { tx, room }, worker)
             })
             .unzip();
         shared.add_shards(n as i64);
         ShardSet {
-            senders,
+            inlets,
             workers,
             shared,
             tenant,
@@ -180,7 +224,7 @@ impl ShardSet {
     }
 
     pub fn len(&self) -> usize {
-        self.senders.len()
+        self.inlets.len()
     }
 
     /// Whether series handed over earlier are still waiting for room in a full shard: the tenant
@@ -191,71 +235,68 @@ impl ShardSet {
 
     /// A series' shard, from its fingerprint ([`Translation::fingerprints`]).
     fn shard_of(&self, fingerprint: u64) -> usize {
-        (fingerprint % self.senders.len() as u64) as usize
+        (fingerprint % self.inlets.len() as u64) as usize
     }
 
-    /// Hands the series to their shards without waiting: those that do not fit (from the first
-    /// that meets a full shard on, to keep their order), or all of them while a previous shard
-    /// set still drains after a reshard, are handed over by a feeder task as the shards make
-    /// room. The caller takes no new batch for the tenant while [`ShardSet::is_feeding`].
+    /// Hands the series to their shards without waiting, as one run per shard (in the batch's
+    /// order; several when a shard gets more series than it holds): the runs that do not fit
+    /// (from the first that meets a full shard on, to keep their order), or all of them while a
+    /// previous shard set still drains after a reshard, are handed over by a feeder task as the
+    /// shards make room. The caller takes no new batch for the tenant while
+    /// [`ShardSet::is_feeding`].
     pub fn hand_over(&mut self, translation: Translation, part: &Part) {
         let before = self.feeder.take().filter(|f| !f.is_finished());
         // Held from here on, all at once: the held-samples gauge is set once per batch, not once
-        // per series (a lost series gives its samples back).
+        // per series (a lost run gives its samples back).
         debug_assert_eq!(translation.series.len(), translation.fingerprints.len());
         let total: u64 = translation.series.iter().map(samples_of).sum();
         self.shared.hold(&self.tenant, total as i64);
         self.samples_in += total;
-        let mut series = translation
-            .series
+        let mut per_shard: Vec<Vec<Series>> = vec![Vec::new(); self.len()];
+        for (series, fingerprint) in translation.series.into_iter().zip(translation.fingerprints) {
+            per_shard[self.shard_of(fingerprint)].push(series);
+        }
+        let capacity = shard_capacity(&self.shared);
+        let runs = per_shard
             .into_iter()
-            .zip(translation.fingerprints)
-            .map(|(series, fingerprint)| {
-                let tracked = Tracked {
-                    series,
-                    part: part.clone(),
-                };
-                (tracked, fingerprint)
-            });
+            .enumerate()
+            .flat_map(|(idx, series)| split_runs(series, capacity).map(move |run| (idx, run)));
         let mut rest = Vec::new();
-        for (s, fingerprint) in series.by_ref() {
-            let idx = self.shard_of(fingerprint);
-            if before.is_some() {
-                rest.push((idx, s));
+        for (idx, series) in runs {
+            let run = Tracked {
+                series,
+                part: part.clone(),
+            };
+            if before.is_some() || !rest.is_empty() {
+                rest.push((idx, run));
                 continue;
             }
-            match self.senders[idx].try_send(s) {
+            match self.inlets[idx].try_send(run) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(s)) => rest.push((idx, s)),
-                Err(mpsc::error::TrySendError::Closed(s)) => self.lost(samples_of(&s.series)),
+                Err(TrySend::Full(run)) => rest.push((idx, run)),
+                Err(TrySend::Closed(run)) => self.lost(run.samples()),
             }
-            if !rest.is_empty() {
-                break;
-            }
-        }
-        for (s, fingerprint) in series {
-            rest.push((self.shard_of(fingerprint), s));
         }
         if rest.is_empty() {
             self.feeder = before;
             return;
         }
-        let senders = self.senders.clone();
+        let inlets = self.inlets.clone();
         let (shared, tenant) = (self.shared.clone(), self.tenant.clone());
         self.feeder = Some(tokio::spawn(async move {
             if let Some(before) = before {
                 let _ = before.await;
             }
             let mut rest = rest.into_iter();
-            for (idx, s) in rest.by_ref() {
-                let samples = samples_of(&s.series);
+            for (idx, run) in rest.by_ref() {
+                let samples = run.samples();
                 tokio::select! {
-                    r = senders[idx].send(s) => if r.is_err() {
+                    r = inlets[idx].send(run) => if r.is_err() {
                         shared.hold(&tenant, -(samples as i64));
                         shared.telemetry.exporter_dropped(&shared.name, &tenant.name, "shutdown", samples);
                     },
                     _ = shared.hard_stop.cancelled() => {
-                        let samples = samples + rest.map(|(_, s)| samples_of(&s.series)).sum::<u64>();
+                        let samples = samples + rest.map(|(_, run)| run.samples()).sum::<u64>();
                         shared.hold(&tenant, -(samples as i64));
                         shared.telemetry.exporter_dropped(&shared.name, &tenant.name, "shutdown", samples);
                         return;
@@ -265,7 +306,7 @@ impl ShardSet {
         }));
     }
 
-    /// Samples of a series whose shard is gone (only at shutdown): dropped and counted.
+    /// Samples of a run whose shard is gone (only at shutdown): dropped and counted.
     fn lost(&self, samples: u64) {
         self.shared.hold(&self.tenant, -(samples as i64));
         self.shared.telemetry.exporter_dropped(
@@ -280,7 +321,7 @@ impl ShardSet {
     /// included (or the hard stop).
     pub async fn stop(self) {
         let n = self.len() as i64;
-        drop(self.senders);
+        drop(self.inlets);
         if let Some(f) = self.feeder {
             let _ = f.await;
         }
@@ -328,40 +369,89 @@ impl ShardSet {
     }
 }
 
+/// Series entries a shard holds (`queue_config.capacity`), as semaphore permits (a run takes
+/// its length's worth at once, as a `u32`).
+fn shard_capacity(shared: &Shared) -> usize {
+    let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+    shared.cfg.queue_config.capacity.clamp(1, most)
+}
+
+/// A shard's series in runs of at most `capacity` (so that each fits the shard when it is empty).
+fn split_runs(mut series: Vec<Series>, capacity: usize) -> impl Iterator<Item = Vec<Series>> {
+    std::iter::from_fn(move || {
+        if series.is_empty() {
+            return None;
+        }
+        if series.len() <= capacity {
+            return Some(std::mem::take(&mut series));
+        }
+        let tail = series.split_off(capacity);
+        Some(std::mem::replace(&mut series, tail))
+    })
+}
+
+/// The request a shard is gathering: its series, and the parts of the runs they came in.
+#[derive(Default)]
+struct Pending {
+    series: Vec<Series>,
+    parts: Vec<Part>,
+    samples: usize,
+    bytes: usize,
+}
+
 /// A shard: gathers its tenant's series into requests of at most `max_samples_per_send` samples
-/// (and `max_bytes_per_send`), sent when full or after `batch_send_deadline`.
-async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Receiver<Tracked>) {
+/// (and `max_bytes_per_send`), sent when full or after `batch_send_deadline`. A run that fills a
+/// request goes on into the next one, its part going with both.
+async fn run_shard(
+    shared: Arc<Shared>,
+    tenant: Arc<Tenant>,
+    mut rx: mpsc::UnboundedReceiver<Tracked>,
+    room: Arc<Semaphore>,
+) {
     let q = &shared.cfg.queue_config;
-    let mut pending: Vec<Tracked> = Vec::new();
-    let (mut samples, mut bytes) = (0usize, 0usize);
+    let mut pending = Pending::default();
     let mut encoder = Encoder::default();
     let mut deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
     loop {
-        let series = if pending.is_empty() {
+        let run = if pending.series.is_empty() {
             rx.recv().await
         } else {
             tokio::select! {
-                s = rx.recv() => s,
+                r = rx.recv() => r,
                 _ = tokio::time::sleep_until(deadline) => {
                     flush(&shared, &tenant, &mut encoder, &mut pending).await;
-                    (samples, bytes) = (0, 0);
                     continue;
                 }
             }
         };
-        let Some(series) = series else { break };
-        if pending.is_empty() {
-            deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
+        let Some(Tracked { series, part }) = run else {
+            break;
+        };
+        room.add_permits(series.len());
+        let mut part = Some(part);
+        let mut series = series.into_iter();
+        while let Some(s) = series.next() {
+            if pending.series.is_empty() {
+                deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
+            }
+            pending.samples += samples_of(&s) as usize;
+            pending.bytes += estimated_bytes(&s);
+            pending.series.push(s);
+            if pending.samples >= q.max_samples_per_send
+                || pending.bytes >= q.max_bytes_per_send.get() as usize
+            {
+                // The run's part goes with this request, and with the next too if the run
+                // goes on.
+                let more = series.len() > 0;
+                pending
+                    .parts
+                    .extend(if more { part.clone() } else { part.take() });
+                flush(&shared, &tenant, &mut encoder, &mut pending).await;
+            }
         }
-        samples += samples_of(&series.series) as usize;
-        bytes += estimated_bytes(&series.series);
-        pending.push(series);
-        if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
-            flush(&shared, &tenant, &mut encoder, &mut pending).await;
-            (samples, bytes) = (0, 0);
-        }
+        pending.parts.extend(part);
     }
-    if !pending.is_empty() {
+    if !pending.series.is_empty() {
         flush(&shared, &tenant, &mut encoder, &mut pending).await;
     }
 }
@@ -369,15 +459,11 @@ async fn run_shard(shared: Arc<Shared>, tenant: Arc<Tenant>, mut rx: mpsc::Recei
 /// Sends one request, retrying as the protocol allows, until it is delivered, dropped, or the
 /// hard stop comes. Each attempt takes a send slot; the waits between attempts do not. The
 /// series' completion parts are settled unless the hard stop came first.
-async fn flush(
-    shared: &Shared,
-    tenant: &Tenant,
-    encoder: &mut Encoder,
-    pending: &mut Vec<Tracked>,
-) {
-    // Drained, not taken: the shard's list keeps its room for the next request.
-    let (mut series, parts): (Vec<Series>, Vec<Part>) =
-        pending.drain(..).map(|t| (t.series, t.part)).unzip();
+async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending: &mut Pending) {
+    // Cleared, not taken: the shard's lists keep their room for the next request.
+    let series = &mut pending.series;
+    pending.samples = 0;
+    pending.bytes = 0;
     let held: u64 = series.iter().map(samples_of).sum();
     let mut samples = held;
     let mut retried = false;
@@ -389,7 +475,7 @@ async fn flush(
         // Samples that grew older than `sample_age_limit` while this request was retried (a
         // backend down for long) are dropped before the next attempt.
         if retried && let Some(limit) = shared.cfg.sample_age_limit {
-            let too_old = drop_older_than(&mut series, limit.get());
+            let too_old = drop_older_than(series, limit.get());
             if too_old > 0 {
                 samples -= too_old;
                 shared
@@ -407,7 +493,7 @@ async fn flush(
             shared.cfg.protocol
         };
         let body = encoder
-            .encode(&series, protocol, shared.cfg.send_metadata)
+            .encode(series, protocol, shared.cfg.send_metadata)
             .to_vec();
         let outcome = {
             let _slot = tokio::select! {
@@ -483,8 +569,11 @@ async fn flush(
             .exporter_dropped(&shared.name, name, result, samples);
     }
     if result != "shutdown" {
-        parts.into_iter().for_each(Part::settle);
+        pending.parts.drain(..).for_each(Part::settle);
     }
+    // Unsettled at shutdown: dropped, so that a disk queue keeps their batches.
+    pending.parts.clear();
+    series.clear();
     shared.hold(tenant, -(held as i64));
 }
 

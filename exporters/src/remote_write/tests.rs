@@ -786,6 +786,40 @@ mod tenants {
         assert_eq!(*seen.lock().unwrap(), Some(false));
     }
 
+    // Guarantees: a batch goes to its shard as one run, and a run longer than a request is sent
+    // in several requests in order; the batch is done only once the last of them is delivered.
+    #[tokio::test]
+    async fn a_run_spanning_requests_completes_with_its_last_request() {
+        let ep = Endpoint::start().await;
+        let cfg = config(&format!(
+            "endpoint: http://{}/api/v1/write\ntenant_header: X-Scope-OrgID\nqueue_config: {{ batch_send_deadline: 20ms, min_backoff: 10ms, max_backoff: 50ms, min_shards: 1, max_shards: 1, capacity: 4, max_samples_per_send: 2 }}",
+            ep.addr
+        ));
+        let (e, telemetry) = build(&cfg);
+        // 9 series: more than the shard holds (4), so the batch goes as runs of 4, 4 and 1.
+        let d = within(e.send(&batch("a", None, 9, 0))).await.unwrap();
+        let seen = watch(d.completion.as_ref().unwrap());
+        until("a delivered", || ep.samples("a") == 9).await;
+        until("completion", || seen.lock().unwrap().is_some()).await;
+        assert_eq!(*seen.lock().unwrap(), Some(true));
+        let sizes: Vec<usize> = ep
+            .state
+            .lock()
+            .unwrap()
+            .accepted
+            .iter()
+            .map(|(_, _, req)| req.timeseries.len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 2, 2, 1]);
+        assert_complete_in_order(&ep.values("a"), 9, 1);
+        within(e.shutdown(tokio::time::Instant::now() + Duration::from_secs(5))).await;
+        let held = telemetry.value(
+            "sluice_exporter_shard_samples",
+            &[("exporter", "prometheus_remote_write")],
+        );
+        assert_eq!(held, 0.0);
+    }
+
     // Guarantees: the disk queue's keys parse (sizes with units, `fsync` as a word or a map), a
     // relative `directory` is taken relative to the config file, and `storage: disk` without a
     // directory is a config error.
