@@ -240,6 +240,11 @@ pub struct Builder {
     metrics: Vec<(usize, Metric)>,
     /// (resource, kind, name) -> index in `metrics`.
     metric_index: Keys,
+    /// The resource and the metric (with its kind) of the previous series: senders group a
+    /// target's series, and a family's, so the next series mostly has the same ones, found
+    /// without building and hashing a key.
+    last_resource: Option<usize>,
+    last_metric: Option<(usize, Kind)>,
     series: Vec<SeriesAcc>,
     label_sets: Vec<LabelSet>,
     label_set_index: Keys,
@@ -264,6 +269,8 @@ impl Builder {
             resource_index: Keys::default(),
             metrics: Vec::new(),
             metric_index: Keys::default(),
+            last_resource: None,
+            last_metric: None,
             series: Vec::with_capacity(series),
             label_sets: Vec::with_capacity(series),
             label_set_index: Keys::with_capacity(
@@ -491,6 +498,12 @@ impl Builder {
     fn resource(&mut self, labels: &[(&str, &str)]) -> usize {
         let job = label(labels, "job");
         let instance = label(labels, "instance");
+        if let Some(r) = self.last_resource {
+            let (j, i) = &self.resources[r];
+            if j.as_deref() == job && i.as_deref() == instance {
+                return r;
+            }
+        }
         self.key.clear();
         // A leading marker tells "no label" from an empty one (empty values count as absent,
         // but the marker keeps the key unambiguous).
@@ -508,6 +521,7 @@ impl Builder {
             self.resources
                 .push((job.map(str::to_string), instance.map(str::to_string)));
         }
+        self.last_resource = Some(number);
         number
     }
 
@@ -536,15 +550,26 @@ impl Builder {
         }
         let i = self.series.len();
         *slot = Some(i);
-        self.key.clear();
-        self.key.push_str(itoa::Buffer::new().format(resource));
-        self.key.push(kind.tag());
-        self.key.push_str(name);
-        let (metric, new) = self.metric_index.number(&self.key);
-        if new {
-            self.metrics
-                .push((resource, new_metric(name, kind, prometheus_type, meta)));
-        }
+        let metric = match self.last_metric {
+            Some((m, k))
+                if k == kind && self.metrics[m].0 == resource && self.metrics[m].1.name == name =>
+            {
+                m
+            }
+            _ => {
+                self.key.clear();
+                self.key.push_str(itoa::Buffer::new().format(resource));
+                self.key.push(kind.tag());
+                self.key.push_str(name);
+                let (metric, new) = self.metric_index.number(&self.key);
+                if new {
+                    self.metrics
+                        .push((resource, new_metric(name, kind, prometheus_type, meta)));
+                }
+                self.last_metric = Some((metric, kind));
+                metric
+            }
+        };
         self.series.push(SeriesAcc {
             metric,
             attributes: labels

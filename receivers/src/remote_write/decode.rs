@@ -3,10 +3,10 @@
 
 use super::build::{Builder, Counts, ExemplarIn, Meta, Rejections, SampleLike, show_labels};
 use super::wire::Request;
+use hashbrown::HashMap;
 use sluice_core::prometheus::MetricType;
 use sluice_core::proto::otlp::metrics::v1::ResourceMetrics;
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
-use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
 /// Families the metadata cache holds at most; metadata for more is not kept.
@@ -59,13 +59,23 @@ pub fn v1(req: &mut Request<'_>, cache: &MetadataCache, bucket_budget: usize) ->
         samples,
         ..
     } = req;
+    // Senders group a family's series together: the previous series' metadata is reused for the
+    // next of the same name.
+    let mut last: Option<(&str, Meta<'_>)> = None;
     for ts in series.iter() {
         let labels = &mut labels[ts.labels.clone()];
         let name = labels
             .iter()
             .find(|l| l.0 == "__name__")
             .map_or("", |l| l.1);
-        let meta = lookup(&families, name);
+        let meta = match last {
+            Some((n, meta)) if n == name => meta,
+            _ => {
+                let meta = lookup(&families, name);
+                last = Some((name, meta));
+                meta
+            }
+        };
         let exemplars = ts
             .exemplars
             .iter()
