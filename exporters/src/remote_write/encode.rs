@@ -85,12 +85,15 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
     }
 }
 
-/// The metadata of the series' families, once per family.
+/// The metadata of the series' families, once per family. A family's series mostly follow one
+/// another and share one metadata: those are passed over without hashing the name.
 fn metadata_v1(series: &[Series]) -> Vec<v1::MetricMetadata> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = hashbrown::HashSet::new();
+    let mut last: Option<&std::sync::Arc<_>> = None;
     series
         .iter()
         .map(|s| &s.metadata)
+        .filter(|m| !last.replace(*m).is_some_and(|l| std::sync::Arc::ptr_eq(l, m)))
         .filter(|m| !m.family.is_empty() && seen.insert(m.family.as_str()))
         .map(|m| v1::MetricMetadata {
             r#type: metric_type(m.metric_type),
