@@ -93,7 +93,11 @@ fn metadata_v1(series: &[Series]) -> Vec<v1::MetricMetadata> {
     series
         .iter()
         .map(|s| &s.metadata)
-        .filter(|m| !last.replace(*m).is_some_and(|l| std::sync::Arc::ptr_eq(l, m)))
+        .filter(|m| {
+            !last
+                .replace(*m)
+                .is_some_and(|l| std::sync::Arc::ptr_eq(l, m))
+        })
         .filter(|m| !m.family.is_empty() && seen.insert(m.family.as_str()))
         .map(|m| v1::MetricMetadata {
             r#type: metric_type(m.metric_type),

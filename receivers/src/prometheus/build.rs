@@ -719,11 +719,14 @@ impl TargetState {
                         Role::Quantile => "quantile",
                         _ => "",
                     };
-                    let attributes: Vec<KeyValue> = labels
-                        .iter()
-                        .filter(|(k, _)| !matches!(k.as_ref(), "job" | "instance") && k != skip)
-                        .map(|(k, v)| string_kv(k, v))
-                        .collect();
+                    let pairs = || {
+                        labels
+                            .iter()
+                            .filter(|(k, _)| !matches!(k.as_ref(), "job" | "instance") && k != skip)
+                            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                    };
+                    let attributes =
+                        || -> Vec<KeyValue> { pairs().map(|(k, v)| string_kv(k, v)).collect() };
                     let ex = s
                         .exemplar
                         .map(|e| exemplar(e.labels, e.value, e.timestamp_ms, now_ns));
@@ -731,7 +734,7 @@ impl TargetState {
                         Role::TargetInfo => {
                             let res = out.resource(job, instance);
                             let extra = &mut out.resources[res].extra;
-                            for kv in attributes {
+                            for kv in attributes() {
                                 if !extra.iter().any(|e| e.key == kv.key) {
                                     extra.push(kv);
                                 }
@@ -742,6 +745,7 @@ impl TargetState {
                             let (help, unit) =
                                 fam.map_or(("", ""), |f| (f.help.as_str(), f.unit.as_str()));
                             let flags = 0;
+                            let attributes = attributes();
                             series_key(&mut key, kind, &name, job, instance, &attributes);
                             self.touch(
                                 &key,
@@ -784,12 +788,15 @@ impl TargetState {
                                 MetricType::Histogram => (Kind::Histogram, fam.name.clone()),
                                 _ => (Kind::Summary, fam.name.clone()),
                             };
+                            // A group's attributes are built once, by its first sample
+                            // (a histogram has a line per bucket).
                             key.clear();
                             push_string(&mut key, itoa::Buffer::new().format(f));
-                            push_identity(&mut key, job, instance, &attributes);
+                            push_identity(&mut key, job, instance, pairs());
                             let g = match group_index.get(key.as_str()) {
                                 Some(&g) => g,
                                 None => {
+                                    let attributes = attributes();
                                     groups.push(Group {
                                         kind,
                                         name: series_name,
@@ -1138,11 +1145,11 @@ fn take_label<'l>(labels: &'l [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Opt
         .map(|(_, v)| v.as_ref())
 }
 
-fn push_identity(
+fn push_identity<'x>(
     key: &mut String,
     job: Option<&str>,
     instance: Option<&str>,
-    attributes: &[KeyValue],
+    attributes: impl Iterator<Item = (&'x str, &'x str)>,
 ) {
     for v in [job, instance] {
         match v {
@@ -1153,20 +1160,24 @@ fn push_identity(
             None => key.push('-'),
         }
     }
-    for kv in attributes {
-        push_string(key, &kv.key);
-        match &kv.value {
-            Some(AnyValue {
-                value: Some(any_value::Value::StringValue(s)),
-            }) => push_string(key, s),
-            // The receiver's attributes are all strings (`string_kv`); staleness markers read
-            // them back from the key as strings.
-            other => {
-                debug_assert!(false, "a non-string attribute {other:?}");
-                push_string(key, "")
-            }
-        }
+    for (k, v) in attributes {
+        push_string(key, k);
+        push_string(key, v);
     }
+}
+
+/// Attributes as (key, value) text, for keys. The receiver's attributes are all strings
+/// (`string_kv`); staleness markers read them back from the key as strings.
+fn attribute_pairs(attributes: &[KeyValue]) -> impl Iterator<Item = (&str, &str)> {
+    attributes.iter().map(|kv| match &kv.value {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        }) => (kv.key.as_str(), s.as_str()),
+        other => {
+            debug_assert!(false, "a non-string attribute {other:?}");
+            (kv.key.as_str(), "")
+        }
+    })
 }
 
 fn series_key(
@@ -1180,7 +1191,7 @@ fn series_key(
     key.clear();
     key.push(kind.tag());
     push_string(key, name);
-    push_identity(key, job, instance, attributes);
+    push_identity(key, job, instance, attribute_pairs(attributes));
 }
 
 /// A series as [`series_key`] wrote it, read back.
