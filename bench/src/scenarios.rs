@@ -330,9 +330,20 @@ async fn run_once(
             (sent, scenario.expected(workload), workload.points)
         }
         (Load::Scrape(_), Some(targets)) => {
+            let stall = opts.scrape.interval * 3 + SCRAPE_QUIET;
             tokio::select! {
-                () = scraped(targets, deadline) => {}
+                () = scraped(targets, deadline, stall) => {}
                 died = watch(&mut process) => return Err(died),
+            }
+            let (served, all) = (targets.scrapes(), targets.planned());
+            if served < all {
+                eprintln!(
+                    "{} {}: the collector stopped scraping ({served} of {all} scrapes served, none \
+                     for {}s); the run goes on with what was served",
+                    scenario.name(),
+                    c.name(),
+                    stall.as_secs()
+                );
             }
             // Every target has served its scrapes (or the deadline passed): what was served is
             // what should arrive.
@@ -417,9 +428,17 @@ async fn run_once(
 const SCRAPE_QUIET: Duration = Duration::from_secs(10);
 
 /// Resolves once every target has served all its scrapes, or at `deadline`.
-async fn scraped(targets: &Targets, deadline: Instant) {
-    while !targets.done() && Instant::now() < deadline {
+/// Waits until every target has served its scrapes, the deadline, or `stall` without any scrape
+/// served (a collector that stopped scraping some target would otherwise hold the run until the
+/// deadline).
+async fn scraped(targets: &Targets, deadline: Instant, stall: Duration) {
+    let (mut served, mut since) = (targets.scrapes(), Instant::now());
+    while !targets.done() && Instant::now() < deadline && since.elapsed() < stall {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = targets.scrapes();
+        if now != served {
+            (served, since) = (now, Instant::now());
+        }
     }
 }
 

@@ -193,6 +193,11 @@ impl Targets {
             .all(|t| t.served.load(Relaxed) >= t.cycles)
     }
 
+    /// Scrapes the targets are to serve in all.
+    pub fn planned(&self) -> u64 {
+        self.targets.iter().map(|t| t.cycles).sum()
+    }
+
     /// Scrapes served with the exposition.
     pub fn scrapes(&self) -> u64 {
         self.targets.iter().map(|t| t.served.load(Relaxed)).sum()
