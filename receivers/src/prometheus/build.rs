@@ -629,6 +629,7 @@ impl TargetState {
         let mut current: Option<usize> = None;
         let mut groups: Vec<Group> = Vec::new();
         let mut group_index: HashMap<String, usize> = HashMap::new();
+        let mut last_group: Option<usize> = None;
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
         let result = loop {
@@ -789,12 +790,27 @@ impl TargetState {
                                 _ => (Kind::Summary, fam.name.clone()),
                             };
                             // A group's attributes are built once, by its first sample
-                            // (a histogram has a line per bucket).
-                            key.clear();
-                            push_string(&mut key, itoa::Buffer::new().format(f));
-                            push_identity(&mut key, job, instance, pairs());
-                            let g = match group_index.get(key.as_str()) {
-                                Some(&g) => g,
+                            // (a histogram has a line per bucket). A group's lines nearly
+                            // always follow one another: the last group is tried first,
+                            // compared label by label, before a key is written and looked up.
+                            let same_as_last = last_group.filter(|&g| {
+                                let g = &groups[g];
+                                g.family == f
+                                    && g.job.as_deref() == job
+                                    && g.instance.as_deref() == instance
+                                    && pairs().eq(attribute_pairs(&g.attributes))
+                            });
+                            let g = match same_as_last {
+                                Some(g) => Some(g),
+                                None => {
+                                    key.clear();
+                                    push_string(&mut key, itoa::Buffer::new().format(f));
+                                    push_identity(&mut key, job, instance, pairs());
+                                    group_index.get(key.as_str()).copied()
+                                }
+                            };
+                            let g = match g {
+                                Some(g) => g,
                                 None => {
                                     let attributes = attributes();
                                     groups.push(Group {
@@ -817,6 +833,7 @@ impl TargetState {
                                     groups.len() - 1
                                 }
                             };
+                            last_group = Some(g);
                             let g = &mut groups[g];
                             if role != Role::Created && timestamp_ms.is_some() {
                                 g.timestamp_ms = timestamp_ms;
@@ -1084,29 +1101,52 @@ fn family_for(families: &mut Vec<Family>, current: &mut Option<usize>, name: Tex
 
 /// Adds the target's labels to a sample's. With `honor_labels`, the sample's own value wins;
 /// without, the sample's label is renamed `exported_<name>` (`exported_exported_<name>`, ...).
+/// The labels come out sorted by name. An exposition's labels are nearly always sorted already,
+/// and the target's are: each target label is put in its place rather than the whole list
+/// sorted again.
 fn merge_target_labels<'x>(
     labels: &mut Vec<(Cow<'x, str>, Cow<'x, str>)>,
     target: &'x Target,
     honor_labels: bool,
 ) -> Result<(), String> {
-    for (tk, tv) in &target.labels {
-        if let Some(pos) = labels.iter().position(|(k, _)| k == tk) {
-            if honor_labels {
-                continue;
-            }
-            let mut renamed = format!("exported_{tk}");
-            while labels.iter().any(|(k, _)| *k == renamed) {
-                renamed.insert_str(0, "exported_");
-            }
-            labels[pos].0 = Cow::Owned(renamed);
-        }
-        labels.push((Cow::Borrowed(tk.as_str()), Cow::Borrowed(tv.as_str())));
+    if !labels.is_sorted_by(|a, b| name_cmp(&a.0, &b.0).is_le()) {
+        labels.sort_unstable_by(|a, b| name_cmp(&a.0, &b.0));
     }
-    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let place = |labels: &[(Cow<'_, str>, Cow<'_, str>)], name: &str| {
+        labels.binary_search_by(|(k, _)| name_cmp(k, name))
+    };
+    for (tk, tv) in &target.labels {
+        match place(labels, tk) {
+            Ok(_) if honor_labels => continue,
+            Ok(pos) => {
+                let mut renamed = format!("exported_{tk}");
+                while place(labels, &renamed).is_ok() {
+                    renamed.insert_str(0, "exported_");
+                }
+                let (_, value) = labels.remove(pos);
+                let at = place(labels, &renamed).unwrap_or_else(|at| at);
+                labels.insert(at, (Cow::Owned(renamed), value));
+                let at = place(labels, tk).unwrap_or_else(|at| at);
+                labels.insert(at, (Cow::Borrowed(tk.as_str()), Cow::Borrowed(tv.as_str())));
+            }
+            Err(at) => {
+                labels.insert(at, (Cow::Borrowed(tk.as_str()), Cow::Borrowed(tv.as_str())));
+            }
+        }
+    }
     if let Some(w) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(format!("label name {:?} is not unique", w[0].0));
     }
     Ok(())
+}
+
+/// `a.cmp(b)`, decided by the first bytes when they differ (label names nearly always do), which
+/// spares a call to `memcmp`.
+fn name_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
 }
 
 fn check_limits(

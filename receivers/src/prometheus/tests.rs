@@ -1457,3 +1457,113 @@ async fn gzipped_bodies_and_body_size_limit() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[test]
+fn attributes_come_out_sorted_whatever_the_exposition_order() {
+    let mut s = TargetState::default();
+    let r = scrape(
+        &mut s,
+        "t{zeta=\"1\",team=\"x\",alpha=\"2\",job=\"j\"} 1\n",
+        T0,
+    );
+    let p = &numbers(metric(&r, "t"))[0];
+    let keys: Vec<&str> = p.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["alpha", "exported_job", "exported_team", "team", "zeta"]
+    );
+    assert_eq!(
+        str_attr(&p.attributes, "exported_team").as_deref(),
+        Some("x")
+    );
+    assert_eq!(str_attr(&p.attributes, "team").as_deref(), Some("infra"));
+}
+
+#[test]
+fn interleaved_histogram_lines_find_their_series() {
+    let body = "# TYPE h histogram\n\
+        h_bucket{a=\"1\",le=\"1\"} 1\n\
+        h_bucket{a=\"2\",le=\"1\"} 5\n\
+        h_bucket{a=\"1\",le=\"+Inf\"} 2\n\
+        h_bucket{a=\"2\",le=\"+Inf\"} 7\n\
+        h_count{a=\"2\"} 7\n\
+        h_count{a=\"1\"} 2\n";
+    let mut s = TargetState::default();
+    let r = scrape(&mut s, body, T0);
+    let m = metric(&r, "h");
+    let Some(Data::Histogram(h)) = &m.data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(h.data_points.len(), 2);
+    for p in &h.data_points {
+        let a = str_attr(&p.attributes, "a");
+        let want: &[u64] = if a.as_deref() == Some("1") {
+            &[1, 1]
+        } else {
+            &[5, 2]
+        };
+        assert_eq!(p.bucket_counts, want, "{a:?}");
+    }
+}
+
+/// Not a check but a probe for profilers: 200 scrapes of a 2,400-sample exposition shaped like
+/// the bench's W4 targets (gauges, a counter and a histogram with method/route/status labels),
+/// with no network and no pipeline, so that an instruction count of the receiver's own work is
+/// repeatable (docs/performance.md):
+/// `cargo test --release -p sluice-receivers --lib --no-run`, then
+/// `valgrind --tool=callgrind <the test binary> --ignored scrape_loop_for_profilers`.
+#[test]
+#[ignore]
+fn scrape_loop_for_profilers() {
+    use std::fmt::Write;
+    let mut b = String::new();
+    for i in 0..40 {
+        let _ = writeln!(
+            b,
+            "# HELP go_g{i}_bytes B.\n# TYPE go_g{i}_bytes gauge\ngo_g{i}_bytes {i}"
+        );
+    }
+    let _ = writeln!(
+        b,
+        "# HELP http_requests_total R.\n# TYPE http_requests_total counter"
+    );
+    let labels = |r: usize, m: &str, st: &str| {
+        format!("method=\"{m}\",route=\"/api/v1/r{r}\",status=\"{st}\"")
+    };
+    let series = || {
+        (0..20).flat_map(|r| {
+            ["GET", "POST", "PUT", "DELETE"]
+                .into_iter()
+                .flat_map(move |m| ["200", "500"].into_iter().map(move |st| (r, m, st)))
+        })
+    };
+    for (r, m, st) in series() {
+        let _ = writeln!(b, "http_requests_total{{{}}} 1027", labels(r, m, st));
+    }
+    let _ = writeln!(
+        b,
+        "# HELP http_request_duration_seconds L.\n# TYPE http_request_duration_seconds histogram"
+    );
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+    ];
+    for (r, m, st) in series() {
+        let l = labels(r, m, st);
+        for le in bounds {
+            let _ = writeln!(
+                b,
+                "http_request_duration_seconds_bucket{{{l},le=\"{le}\"}} 3"
+            );
+        }
+        let _ = writeln!(
+            b,
+            "http_request_duration_seconds_sum{{{l}}} 5.5\nhttp_request_duration_seconds_count{{{l}}} 3"
+        );
+    }
+    let mut s = TargetState::default();
+    for i in 0..200u64 {
+        let r = scrape(&mut s, &b, T0 + 1_000_000_000 * i);
+        assert_eq!((r.samples_scraped, r.stale_markers), (2_440, 0));
+    }
+    assert_eq!(s.tracked(), 40 + 160 + 160);
+}

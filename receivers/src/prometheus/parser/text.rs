@@ -396,6 +396,36 @@ fn unreachable_skip<'e, 'a>() -> Entry<'e, 'a> {
     }
 }
 
+/// Which bytes may start or continue a metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*` and
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, as bit flags per byte.
+const METRIC_FIRST: u8 = 1;
+const METRIC_MORE: u8 = 2;
+const LABEL_FIRST: u8 = 4;
+const LABEL_MORE: u8 = 8;
+const NAME_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        let colon = c == b':';
+        let mut f = 0;
+        if alpha || colon {
+            f |= METRIC_FIRST | METRIC_MORE;
+        }
+        if digit {
+            f |= METRIC_MORE | LABEL_MORE;
+        }
+        if alpha {
+            f |= LABEL_FIRST | LABEL_MORE;
+        }
+        t[b] = f;
+        b += 1;
+    }
+    t
+};
+
 /// Parses `{...}` into `out`; returns the metric name when it is written quoted as the first
 /// item (`{"my.metric", a="b"}`) and `allow_name` is set.
 fn parse_labels<'a>(
@@ -548,29 +578,31 @@ impl<'a> Cursor<'a> {
         &self.s[start..self.i]
     }
 
-    fn take_while(&mut self, first: fn(u8) -> bool, more: fn(u8) -> bool) -> &'a str {
-        let start = self.i;
-        if self.peek().is_some_and(first) {
-            self.i += 1;
-            while self.peek().is_some_and(more) {
-                self.i += 1;
+    /// The longest name at the cursor whose first byte is of class `first` and the rest of
+    /// class `more` (see [`NAME_CLASS`]).
+    fn take_while(&mut self, first: u8, more: u8) -> &'a str {
+        let start = self.i.min(self.s.len());
+        let bytes = &self.s.as_bytes()[start..];
+        let len = match bytes.first() {
+            Some(&b) if NAME_CLASS[usize::from(b)] & first != 0 => {
+                1 + bytes[1..]
+                    .iter()
+                    .take_while(|&&b| NAME_CLASS[usize::from(b)] & more != 0)
+                    .count()
             }
-        }
+            _ => 0,
+        };
+        // Only ASCII bytes are in a class, so the end is a character boundary.
+        self.i = start + len;
         &self.s[start..self.i]
     }
 
     fn metric_name(&mut self) -> &'a str {
-        self.take_while(
-            |b| b.is_ascii_alphabetic() || b == b'_' || b == b':',
-            |b| b.is_ascii_alphanumeric() || b == b'_' || b == b':',
-        )
+        self.take_while(METRIC_FIRST, METRIC_MORE)
     }
 
     fn label_name(&mut self) -> &'a str {
-        self.take_while(
-            |b| b.is_ascii_alphabetic() || b == b'_',
-            |b| b.is_ascii_alphanumeric() || b == b'_',
-        )
+        self.take_while(LABEL_FIRST, LABEL_MORE)
     }
 
     /// A `"..."` string at the cursor, escapes left in.
