@@ -215,7 +215,7 @@ pub fn translate_cached(
         delta,
         now,
         tenant: batch.context.tenant.clone(),
-        out: SeriesSet::with_capacity(batch.point_count()),
+        out: SeriesSet::with_capacity(series_estimate(batch)),
         dropped: Vec::new(),
         label_names: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
@@ -244,6 +244,33 @@ pub fn translate_cached(
         label_cache_hits: t.hits,
         label_cache_misses: t.misses,
     }
+}
+
+/// About how many series a batch translates to (a histogram point is one per bucket, `_sum` and
+/// `_count`; a summary one per quantile, `_sum` and `_count`; a resource may add `target_info`),
+/// so that the translation's tables are sized once rather than grown.
+fn series_estimate(batch: &Batch) -> usize {
+    let metrics = batch
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics);
+    metrics
+        .map(|m| match &m.data {
+            Some(Data::Histogram(h)) => h
+                .data_points
+                .iter()
+                .map(|p| p.bucket_counts.len().max(1) + 2)
+                .sum(),
+            Some(Data::Summary(s)) => s
+                .data_points
+                .iter()
+                .map(|p| p.quantile_values.len() + 2)
+                .sum(),
+            _ => metric_points(m),
+        })
+        .sum::<usize>()
+        + batch.resource_metrics.len()
 }
 
 /// Labels shared by every point of a scope: `job`/`instance`, scope labels, promoted resource

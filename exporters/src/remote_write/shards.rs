@@ -252,7 +252,11 @@ impl ShardSet {
         let total: u64 = translation.series.iter().map(samples_of).sum();
         self.shared.hold(&self.tenant, total as i64);
         self.samples_in += total;
-        let mut per_shard: Vec<Vec<Series>> = vec![Vec::new(); self.len()];
+        // Sized for an even spread with some slack, so that a shard's list is rarely grown.
+        let expected = translation.series.len() / self.len() + translation.series.len() / 32 + 8;
+        let mut per_shard: Vec<Vec<Series>> = (0..self.len())
+            .map(|_| Vec::with_capacity(expected))
+            .collect();
         for (series, fingerprint) in translation.series.into_iter().zip(translation.fingerprints) {
             per_shard[self.shard_of(fingerprint)].push(series);
         }

@@ -176,6 +176,8 @@ pub struct TargetState {
     epoch: u64,
     buffers: Option<Buffers>,
     key: String,
+    /// How many groups the last scrape had: the next one's list is sized for as many.
+    groups_hint: usize,
 }
 
 /// Samples of one series of a counter, histogram or summary, put together at the end.
@@ -627,7 +629,7 @@ impl TargetState {
             Parser::with_buffers(bytes, format, self.buffers.take().unwrap_or_default());
         let mut families: Vec<Family> = Vec::new();
         let mut current: Option<usize> = None;
-        let mut groups: Vec<Group> = Vec::new();
+        let mut groups: Vec<Group> = Vec::with_capacity(self.groups_hint);
         let mut group_index: HashMap<String, usize> = HashMap::new();
         let mut last_group: Option<usize> = None;
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
@@ -813,6 +815,14 @@ impl TargetState {
                                 Some(g) => g,
                                 None => {
                                     let attributes = attributes();
+                                    // The series of a histogram family have the same bounds
+                                    // nearly always: the previous group's count sizes the list.
+                                    let buckets = match (kind, last_group) {
+                                        (Kind::Histogram, Some(g)) if groups[g].family == f => {
+                                            Vec::with_capacity(groups[g].buckets.len())
+                                        }
+                                        _ => Vec::new(),
+                                    };
                                     groups.push(Group {
                                         kind,
                                         name: series_name,
@@ -821,7 +831,7 @@ impl TargetState {
                                         instance: instance.map(str::to_string),
                                         attributes,
                                         value: None,
-                                        buckets: Vec::new(),
+                                        buckets,
                                         quantiles: Vec::new(),
                                         sum: None,
                                         count: None,
@@ -874,6 +884,7 @@ impl TargetState {
             }
         };
         self.buffers = Some(parser.into_buffers());
+        self.groups_hint = groups.len();
         if result.is_ok() {
             for g in groups {
                 self.finish_group(g, &families, now_ns, out, report, &mut key);
