@@ -181,12 +181,12 @@ pub struct TargetState {
 }
 
 /// Samples of one series of a counter, histogram or summary, put together at the end.
-struct Group {
+struct Group<'x> {
     kind: Kind,
     name: String,
     family: usize,
-    job: Option<String>,
-    instance: Option<String>,
+    job: Option<Cow<'x, str>>,
+    instance: Option<Cow<'x, str>>,
     attributes: Vec<KeyValue>,
     value: Option<f64>,
     buckets: Vec<(f64, f64)>,
@@ -715,6 +715,13 @@ impl TargetState {
                     let time_ns = timestamp_ms.map_or(now_ns, ms_to_ns);
                     let job = take_label(&labels, "job");
                     let instance = take_label(&labels, "instance");
+                    // A group keeps them as the exposition or the target holds them.
+                    let owned_label = |name: &str| {
+                        labels
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone())
+                    };
                     // Attributes: the labels but job, instance and (for grouped series) le or
                     // quantile.
                     let skip = match role {
@@ -783,13 +790,10 @@ impl TargetState {
                         _ => {
                             let f = fam_index.unwrap_or(0);
                             let fam = &families[f];
-                            let (kind, series_name) = match fam.kind {
-                                MetricType::Counter => {
-                                    let base = fam.name.strip_suffix("_total").unwrap_or(&fam.name);
-                                    (Kind::Counter, format!("{base}_total"))
-                                }
-                                MetricType::Histogram => (Kind::Histogram, fam.name.clone()),
-                                _ => (Kind::Summary, fam.name.clone()),
+                            let kind = match fam.kind {
+                                MetricType::Counter => Kind::Counter,
+                                MetricType::Histogram => Kind::Histogram,
+                                _ => Kind::Summary,
                             };
                             // A group's attributes are built once, by its first sample
                             // (a histogram has a line per bucket). A group's lines nearly
@@ -825,10 +829,10 @@ impl TargetState {
                                     };
                                     groups.push(Group {
                                         kind,
-                                        name: series_name,
+                                        name: series_name(fam, kind),
                                         family: f,
-                                        job: job.map(str::to_string),
-                                        instance: instance.map(str::to_string),
+                                        job: owned_label("job"),
+                                        instance: owned_label("instance"),
                                         attributes,
                                         value: None,
                                         buckets,
@@ -897,7 +901,7 @@ impl TargetState {
     /// Tracks a grouped series (a counter, histogram or summary) by its key: its start time.
     fn touch_group(
         &mut self,
-        g: &Group,
+        g: &Group<'_>,
         key: &mut String,
         value: f64,
         created_ns: Option<u64>,
@@ -920,7 +924,7 @@ impl TargetState {
 
     fn finish_group(
         &mut self,
-        mut g: Group,
+        mut g: Group<'_>,
         families: &[Family],
         now_ns: u64,
         out: &mut Out,
@@ -1092,6 +1096,18 @@ fn to_count(v: f64) -> u64 {
         v.round() as u64
     } else {
         0
+    }
+}
+
+/// The name of a grouped series: a counter's ends in `_total`, a histogram's or summary's is its
+/// family's.
+fn series_name(fam: &Family, kind: Kind) -> String {
+    match kind {
+        Kind::Counter => {
+            let base = fam.name.strip_suffix("_total").unwrap_or(&fam.name);
+            format!("{base}_total")
+        }
+        _ => fam.name.clone(),
     }
 }
 
