@@ -1313,16 +1313,16 @@ fn mark_stale(out: &mut Out, key: &str, prometheus_type: Option<&'static str>, n
 
 /// Adds a "no recorded value" point (StaleNaN for numbers) to a metric.
 fn stale_point(m: &mut Metric, attributes: Vec<KeyValue>, now_ns: u64) {
-    let number = NumberDataPoint {
-        attributes: attributes.clone(),
+    let number = |attributes| NumberDataPoint {
+        attributes,
         time_unix_nano: now_ns,
         value: Some(number_data_point::Value::AsDouble(stale_nan())),
         flags: FLAG_NO_RECORDED_VALUE,
         ..Default::default()
     };
     match &mut m.data {
-        Some(Data::Gauge(g)) => g.data_points.push(number),
-        Some(Data::Sum(s)) => s.data_points.push(number),
+        Some(Data::Gauge(g)) => g.data_points.push(number(attributes)),
+        Some(Data::Sum(s)) => s.data_points.push(number(attributes)),
         Some(Data::Histogram(h)) => h.data_points.push(HistogramDataPoint {
             attributes,
             time_unix_nano: now_ns,
