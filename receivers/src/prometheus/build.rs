@@ -713,15 +713,11 @@ impl TargetState {
                         None
                     };
                     let time_ns = timestamp_ms.map_or(now_ns, ms_to_ns);
-                    let job = take_label(&labels, "job");
-                    let instance = take_label(&labels, "instance");
-                    // A group keeps them as the exposition or the target holds them.
-                    let owned_label = |name: &str| {
-                        labels
-                            .iter()
-                            .find(|(k, _)| k == name)
-                            .map(|(_, v)| v.clone())
-                    };
+                    // A group keeps these as the exposition or the target holds them.
+                    let (job_label, instance_label) =
+                        (take_label(&labels, "job"), take_label(&labels, "instance"));
+                    let job = job_label.map(|v| v.as_ref());
+                    let instance = instance_label.map(|v| v.as_ref());
                     // Attributes: the labels but job, instance and (for grouped series) le or
                     // quantile.
                     let skip = match role {
@@ -806,16 +802,13 @@ impl TargetState {
                                     && g.instance.as_deref() == instance
                                     && pairs().eq(attribute_pairs(&g.attributes))
                             });
-                            let g = match same_as_last {
-                                Some(g) => Some(g),
-                                None => {
-                                    key.clear();
-                                    push_string(&mut key, itoa::Buffer::new().format(f));
-                                    push_identity(&mut key, job, instance, pairs());
-                                    group_index.get(key.as_str()).copied()
-                                }
-                            };
-                            let g = match g {
+                            let found = same_as_last.or_else(|| {
+                                key.clear();
+                                push_string(&mut key, itoa::Buffer::new().format(f));
+                                push_identity(&mut key, job, instance, pairs());
+                                group_index.get(key.as_str()).copied()
+                            });
+                            let g = match found {
                                 Some(g) => g,
                                 None => {
                                     let attributes = attributes();
@@ -831,8 +824,8 @@ impl TargetState {
                                         kind,
                                         name: series_name(fam, kind),
                                         family: f,
-                                        job: owned_label("job"),
-                                        instance: owned_label("instance"),
+                                        job: job_label.cloned(),
+                                        instance: instance_label.cloned(),
                                         attributes,
                                         value: None,
                                         buckets,
@@ -864,10 +857,7 @@ impl TargetState {
                                     } else {
                                         "quantile"
                                     };
-                                    let Some(b) = labels
-                                        .iter()
-                                        .find(|(k, _)| k == label)
-                                        .and_then(|(_, v)| bound(v))
+                                    let Some(b) = take_label(&labels, label).and_then(|v| bound(v))
                                     else {
                                         break Err(format!(
                                             "line {}: {name} needs a `{label}` label holding a number",
@@ -1205,11 +1195,11 @@ fn check_limits(
     Ok(())
 }
 
-fn take_label<'l>(labels: &'l [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<&'l str> {
-    labels
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_ref())
+fn take_label<'l, 'x>(
+    labels: &'l [(Cow<'x, str>, Cow<'x, str>)],
+    name: &str,
+) -> Option<&'l Cow<'x, str>> {
+    labels.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 fn push_identity<'x>(
