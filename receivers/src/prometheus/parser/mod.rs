@@ -195,22 +195,56 @@ impl std::error::Error for ParseError {}
 
 /// Whether `s` is a legacy metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_legacy_metric_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+    !s.is_empty() && name_len(s.as_bytes(), METRIC_FIRST, METRIC_MORE) == s.len()
 }
 
 /// Whether `s` is a legacy label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_legacy_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    !s.is_empty() && name_len(s.as_bytes(), LABEL_FIRST, LABEL_MORE) == s.len()
+}
+
+/// Which bytes may start or continue a metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*` and
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, as bit flags per byte.
+pub(crate) const METRIC_FIRST: u8 = 1;
+pub(crate) const METRIC_MORE: u8 = 2;
+pub(crate) const LABEL_FIRST: u8 = 4;
+pub(crate) const LABEL_MORE: u8 = 8;
+const NAME_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        let colon = c == b':';
+        let mut f = 0;
+        if alpha || colon {
+            f |= METRIC_FIRST | METRIC_MORE;
+        }
+        if digit {
+            f |= METRIC_MORE | LABEL_MORE;
+        }
+        if alpha {
+            f |= LABEL_FIRST | LABEL_MORE;
+        }
+        t[b] = f;
+        b += 1;
+    }
+    t
+};
+
+/// How many bytes at the start of `b` make a name: the first of class `first`, the rest of class
+/// `more` (0 when the first byte is not of class `first`).
+pub(crate) fn name_len(b: &[u8], first: u8, more: u8) -> usize {
+    match b.first() {
+        Some(&c) if NAME_CLASS[usize::from(c)] & first != 0 => {
+            1 + b[1..]
+                .iter()
+                .take_while(|&&c| NAME_CLASS[usize::from(c)] & more != 0)
+                .count()
+        }
+        _ => 0,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@
 //!   the exposition with nothing after it; no blank lines; timestamps are seconds (with a
 //!   fraction); `# UNIT` must be a suffix of the family name; exemplars follow ` # `.
 
-use super::{Entry, Exemplar, Format, Label, MetricType, ParseError, Sample, Text};
+use super::{
+    Entry, Exemplar, Format, LABEL_FIRST, LABEL_MORE, Label, METRIC_FIRST, METRIC_MORE, MetricType,
+    ParseError, Sample, Text, name_len,
+};
 use memchr::{memchr, memchr2};
 
 /// The longest exemplar label set, in characters of names and values (OpenMetrics).
@@ -396,36 +399,6 @@ fn unreachable_skip<'e, 'a>() -> Entry<'e, 'a> {
     }
 }
 
-/// Which bytes may start or continue a metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*` and
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, as bit flags per byte.
-const METRIC_FIRST: u8 = 1;
-const METRIC_MORE: u8 = 2;
-const LABEL_FIRST: u8 = 4;
-const LABEL_MORE: u8 = 8;
-const NAME_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let alpha = c.is_ascii_alphabetic() || c == b'_';
-        let digit = c.is_ascii_digit();
-        let colon = c == b':';
-        let mut f = 0;
-        if alpha || colon {
-            f |= METRIC_FIRST | METRIC_MORE;
-        }
-        if digit {
-            f |= METRIC_MORE | LABEL_MORE;
-        }
-        if alpha {
-            f |= LABEL_FIRST | LABEL_MORE;
-        }
-        t[b] = f;
-        b += 1;
-    }
-    t
-};
-
 /// Parses `{...}` into `out`; returns the metric name when it is written quoted as the first
 /// item (`{"my.metric", a="b"}`) and `allow_name` is set.
 fn parse_labels<'a>(
@@ -579,21 +552,11 @@ impl<'a> Cursor<'a> {
     }
 
     /// The longest name at the cursor whose first byte is of class `first` and the rest of
-    /// class `more` (see [`NAME_CLASS`]).
+    /// class `more` (see [`name_len`]).
     fn take_while(&mut self, first: u8, more: u8) -> &'a str {
         let start = self.i.min(self.s.len());
-        let bytes = &self.s.as_bytes()[start..];
-        let len = match bytes.first() {
-            Some(&b) if NAME_CLASS[usize::from(b)] & first != 0 => {
-                1 + bytes[1..]
-                    .iter()
-                    .take_while(|&&b| NAME_CLASS[usize::from(b)] & more != 0)
-                    .count()
-            }
-            _ => 0,
-        };
         // Only ASCII bytes are in a class, so the end is a character boundary.
-        self.i = start + len;
+        self.i = start + name_len(&self.s.as_bytes()[start..], first, more);
         &self.s[start..self.i]
     }
 
