@@ -114,6 +114,19 @@ pub struct Series {
 }
 
 impl Series {
+    /// A series with no samples yet. Built field by field: `..Default::default()` would make (and
+    /// drop) a default `Arc<Metadata>` and label set for every series, two allocations or
+    /// atomic reference counts per series on the translation's hot path.
+    pub fn new(labels: LabelSet, metadata: Arc<Metadata>) -> Series {
+        Series {
+            labels,
+            samples: Samples::new(),
+            histograms: Vec::new(),
+            exemplars: Vec::new(),
+            metadata,
+        }
+    }
+
     pub fn name(&self) -> &str {
         self.labels.get("__name__").unwrap_or("")
     }

@@ -1130,11 +1130,7 @@ impl SeriesSet {
         let i = self.series.len();
         self.chain.push(self.heads.insert(hash, i));
         self.fingerprints.push(hash);
-        self.series.push(Series {
-            labels,
-            metadata: metadata.clone(),
-            ..Default::default()
-        });
+        self.series.push(Series::new(labels, metadata.clone()));
         i
     }
 }

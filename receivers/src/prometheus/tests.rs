@@ -1515,6 +1515,69 @@ fn interleaved_histogram_lines_find_their_series() {
 #[test]
 #[ignore]
 fn scrape_loop_for_profilers() {
+    let b = w4_like_exposition();
+    let mut s = TargetState::default();
+    for i in 0..200u64 {
+        let r = scrape(&mut s, &b, T0 + 1_000_000_000 * i);
+        assert_eq!((r.samples_scraped, r.stale_markers), (2_440, 0));
+    }
+    assert_eq!(s.tracked(), 40 + 160 + 160);
+}
+
+/// A probe like [`scrape_loop_for_profilers`] for the translation to Prometheus series that the
+/// remote_write exporter does next: 8 rounds of 50 targets (distinct instances, one target state
+/// each) scraped and translated with one label cache, as in the bench's W4 (122,000 series, the
+/// first round all misses). `valgrind --tool=callgrind <binary> --ignored
+/// scrape_and_translate_for_profilers`.
+#[test]
+#[ignore]
+fn scrape_and_translate_for_profilers() {
+    use sluice_core::batch::{Batch, Context};
+    use sluice_core::prometheus::{
+        LabelCache, TranslateOptions, TranslationState, translate_cached,
+    };
+    let b = w4_like_exposition();
+    let targets: Vec<Target> = (0..50)
+        .map(|i| {
+            let address = format!("10.0.0.{i}:8080");
+            Target::new(
+                "api",
+                &address,
+                "http",
+                format!("http://{address}/metrics"),
+                &[],
+            )
+        })
+        .collect();
+    let mut states: Vec<TargetState> = targets.iter().map(|_| TargetState::default()).collect();
+    let mut state = TranslationState::new(LabelCache::DEFAULT_CAPACITY);
+    let topts = TranslateOptions::default();
+    let mut series = 0;
+    for round in 0..8u64 {
+        for (t, s) in targets.iter().zip(&mut states) {
+            let r = s.scrape(
+                Ok((b.as_bytes(), Format::Text)),
+                0.01,
+                T0 + SEC * round,
+                t,
+                &opts(),
+            );
+            let batch = Batch::new(Context::default(), r.resource_metrics);
+            let tr = translate_cached(
+                &batch,
+                &topts,
+                Some(&mut state.delta),
+                Some(&mut state.labels),
+            );
+            series += tr.series.len();
+        }
+    }
+    assert!(series >= 8 * 50 * 2_440, "{series}");
+}
+
+/// 2,440 samples shaped like the bench's W4 targets: gauges, a counter and a histogram with
+/// method/route/status labels.
+fn w4_like_exposition() -> String {
     use std::fmt::Write;
     let mut b = String::new();
     for i in 0..40 {
@@ -1560,10 +1623,5 @@ fn scrape_loop_for_profilers() {
             "http_request_duration_seconds_sum{{{l}}} 5.5\nhttp_request_duration_seconds_count{{{l}}} 3"
         );
     }
-    let mut s = TargetState::default();
-    for i in 0..200u64 {
-        let r = scrape(&mut s, &b, T0 + 1_000_000_000 * i);
-        assert_eq!((r.samples_scraped, r.stale_markers), (2_440, 0));
-    }
-    assert_eq!(s.tracked(), 40 + 160 + 160);
+    b
 }

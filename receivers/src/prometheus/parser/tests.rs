@@ -779,3 +779,59 @@ fn random_bytes_never_panic() {
         exercise(&body, Format::OpenMetrics);
     }
 }
+
+#[test]
+fn short_decimals_take_the_short_way_to_the_same_float() {
+    let mut inputs: Vec<String> = [
+        "0",
+        "-0",
+        "007",
+        "-12",
+        "0.005",
+        "-0.0",
+        "2.5",
+        "0.1",
+        "0.3",
+        "123456789.012345",
+        "1.00000000000000",
+        "999999999999999",
+        "-999999999999999",
+        "1000000000000000",
+        "9007199254740993",
+        "18446744073709551616",
+        "0.1000000000000001",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for digits in 1..=17u32 {
+        for _ in 0..200 {
+            let n = (next() % 10u64.pow(digits)).to_string();
+            let at = (next() % (n.len() as u64 + 1)) as usize;
+            inputs.push(format!("{}.{}", &n[..at], &n[at..]));
+            inputs.push(n);
+        }
+    }
+    for s in &inputs {
+        let Ok(expected) = s.parse::<f64>() else {
+            assert_eq!(parse_float(s), None, "{s:?}");
+            continue;
+        };
+        let got = parse_float(s).unwrap();
+        assert_eq!(got.to_bits(), expected.to_bits(), "{s}");
+    }
+    for bad in ["", "-", "--1", "1-", "12a", "1_000", "0x10", "1..2"] {
+        assert_eq!(parse_float(bad), None, "{bad:?}");
+    }
+    assert_eq!(parse_float("+5"), Some(5.0));
+    assert_eq!(parse_float("1e3"), Some(1000.0));
+    assert_eq!(parse_float(".5"), ".5".parse().ok());
+    assert_eq!(parse_float("5."), "5.".parse().ok());
+}

@@ -477,11 +477,52 @@ pub(crate) fn parse_value(s: &str) -> Option<f64> {
         return None;
     }
     let b = s.as_bytes();
+    if let Some(v) = short_decimal(b) {
+        return Some(v);
+    }
     // Rust also takes "infinity"; Go takes it too. Hex floats are refused (as OpenMetrics does).
     if b.contains(&b'_') {
         return None;
     }
     s.parse::<f64>().ok()
+}
+
+/// Most sample values are counts (buckets, counters, `_count`) and most bounds short decimals
+/// (`0.005`): digits with at most one `.`, an optional `-`, and at most 15 digits in all. The
+/// digits as an integer are then below 2^53 and a power of ten up to 10^15 is exact, so one
+/// division gives the correctly rounded value, the one the general parser gives (Clinger's fast
+/// path). Anything else (exponents, more digits, `+`, `Inf`) is left to the general parser.
+fn short_decimal(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    let (mut n, mut count, mut point) = (0u64, 0usize, None);
+    for (i, &c) in digits.iter().enumerate() {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            n = n * 10 + u64::from(d);
+            count += 1;
+        } else if c == b'.' && point.is_none() && i > 0 && i + 1 < digits.len() {
+            point = Some(digits.len() - i - 1);
+        } else {
+            return None;
+        }
+    }
+    if count > 15 {
+        return None;
+    }
+    let v = match point {
+        Some(decimals) => n as f64 / POW10[decimals],
+        None => n as f64,
+    };
+    Some(if negative { -v } else { v })
 }
 
 /// A timestamp in milliseconds: text writes integer milliseconds, OpenMetrics (fractional)
