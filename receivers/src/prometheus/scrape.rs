@@ -103,9 +103,10 @@ pub(crate) fn start(
     }
     let ctx = Arc::new(ctx);
     let name = ctx.id.to_string();
+    let bodies = Arc::new(BodyPool::default());
     let mut tasks = JoinSet::new();
     for (sc, client) in cfg.config.scrape_configs.iter().zip(clients) {
-        tasks.spawn(run_config(sc.clone(), client, ctx.clone()));
+        tasks.spawn(run_config(sc.clone(), client, ctx.clone(), bodies.clone()));
     }
     Ok(tokio::spawn(async move {
         while tasks.join_next().await.is_some() {}
@@ -140,7 +141,12 @@ pub(crate) fn client_for(sc: &ScrapeConfig) -> Result<reqwest::Client, BoxError>
 
 /// Keeps the targets of one scrape config running: a task per target, started and stopped as
 /// `file_sd_configs` files change.
-async fn run_config(sc: ScrapeConfig, client: reqwest::Client, ctx: Arc<ReceiverContext>) {
+async fn run_config(
+    sc: ScrapeConfig,
+    client: reqwest::Client,
+    ctx: Arc<ReceiverContext>,
+    bodies: Arc<BodyPool>,
+) {
     let name = ctx.id.to_string();
     let statics: Vec<Group> = sc
         .static_configs
@@ -175,7 +181,13 @@ async fn run_config(sc: ScrapeConfig, client: reqwest::Client, ctx: Arc<Receiver
                 "prometheus receiver scraping"
             );
             let token = ctx.shutdown.child_token();
-            let task = tokio::spawn(run(job, client.clone(), ctx.clone(), token.clone()));
+            let task = tokio::spawn(run(
+                job,
+                client.clone(),
+                ctx.clone(),
+                bodies.clone(),
+                token.clone(),
+            ));
             running.insert(key, (token, task));
         }
         if sc.file_sd_configs.is_empty() {
@@ -510,6 +522,7 @@ async fn run(
     job: Job,
     client: reqwest::Client,
     ctx: Arc<ReceiverContext>,
+    bodies: Arc<BodyPool>,
     stop: CancellationToken,
 ) {
     let name = ctx.id.to_string();
@@ -517,7 +530,6 @@ async fn run(
     let mut ticker = tokio::time::interval_at(start, job.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = TargetState::default();
-    let mut body = Body::default();
     let mut failing: Option<String> = None;
     let mut refusing = false;
     loop {
@@ -528,6 +540,7 @@ async fn run(
         }
         let began = Instant::now();
         let time = now_ns();
+        let mut body = bodies.take();
         let fetched = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -539,6 +552,7 @@ async fn run(
             Err(e) => Err(e.clone()),
         };
         let report = state.scrape(input, duration, time, &job.target, &job.options);
+        bodies.put(body);
         match (&report.error, &failing) {
             (Some(e), None) => {
                 tracing::warn!(receiver = %name, target = %job.target.url, error = %e, "scrape failed (up 0)");
@@ -563,11 +577,37 @@ async fn run(
     }
 }
 
-/// The buffers a target reuses: the body as received, and decompressed when it was gzipped.
+/// The buffers of one scrape: the body as received, and decompressed when it was gzipped.
 #[derive(Default)]
 pub(crate) struct Body {
     raw: Vec<u8>,
     plain: Vec<u8>,
+}
+
+/// Body buffers shared by a receiver's targets. A target holds one only from its GET to the end
+/// of the parse; targets' scrapes are spread over the interval, so a few buffers serve them all,
+/// where one per target would keep every target's largest body in memory between scrapes.
+#[derive(Default)]
+pub(crate) struct BodyPool(std::sync::Mutex<Vec<Body>>);
+
+impl BodyPool {
+    /// Buffers kept for reuse at most; more scrapes at once make (and then free) their own.
+    const KEPT: usize = 4;
+
+    fn take(&self) -> Body {
+        self.0
+            .lock()
+            .map(|mut free| free.pop().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn put(&self, body: Body) {
+        if let Ok(mut free) = self.0.lock()
+            && free.len() < Self::KEPT
+        {
+            free.push(body);
+        }
+    }
 }
 
 impl Body {
@@ -708,5 +748,29 @@ fn deliver(
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod body_pool_tests {
+    use super::*;
+
+    #[test]
+    fn hands_back_kept_buffers_and_keeps_only_a_few() {
+        let pool = BodyPool::default();
+        let mut first = pool.take();
+        first.raw.extend_from_slice(&[0; 1000]);
+        let at = first.raw.as_ptr();
+        pool.put(first);
+        let again = pool.take();
+        assert_eq!(again.raw.as_ptr(), at, "the same buffer, reused");
+        assert!(again.raw.capacity() >= 1000);
+        // More scrapes at once than kept: each gets a buffer, the pool keeps only KEPT after.
+        let many: Vec<Body> = (0..BodyPool::KEPT + 3).map(|_| pool.take()).collect();
+        for b in many {
+            pool.put(b);
+        }
+        pool.put(again);
+        assert_eq!(pool.0.lock().unwrap().len(), BodyPool::KEPT);
     }
 }
