@@ -830,6 +830,29 @@ fn short_decimals_take_the_short_way_to_the_same_float() {
     for bad in ["", "-", "--1", "1-", "12a", "1_000", "0x10", "1..2"] {
         assert_eq!(parse_float(bad), None, "{bad:?}");
     }
+    // The short way is the one taken for counts and short decimals, and only for them.
+    for s in [
+        "0",
+        "3",
+        "-12",
+        "0.005",
+        "2.5",
+        "123456789.012345",
+        "999999999999999",
+    ] {
+        assert_eq!(text::short_decimal(s.as_bytes()), s.parse().ok(), "{s}");
+    }
+    for s in [
+        "1e3",
+        "+5",
+        ".5",
+        "5.",
+        "1000000000000000",
+        "0.1000000000000001",
+        "NaN",
+    ] {
+        assert_eq!(text::short_decimal(s.as_bytes()), None, "{s}");
+    }
     assert_eq!(parse_float("+5"), Some(5.0));
     assert_eq!(parse_float("1e3"), Some(1000.0));
     assert_eq!(parse_float(".5"), ".5".parse().ok());

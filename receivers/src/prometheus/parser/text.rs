@@ -492,7 +492,7 @@ pub(crate) fn parse_value(s: &str) -> Option<f64> {
 /// digits as an integer are then below 2^53 and a power of ten up to 10^15 is exact, so one
 /// division gives the correctly rounded value, the one the general parser gives (Clinger's fast
 /// path). Anything else (exponents, more digits, `+`, `Inf`) is left to the general parser.
-fn short_decimal(b: &[u8]) -> Option<f64> {
+pub(super) fn short_decimal(b: &[u8]) -> Option<f64> {
     const POW10: [f64; 16] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
