@@ -503,19 +503,19 @@ pub(super) fn short_decimal(b: &[u8]) -> Option<f64> {
     if digits.is_empty() || digits.len() > 16 {
         return None;
     }
-    let (mut n, mut count, mut point) = (0u64, 0usize, None);
+    let (mut n, mut point) = (0u64, None);
     for (i, &c) in digits.iter().enumerate() {
         let d = c.wrapping_sub(b'0');
         if d <= 9 {
             n = n * 10 + u64::from(d);
-            count += 1;
         } else if c == b'.' && point.is_none() && i > 0 && i + 1 < digits.len() {
             point = Some(digits.len() - i - 1);
         } else {
             return None;
         }
     }
-    if count > 15 {
+    // Every byte but the point is a digit.
+    if digits.len() - usize::from(point.is_some()) > 15 {
         return None;
     }
     let v = match point {
