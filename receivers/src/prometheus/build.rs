@@ -18,7 +18,7 @@
 //! - a series that disappears (or every series, when the scrape fails) gets a point with the
 //!   "no recorded value" flag and the StaleNaN value. Series with explicit timestamps do not.
 
-use super::parser::{Buffers, Entry, Format, Label, MetricType, Parser, Text};
+use super::parser::{Buffers, Entry, Format, Label, MetricType, Parser, Sample, Text};
 use super::relabel::relabel;
 use crate::keys::{push_string, take_string};
 use sluice_core::prometheus::stale_nan;
@@ -178,6 +178,8 @@ pub struct TargetState {
     key: String,
     /// How many groups the last scrape had: the next one's list is sized for as many.
     groups_hint: usize,
+    /// Read every line's labels afresh, never from the line before (tests compare both ways).
+    afresh: bool,
 }
 
 /// Samples of one series of a counter, histogram or summary, put together at the end.
@@ -519,6 +521,15 @@ fn bound(v: &str) -> Option<f64> {
 }
 
 impl TargetState {
+    /// A state whose scrapes read every line afresh: the long way, to compare with.
+    #[cfg(test)]
+    pub(crate) fn afresh() -> TargetState {
+        TargetState {
+            afresh: true,
+            ..Default::default()
+        }
+    }
+
     /// Turns one scrape (its body, or why there is none) into OTLP, with `up`, the `scrape_*`
     /// series and staleness markers.
     pub fn scrape(
@@ -625,8 +636,12 @@ impl TargetState {
         out: &mut Out,
         report: &mut Report,
     ) -> Result<(), String> {
-        let mut parser =
-            Parser::with_buffers(bytes, format, self.buffers.take().unwrap_or_default());
+        let parser = Parser::with_buffers(bytes, format, self.buffers.take().unwrap_or_default());
+        let mut parser = if self.afresh {
+            parser.without_reuse()
+        } else {
+            parser
+        };
         let mut families: Vec<Family> = Vec::new();
         let mut current: Option<usize> = None;
         let mut groups: Vec<Group> = Vec::with_capacity(self.groups_hint);
@@ -634,12 +649,24 @@ impl TargetState {
         let mut last_group: Option<usize> = None;
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
+        // The last sample's group when it was a bucket (or quantile) line that the next line's
+        // may follow: (group, role, the bound's label name).
+        let mut repeat: Option<(usize, Role, &str)> = None;
         let result = loop {
             let entry = match parser.next() {
                 Ok(Some(e)) => e,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
             };
+            if let (Entry::Sample(s), Some((g, role, bound_label))) = (&entry, repeat)
+                && let Some(b) = next_bound(s, bound_label, report, opts)
+            {
+                add_bound(&mut groups[g], role, b, s, opts.honor_timestamps, now_ns);
+                report.samples_scraped += 1;
+                report.samples_post_relabel += 1;
+                continue;
+            }
+            repeat = None;
             match entry {
                 Entry::Help { family, help } => {
                     let f = family_for(&mut families, &mut current, family);
@@ -841,6 +868,7 @@ impl TargetState {
                                 }
                             };
                             last_group = Some(g);
+                            let index = g;
                             let g = &mut groups[g];
                             if role != Role::Created && timestamp_ms.is_some() {
                                 g.timestamp_ms = timestamp_ms;
@@ -868,6 +896,13 @@ impl TargetState {
                                         g.buckets.push((b, s.value));
                                     } else {
                                         g.quantiles.push((b, s.value));
+                                    }
+                                    // The group's next line, when it differs from this one only
+                                    // in the bound, is the same group (see `next_bound`).
+                                    let plain = opts.metric_relabel.is_empty()
+                                        && !target.labels.iter().any(|(k, _)| k == label);
+                                    if plain {
+                                        repeat = Some((index, role, label));
                                     }
                                 }
                                 _ => {}
@@ -1078,6 +1113,50 @@ impl TargetState {
     #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.series.len()
+    }
+}
+
+/// The bound of a bucket (or quantile) line that differs from the last sample line only in
+/// its `bound_label` (the parser says so in [`Sample::changed`]): the same name, the same other
+/// labels, so the same family, role and group, already checked against the limits. `None`
+/// sends the line the long way, which also gives any error (an empty or bad bound, a limit).
+fn next_bound(
+    s: &Sample<'_, '_>,
+    bound_label: &str,
+    report: &Report,
+    opts: &Options,
+) -> Option<f64> {
+    let l = s.labels.get(s.changed?)?;
+    let value = l.value.raw();
+    let within_limits = (opts.label_value_length_limit == 0
+        || value.len() as u64 <= opts.label_value_length_limit)
+        && (opts.sample_limit == 0 || report.samples_post_relabel < opts.sample_limit);
+    if !l.name.eq_str(bound_label) || l.value.raw().is_empty() || !within_limits {
+        return None;
+    }
+    bound(&l.value.get())
+}
+
+/// Adds a bucket (or quantile) line's value at bound `b` to its group, as the long way does.
+fn add_bound(
+    g: &mut Group<'_>,
+    role: Role,
+    b: f64,
+    s: &Sample<'_, '_>,
+    honor_timestamps: bool,
+    now_ns: u64,
+) {
+    if honor_timestamps && s.timestamp_ms.is_some() {
+        g.timestamp_ms = s.timestamp_ms;
+    }
+    g.exemplars.extend(
+        s.exemplar
+            .map(|e| exemplar(e.labels, e.value, e.timestamp_ms, now_ns)),
+    );
+    if role == Role::Bucket {
+        g.buckets.push((b, s.value));
+    } else {
+        g.quantiles.push((b, s.value));
     }
 }
 

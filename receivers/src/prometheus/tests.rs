@@ -1625,3 +1625,141 @@ fn w4_like_exposition() -> String {
     }
     b
 }
+
+/// Histogram and summary expositions whose lines vary the ways that matter to the short way of
+/// bucket lines: bounds (good, empty, bad, repeated, long), other labels, timestamps, exemplars,
+/// families and groups interleaved.
+fn bucket_heavy_exposition(seed: u64, openmetrics: bool) -> String {
+    let mut x = seed | 1;
+    let mut below = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    const BOUNDS: [&str; 9] = ["0.005", "0.01", "1", "+Inf", "", "x", "1e3", "2.50", "0.1"];
+    let mut b = String::new();
+    for family in 0..(1 + below(3)) {
+        let summary = below(4) == 0;
+        let (kind, label) = if summary {
+            ("summary", "quantile")
+        } else {
+            ("histogram", "le")
+        };
+        b.push_str(&format!("# TYPE f{family} {kind}\n"));
+        for group in 0..(1 + below(4)) {
+            let other =
+                ["", "a=\"1\",", "a=\"2\",job=\"j\",", "instance=\"i9\","][below(4) as usize];
+            let name = if summary {
+                format!("f{family}")
+            } else {
+                format!("f{family}_bucket")
+            };
+            let bound_last = below(2) == 0;
+            for _ in 0..(1 + below(6)) {
+                let bound = BOUNDS[below(BOUNDS.len() as u64) as usize];
+                let bound = if below(12) == 0 {
+                    "0.0000000000000001"
+                } else {
+                    bound
+                };
+                let labels = if bound_last {
+                    format!("{other}{label}=\"{bound}\"")
+                } else {
+                    format!("{label}=\"{bound}\",{other}")
+                        .trim_end_matches(',')
+                        .to_string()
+                };
+                b.push_str(&format!("{name}{{{labels}}} {}", below(100)));
+                match below(6) {
+                    0 => b.push_str(if openmetrics {
+                        " 1700000000.5"
+                    } else {
+                        " 1700000000500"
+                    }),
+                    1 if openmetrics => b.push_str(" # {trace_id=\"ab\"} 0.5"),
+                    _ => {}
+                }
+                b.push('\n');
+            }
+            if below(3) > 0 {
+                b.push_str(&format!(
+                    "f{family}_sum{{{}}} 3\n",
+                    other.trim_end_matches(',')
+                ));
+                b.push_str(&format!(
+                    "f{family}_count{{{}}} {}\n",
+                    other.trim_end_matches(','),
+                    10 + group
+                ));
+            }
+        }
+    }
+    if openmetrics {
+        b.push_str("# EOF\n");
+    }
+    b
+}
+
+#[test]
+fn bucket_lines_the_short_way_give_what_the_long_way_gives() {
+    let le_target = Target::new(
+        "node",
+        "127.0.0.1:9100",
+        "http",
+        "http://127.0.0.1:9100/metrics".into(),
+        &[("le".into(), "9".into())],
+    );
+    let option_sets = [
+        opts(),
+        Options::default(),
+        Options {
+            label_value_length_limit: 16,
+            ..opts()
+        },
+        Options {
+            sample_limit: 7,
+            ..opts()
+        },
+        Options {
+            metric_relabel: rules(
+                "            - { source_labels: [le], regex: \"1\", action: drop }\n",
+            ),
+            ..opts()
+        },
+    ];
+    let (mut errors, mut fine) = (0, 0);
+    for seed in 0..400u64 {
+        for openmetrics in [false, true] {
+            let format = if openmetrics {
+                Format::OpenMetrics
+            } else {
+                Format::Text
+            };
+            for (i, o) in option_sets.iter().enumerate() {
+                let t = if i == 0 && seed % 2 == 0 {
+                    le_target.clone()
+                } else {
+                    target()
+                };
+                let (mut short, mut long) = (TargetState::default(), TargetState::afresh());
+                // The same body twice: staleness markers come out in hash order, which is not
+                // the same in two states.
+                let body = bucket_heavy_exposition(seed, openmetrics);
+                for scrape in 0..2u64 {
+                    let now = T0 + scrape * SEC;
+                    let a = short.scrape(Ok((body.as_bytes(), format)), 0.01, now, &t, o);
+                    let b = long.scrape(Ok((body.as_bytes(), format)), 0.01, now, &t, o);
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "options {i}:\n{body}");
+                    if a.error.is_some() {
+                        errors += 1;
+                    } else {
+                        fine += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Both outcomes were compared many times.
+    assert!(errors > 500 && fine > 500, "{errors} errors, {fine} fine");
+}

@@ -71,6 +71,11 @@ impl<'a> Text<'a> {
         Text::new(raw, false, true)
     }
 
+    /// The same kind of text (escaped or not) at another place.
+    pub(crate) fn with_raw(self, raw: &'a str) -> Text<'a> {
+        Text { raw, ..self }
+    }
+
     /// The text as written, escapes included.
     pub fn raw(&self) -> &'a str {
         self.raw
@@ -162,6 +167,10 @@ pub struct Sample<'e, 'a> {
     pub name: Text<'a>,
     /// The labels in the order written (the metric name excluded).
     pub labels: &'e [Label<'a>],
+    /// `Some(k)` when the previous sample line had the same name and the same labels but for
+    /// the value of `labels[k]` (as a histogram's bucket lines do, but for `le`): its labels were
+    /// then not read again. `None` tells nothing.
+    pub changed: Option<usize>,
     pub value: f64,
     /// Milliseconds since the epoch, when given (the text format writes milliseconds,
     /// OpenMetrics seconds).

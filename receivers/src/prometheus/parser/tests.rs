@@ -858,3 +858,158 @@ fn short_decimals_take_the_short_way_to_the_same_float() {
     assert_eq!(parse_float(".5"), ".5".parse().ok());
     assert_eq!(parse_float("5."), "5.".parse().ok());
 }
+
+/// Every entry of a body (or the first error), with the `changed` the parser gave each sample.
+fn parse_both_ways(
+    body: &[u8],
+    format: Format,
+    reuse: bool,
+) -> (Vec<(E, Option<usize>)>, Option<ParseError>) {
+    let p = Parser::new(body, format);
+    let mut p = if reuse { p } else { p.without_reuse() };
+    let mut out = Vec::new();
+    loop {
+        let e = match p.next() {
+            Ok(Some(e)) => e,
+            Ok(None) => return (out, None),
+            Err(e) => return (out, Some(e)),
+        };
+        out.push(match e {
+            Entry::Help { family, help } => (E::Help(family.get().into(), help.get().into()), None),
+            Entry::Type { family, kind } => (E::Type(family.get().into(), kind), None),
+            Entry::Unit { family, unit } => (E::Unit(family.get().into(), unit.get().into()), None),
+            Entry::Sample(s) => (
+                E::S {
+                    name: s.name.get().into(),
+                    labels: own(s.labels),
+                    value: s.value,
+                    ts: s.timestamp_ms,
+                    ex: s.exemplar.map(|e| (own(e.labels), e.value, e.timestamp_ms)),
+                },
+                s.changed,
+            ),
+        });
+    }
+}
+
+/// A body of sample lines that mostly differ from the line before in one label value (as a
+/// histogram's buckets do), sometimes in the name, a label name, the spacing or anything else.
+fn similar_lines(rng: &mut Rng) -> String {
+    const NAMES: [&str; 5] = ["m", "m_bucket", "m_sum", "x:y", "m_bucket_x"];
+    const KEYS: [&str; 6] = ["le", "a", "b", "quantile", "zz", "\"q.r\""];
+    const VALUES: [&str; 14] = [
+        "", "1", "12", "0.005", "+Inf", "x\\\"y", "a\\\\b", "\\n", "é", "ü12", "a b", "0.0", "1\\",
+        "12\\\"",
+    ];
+    let mut name = NAMES[0].to_string();
+    let mut labels: Vec<(String, String)> = vec![("le".into(), "1".into())];
+    let mut quoted_name = false;
+    let (mut sep, mut close, mut space) = (",", "}", "");
+    let mut body = String::new();
+    for _ in 0..(2 + rng.below(12)) {
+        match rng.below(11) {
+            0..=5 if !labels.is_empty() => {
+                let k = rng.below(labels.len());
+                labels[k].1 = VALUES[rng.below(VALUES.len())].into();
+            }
+            6 => name = NAMES[rng.below(NAMES.len())].into(),
+            7 => quoted_name = !quoted_name,
+            8 => {
+                labels = (0..rng.below(4))
+                    .map(|i| {
+                        let key = KEYS[(i + rng.below(KEYS.len())) % KEYS.len()];
+                        (key.to_string(), VALUES[rng.below(VALUES.len())].to_string())
+                    })
+                    .collect();
+            }
+            9 => {
+                sep = [",", ", ", " ,"][rng.below(3)];
+                close = ["}", ",}", " }"][rng.below(3)];
+                space = ["", " "][rng.below(2)];
+            }
+            _ => body.push_str(["# TYPE m histogram\n", "\n", "# free\n"][rng.below(3)]),
+        }
+        let mut items: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        if quoted_name {
+            items.insert(0, format!("\"{name}\""));
+        } else {
+            body.push_str(&name);
+            body.push_str(space);
+        }
+        if !items.is_empty() || rng.below(2) == 0 {
+            body.push('{');
+            body.push_str(&items.join(sep));
+            body.push_str(close);
+        }
+        body.push_str([" 1", " 2.5 17", " NaN", " 3 # {t=\"1\"} 0.5", "  7 "][rng.below(5)]);
+        body.push('\n');
+    }
+    body
+}
+
+#[test]
+fn labels_read_from_the_previous_line_are_what_a_fresh_read_gives() {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let alphabet = b"{}\"\\=, \n#0123456789le_a\xc3";
+    let (mut reused, mut samples) = (0, 0);
+    for round in 0..6000 {
+        let mut body = similar_lines(&mut rng).into_bytes();
+        if round % 2 == 1 {
+            for _ in 0..(1 + rng.below(3)) {
+                let at = rng.below(body.len());
+                match rng.below(3) {
+                    0 => body[at] = alphabet[rng.below(alphabet.len())],
+                    1 => body.insert(at, alphabet[rng.below(alphabet.len())]),
+                    _ => {
+                        body.remove(at);
+                    }
+                }
+            }
+        }
+        for format in [Format::Text, Format::OpenMetrics] {
+            let mut body = body.clone();
+            if format == Format::OpenMetrics {
+                body.extend_from_slice(b"# EOF\n");
+            }
+            let (fresh, fresh_err) = parse_both_ways(&body, format, false);
+            let (got, err) = parse_both_ways(&body, format, true);
+            let shown = String::from_utf8_lossy(&body);
+            assert_eq!(err, fresh_err, "{format:?} {shown}");
+            let entries = |v: &[(E, Option<usize>)]| {
+                v.iter().map(|(e, _)| format!("{e:?}")).collect::<Vec<_>>()
+            };
+            assert_eq!(entries(&got), entries(&fresh), "{format:?} {shown}");
+            assert!(fresh.iter().all(|(_, c)| c.is_none()));
+            // `changed` tells the truth: the previous sample differs in that label value only.
+            let mut previous: Option<&E> = None;
+            for (e, changed) in &got {
+                let E::S { name, labels, .. } = e else {
+                    continue;
+                };
+                samples += 1;
+                if let Some(k) = changed {
+                    reused += 1;
+                    let Some(E::S {
+                        name: pn,
+                        labels: pl,
+                        ..
+                    }) = previous
+                    else {
+                        panic!("changed without a previous sample: {shown}");
+                    };
+                    assert_eq!(name, pn, "{shown}");
+                    assert_eq!(labels.len(), pl.len(), "{shown}");
+                    for (j, (l, p)) in labels.iter().zip(pl).enumerate() {
+                        assert_eq!(l.0, p.0, "{shown}");
+                        if j != *k {
+                            assert_eq!(l.1, p.1, "{shown}");
+                        }
+                    }
+                }
+                previous = Some(e);
+            }
+        }
+    }
+    // The short way was taken often enough to be tested.
+    assert!(reused * 5 > samples, "{reused} of {samples}");
+}

@@ -30,6 +30,19 @@ pub struct Parser<'a> {
     done: bool,
     /// An error found before the first line (invalid UTF-8).
     pending: Option<ParseError>,
+    /// The last sample line, whose labels `labels` holds (kept while `reuse` is on).
+    previous: Option<Previous<'a>>,
+    /// Whether a line's labels may be taken from the previous line (see `reuse_labels`).
+    reuse: bool,
+}
+
+/// A sample line whose labels are in the parser's label vector (their texts borrow from it).
+#[derive(Clone, Copy)]
+struct Previous<'a> {
+    line: &'a str,
+    name: Text<'a>,
+    /// Where the label block ends (after its `}`).
+    labels_end: usize,
 }
 
 /// Label vectors kept between scrapes, so that a scrape allocates none.
@@ -58,6 +71,7 @@ enum Line<'a> {
         timestamp_ms: Option<i64>,
         /// (value, timestamp) of the exemplar, whose labels are in `exemplar_labels`.
         exemplar: Option<(f64, Option<i64>)>,
+        changed: Option<usize>,
     },
 }
 
@@ -91,7 +105,16 @@ impl<'a> Parser<'a> {
             saw_eof: false,
             done: false,
             pending,
+            previous: None,
+            reuse: true,
         }
+    }
+
+    /// Reads every sample line's labels from scratch, never from the previous line (see
+    /// [`Sample::changed`]); for tests that compare both ways.
+    pub fn without_reuse(mut self) -> Parser<'a> {
+        self.reuse = false;
+        self
     }
 
     /// Gives the label vectors back for the next scrape.
@@ -155,9 +178,11 @@ impl<'a> Parser<'a> {
                 value,
                 timestamp_ms,
                 exemplar,
+                changed,
             } => Entry::Sample(Sample {
                 name,
                 labels: &self.labels,
+                changed,
                 value,
                 timestamp_ms,
                 exemplar: exemplar.map(|(value, timestamp_ms)| Exemplar {
@@ -294,9 +319,76 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_sample(&mut self, mut c: Cursor<'a>) -> Result<Line<'a>, String> {
+        self.exemplar_labels.clear();
+        let reused = match self.previous.take() {
+            Some(p) if self.reuse => self.reuse_labels(p, &mut c),
+            _ => None,
+        };
+        let (name, changed) = match reused {
+            Some((name, k)) => (name, Some(k)),
+            None => (self.name_and_labels(&mut c)?, None),
+        };
+        if !self.labels.is_empty() {
+            self.previous = Some(Previous {
+                line: c.s,
+                name,
+                labels_end: c.i,
+            });
+        }
+        self.value_and_rest(c, name, changed)
+    }
+
+    /// The previous sample line's labels for this line, when the two lines differ only inside
+    /// one label value: (the name, that label's index); the cursor is then after the labels.
+    ///
+    /// The bytes before the first difference are the same, so a fresh parse would read them
+    /// the same way, up to inside that value; the new value ends at its first `"` (no escapes
+    /// in it); the rest of the label block is byte for byte the previous one's. So the labels
+    /// are the previous ones with that value replaced, and nothing else needs reading.
+    fn reuse_labels(&mut self, p: Previous<'a>, c: &mut Cursor<'a>) -> Option<(Text<'a>, usize)> {
+        let (old, new) = (p.line.as_bytes(), c.s.as_bytes());
+        let block = old.get(..p.labels_end)?;
+        let d = common_prefix(block, new);
+        if d == block.len() {
+            return None;
+        }
+        let start =
+            |t: &Text<'a>| (t.raw().as_ptr() as usize).wrapping_sub(p.line.as_ptr() as usize);
+        let k = self.labels.iter().position(|l| {
+            let a = start(&l.value);
+            a <= d && d <= a + l.value.raw().len()
+        })?;
+        let a = start(&self.labels[k].value);
+        let b = a + self.labels[k].value.raw().len();
+        let e = a + memchr2(b'"', b'\\', new.get(a..)?)?;
+        let tail = block.get(b..)?;
+        if new[e] != b'"' || new.get(e..e + tail.len())? != tail {
+            return None;
+        }
+        // Every other text moves to the same bytes in this line: by the change in length
+        // when after the new value.
+        let moved = |t: Text<'a>| -> Option<Text<'a>> {
+            let at = start(&t);
+            let at = if at > b { at - b + e } else { at };
+            Some(t.with_raw(c.s.get(at..at + t.raw().len())?))
+        };
+        let name = moved(p.name)?;
+        for (j, l) in self.labels.iter_mut().enumerate() {
+            l.name = moved(l.name)?;
+            l.value = if j == k {
+                Text::new(c.s.get(a..e)?, false, true)
+            } else {
+                moved(l.value)?
+            };
+        }
+        c.i = e + tail.len();
+        Some((name, k))
+    }
+
+    /// Reads the metric name and the labels (into `labels`).
+    fn name_and_labels(&mut self, c: &mut Cursor<'a>) -> Result<Text<'a>, String> {
         let om = self.om();
         self.labels.clear();
-        self.exemplar_labels.clear();
         let mut name = None;
         let legacy = c.metric_name();
         if !legacy.is_empty() {
@@ -313,7 +405,7 @@ impl<'a> Parser<'a> {
             return Err(c.expected("a metric name"));
         }
         if c.peek() == Some(b'{') {
-            let quoted = parse_labels(&mut c, &mut self.labels, true, om)?;
+            let quoted = parse_labels(c, &mut self.labels, true, om)?;
             match (name, quoted) {
                 (Some(_), Some(_)) => {
                     return Err("metric name given twice (before and inside the braces)".into());
@@ -322,9 +414,17 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
         }
-        let Some(name) = name else {
-            return Err("expected a metric name (a sample needs one, before or as the first item inside the braces)".into());
-        };
+        name.ok_or_else(|| "expected a metric name (a sample needs one, before or as the first item inside the braces)".into())
+    }
+
+    /// Reads the value, timestamp and exemplar after the name and labels.
+    fn value_and_rest(
+        &mut self,
+        mut c: Cursor<'a>,
+        name: Text<'a>,
+        changed: Option<usize>,
+    ) -> Result<Line<'a>, String> {
+        let om = self.om();
         if c.skip_ws() == 0 {
             return Err(c.expected("a space and the sample value"));
         }
@@ -387,8 +487,28 @@ impl<'a> Parser<'a> {
             value,
             timestamp_ms,
             exemplar,
+            changed,
         })
     }
+}
+
+/// How many bytes `a` and `b` have in common at their start.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+    let mut i = 0;
+    for (x, y) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        let diff = word(x) ^ word(y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..n]
+        .iter()
+        .zip(&b[i..n])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// Never called: `Line::Skip` does not leave the loop.
