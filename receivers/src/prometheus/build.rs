@@ -649,24 +649,30 @@ impl TargetState {
         let mut last_group: Option<usize> = None;
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
-        // The last sample's group when it was a bucket (or quantile) line that the next line's
-        // may follow: (group, role, the bound's label name).
-        let mut repeat: Option<(usize, Role, &str)> = None;
+        // The last sample line's group when it was a bucket line (see `next_bucket`).
+        let mut last_bucket: Option<Bucket> = None;
         let result = loop {
             let entry = match parser.next() {
                 Ok(Some(e)) => e,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
             };
-            if let (Entry::Sample(s), Some((g, role, bound_label))) = (&entry, repeat)
-                && let Some(b) = next_bound(s, bound_label, report, opts)
+            if let (Entry::Sample(s), Some(last)) = (&entry, last_bucket)
+                && let Some((g, role, b)) = next_bucket(s, last, report, opts)
             {
-                add_bound(&mut groups[g], role, b, s, opts.honor_timestamps, now_ns);
+                add_sample(
+                    &mut groups[g],
+                    role,
+                    Some(b),
+                    s,
+                    opts.honor_timestamps,
+                    now_ns,
+                );
                 report.samples_scraped += 1;
                 report.samples_post_relabel += 1;
                 continue;
             }
-            repeat = None;
+            last_bucket = None;
             match entry {
                 Entry::Help { family, help } => {
                     let f = family_for(&mut families, &mut current, family);
@@ -715,15 +721,7 @@ impl TargetState {
                                 .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))),
                         );
                     }
-                    // A sample outside the current family ends it.
-                    let fam = current.map(|i| &families[i]).filter(|f| {
-                        name.starts_with(f.name.as_str())
-                            || f.kind == MetricType::Counter
-                                && name
-                                    .starts_with(f.name.strip_suffix("_total").unwrap_or(&f.name))
-                    });
-                    let role = classify(fam, &name);
-                    let fam_index = fam.and(current);
+                    let (fam_index, role) = family_and_role(&families, current, &name);
                     if let Err(e) = check_limits(&name, &labels, opts) {
                         break Err(e);
                     }
@@ -760,9 +758,6 @@ impl TargetState {
                     };
                     let attributes =
                         || -> Vec<KeyValue> { pairs().map(|(k, v)| string_kv(k, v)).collect() };
-                    let ex = s
-                        .exemplar
-                        .map(|e| exemplar(e.labels, e.value, e.timestamp_ms, now_ns));
                     match role {
                         Role::TargetInfo => {
                             let res = out.resource(job, instance);
@@ -804,7 +799,13 @@ impl TargetState {
                                     attributes,
                                     time_unix_nano: time_ns,
                                     value: Some(number_data_point::Value::AsDouble(s.value)),
-                                    exemplars: ex.into_iter().collect(),
+                                    exemplars: s
+                                        .exemplar
+                                        .map(|e| {
+                                            exemplar(e.labels, e.value, e.timestamp_ms, now_ns)
+                                        })
+                                        .into_iter()
+                                        .collect(),
                                     flags,
                                     ..Default::default()
                                 },
@@ -868,44 +869,33 @@ impl TargetState {
                                 }
                             };
                             last_group = Some(g);
-                            let index = g;
-                            let g = &mut groups[g];
-                            if role != Role::Created && timestamp_ms.is_some() {
-                                g.timestamp_ms = timestamp_ms;
-                            }
-                            g.exemplars.extend(ex);
-                            match role {
-                                Role::Counter => g.value = Some(s.value),
-                                Role::Sum => g.sum = Some(s.value),
-                                Role::Count => g.count = Some(s.value),
-                                Role::Created => g.created = Some(s.value),
-                                Role::Bucket | Role::Quantile => {
-                                    let label = if role == Role::Bucket {
-                                        "le"
-                                    } else {
-                                        "quantile"
-                                    };
-                                    let Some(b) = take_label(&labels, label).and_then(|v| bound(v))
-                                    else {
-                                        break Err(format!(
-                                            "line {}: {name} needs a `{label}` label holding a number",
-                                            parser.line()
-                                        ));
-                                    };
-                                    if role == Role::Bucket {
-                                        g.buckets.push((b, s.value));
-                                    } else {
-                                        g.quantiles.push((b, s.value));
-                                    }
-                                    // The group's next line, when it differs from this one only
-                                    // in the bound, is the same group (see `next_bound`).
-                                    let plain = opts.metric_relabel.is_empty()
-                                        && !target.labels.iter().any(|(k, _)| k == label);
-                                    if plain {
-                                        repeat = Some((index, role, label));
+                            let bound_label = match role {
+                                Role::Bucket => Some("le"),
+                                Role::Quantile => Some("quantile"),
+                                _ => None,
+                            };
+                            let b = match bound_label {
+                                Some(label) => {
+                                    match take_label(&labels, label).and_then(|v| bound(v)) {
+                                        Some(b) => Some(b),
+                                        None => {
+                                            break Err(format!(
+                                                "line {}: {name} needs a `{label}` label holding a number",
+                                                parser.line()
+                                            ));
+                                        }
                                     }
                                 }
-                                _ => {}
+                                None => None,
+                            };
+                            add_sample(&mut groups[g], role, b, &s, opts.honor_timestamps, now_ns);
+                            // The group's next bucket may take the short way; not when
+                            // relabeling or a target label could change what the bound is.
+                            if let Some(label) = bound_label
+                                && opts.metric_relabel.is_empty()
+                                && !target.labels.iter().any(|(k, _)| k == label)
+                            {
+                                last_bucket = Some(Bucket(g, role, label));
                             }
                         }
                     }
@@ -1116,48 +1106,75 @@ impl TargetState {
     }
 }
 
-/// The bound of a bucket (or quantile) line that differs from the last sample line only in
-/// its `bound_label` (the parser says so in [`Sample::changed`]): the same name, the same other
-/// labels, so the same family, role and group, already checked against the limits. `None`
-/// sends the line the long way, which also gives any error (an empty or bad bound, a limit).
-fn next_bound(
+/// The last sample line was a bucket (or quantile) of a group: the group, the role and the bound
+/// label. A line that differs from it only in the bound is the group's next bucket.
+#[derive(Clone, Copy)]
+struct Bucket(usize, Role, &'static str);
+
+/// The group, role and bound of a line that differs from the last one only in the bound (the
+/// parser says so in [`Sample::changed`]): the same name, the same other labels, so the same
+/// family, role and group as the long way would find, already checked against the limits.
+/// `None` sends the line the long way, which also gives any error (an empty or bad bound, a
+/// limit).
+fn next_bucket(
     s: &Sample<'_, '_>,
-    bound_label: &str,
+    Bucket(g, role, label): Bucket,
     report: &Report,
     opts: &Options,
-) -> Option<f64> {
+) -> Option<(usize, Role, f64)> {
     let l = s.labels.get(s.changed?)?;
     let value = l.value.raw();
-    let within_limits = (opts.label_value_length_limit == 0
+    let fits = (opts.label_value_length_limit == 0
         || value.len() as u64 <= opts.label_value_length_limit)
         && (opts.sample_limit == 0 || report.samples_post_relabel < opts.sample_limit);
-    if !l.name.eq_str(bound_label) || l.value.raw().is_empty() || !within_limits {
+    if !l.name.eq_str(label) || value.is_empty() || !fits {
         return None;
     }
-    bound(&l.value.get())
+    Some((g, role, bound(&l.value.get())?))
 }
 
-/// Adds a bucket (or quantile) line's value at bound `b` to its group, as the long way does.
-fn add_bound(
+/// Adds a sample line of a counter, histogram or summary to its group (`bound` for buckets and
+/// quantiles).
+fn add_sample(
     g: &mut Group<'_>,
     role: Role,
-    b: f64,
+    bound: Option<f64>,
     s: &Sample<'_, '_>,
     honor_timestamps: bool,
     now_ns: u64,
 ) {
-    if honor_timestamps && s.timestamp_ms.is_some() {
-        g.timestamp_ms = s.timestamp_ms;
+    let timestamp_ms = s.timestamp_ms.filter(|_| honor_timestamps);
+    if role != Role::Created && timestamp_ms.is_some() {
+        g.timestamp_ms = timestamp_ms;
     }
     g.exemplars.extend(
         s.exemplar
             .map(|e| exemplar(e.labels, e.value, e.timestamp_ms, now_ns)),
     );
-    if role == Role::Bucket {
-        g.buckets.push((b, s.value));
-    } else {
-        g.quantiles.push((b, s.value));
+    let value = Some(s.value);
+    match (role, bound) {
+        (Role::Counter, _) => g.value = value,
+        (Role::Sum, _) => g.sum = value,
+        (Role::Count, _) => g.count = value,
+        (Role::Created, _) => g.created = value,
+        (Role::Bucket, Some(b)) => g.buckets.push((b, s.value)),
+        (Role::Quantile, Some(b)) => g.quantiles.push((b, s.value)),
+        _ => {}
     }
+}
+
+/// The family a sample belongs to (a sample outside the current family ends it) and its role.
+fn family_and_role(
+    families: &[Family],
+    current: Option<usize>,
+    name: &str,
+) -> (Option<usize>, Role) {
+    let fam = current.map(|i| &families[i]).filter(|f| {
+        name.starts_with(f.name.as_str())
+            || f.kind == MetricType::Counter
+                && name.starts_with(f.name.strip_suffix("_total").unwrap_or(&f.name))
+    });
+    (fam.and(current), classify(fam, name))
 }
 
 fn to_count(v: f64) -> u64 {

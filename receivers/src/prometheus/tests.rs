@@ -270,6 +270,33 @@ fn histograms_are_assembled() {
 }
 
 #[test]
+fn histogram_timestamps_are_kept_only_when_honored() {
+    // The buckets after the first take the short way (they differ only in `le`).
+    let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1 1700000000000\nh_bucket{le=\"+Inf\"} 2 1700000002000\nh_count 2\n";
+    for (honor, time) in [(true, 1_700_000_002 * SEC), (false, T0 + 5 * SEC)] {
+        let o = Options {
+            honor_timestamps: honor,
+            ..Default::default()
+        };
+        let r = scrape_with(
+            &mut TargetState::default(),
+            body,
+            Format::Text,
+            T0 + 5 * SEC,
+            &o,
+        );
+        let Some(Data::Histogram(h)) = &metric(&r, "h").data else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            h.data_points[0].time_unix_nano, time,
+            "honor_timestamps {honor}"
+        );
+        assert_eq!(h.data_points[0].bucket_counts, vec![1, 1]);
+    }
+}
+
+#[test]
 fn histogram_without_count_is_left_out_and_bad_le_fails() {
     let mut s = TargetState::default();
     let r = scrape(
@@ -1682,16 +1709,27 @@ fn bucket_heavy_exposition(seed: u64, openmetrics: bool) -> String {
                 }
                 b.push('\n');
             }
+            // The group's other lines, in any order, and sometimes a line of another name
+            // (another family's, or a bucket) with the same labels as the last one.
+            let mut last = other.trim_end_matches(',').to_string();
             if below(3) > 0 {
-                b.push_str(&format!(
-                    "f{family}_sum{{{}}} 3\n",
-                    other.trim_end_matches(',')
-                ));
-                b.push_str(&format!(
-                    "f{family}_count{{{}}} {}\n",
-                    other.trim_end_matches(','),
-                    10 + group
-                ));
+                let mut tails = vec!["sum", "count", "created"];
+                tails.truncate(2 + below(2) as usize);
+                if below(2) == 0 {
+                    tails.swap(0, 1);
+                }
+                if below(4) == 0 {
+                    let comma = if last.is_empty() { "" } else { "," };
+                    last = format!("{last}{comma}{label}=\"0.5\"");
+                }
+                for t in tails {
+                    b.push_str(&format!("f{family}_{t}{{{last}}} {}\n", 10 + group));
+                }
+            }
+            match below(4) {
+                0 => b.push_str(&format!("stray{{{last}}} 1\n")),
+                1 => b.push_str(&format!("f{family}_bucket{{{last}}} 2\n")),
+                _ => {}
             }
         }
     }
