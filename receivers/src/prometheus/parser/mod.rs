@@ -3,7 +3,9 @@
 //! It reads a whole scraped body (`&[u8]`) and yields one [`Entry`] at a time, borrowing names,
 //! label values and help text from the body: nothing is allocated per sample (labels go into a
 //! vector the parser keeps and reuses; escaped strings stay escaped until the caller asks for them
-//! with [`Text::get`] or [`Text::unescape_into`]).
+//! with [`Text::get`] or [`Text::unescape_into`]). A sample line that differs from the previous
+//! one only inside one label value (a histogram's buckets) takes the previous line's labels with
+//! that value replaced, without reading them again ([`Sample::changed`]).
 //!
 //! Both formats accept Prometheus 3's quoted UTF-8 names (`{"my.metric",a="b"} 1`,
 //! `# TYPE "my.metric" gauge`). A malformed body yields a [`ParseError`] with the line number and

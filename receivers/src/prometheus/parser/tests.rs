@@ -1013,3 +1013,39 @@ fn labels_read_from_the_previous_line_are_what_a_fresh_read_gives() {
     // The short way was taken often enough to be tested.
     assert!(reused * 5 > samples, "{reused} of {samples}");
 }
+
+#[test]
+fn lines_that_differ_in_one_value_are_read_the_short_way() {
+    let body = "\
+h_bucket{le=\"0.005\",method=\"GET\",route=\"/a\"} 1
+h_bucket{le=\"0.01\",method=\"GET\",route=\"/a\"} 2
+h_bucket{le=\"+Inf\",method=\"GET\",route=\"/a\"} 2
+h_sum{method=\"GET\",route=\"/a\"} 3
+c{a=\"1\",b=\"x\"} 1
+c{a=\"12\",b=\"x\"} 1
+c{a=\"12\",b=\"yy\"} 1
+c{a=\"1\",b=\"yy\"} 1
+c{a=\"1\",b=\"z\\\"\"} 1
+";
+    let (got, err) = parse_both_ways(body.as_bytes(), Format::Text, true);
+    assert_eq!(err, None);
+    let likes: Vec<Option<usize>> = got.iter().map(|(_, like)| *like).collect();
+    assert_eq!(
+        likes,
+        [
+            None,
+            Some(0),
+            Some(0),
+            None,
+            None,
+            Some(0),
+            Some(1),
+            Some(0),
+            None
+        ]
+    );
+    let (fresh, _) = parse_both_ways(body.as_bytes(), Format::Text, false);
+    let entries =
+        |v: &[(E, Option<usize>)]| format!("{:?}", v.iter().map(|(e, _)| e).collect::<Vec<_>>());
+    assert_eq!(entries(&got), entries(&fresh));
+}
