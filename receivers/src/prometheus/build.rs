@@ -650,7 +650,7 @@ impl TargetState {
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
         // The last sample line's group when it was a bucket line (see `next_bucket`).
-        let mut last_bucket: Option<Bucket> = None;
+        let mut last_bucket: Option<LastBucket> = None;
         let result = loop {
             let entry = match parser.next() {
                 Ok(Some(e)) => e,
@@ -745,11 +745,7 @@ impl TargetState {
                     let instance = instance_label.map(|v| v.as_ref());
                     // Attributes: the labels but job, instance and (for grouped series) le or
                     // quantile.
-                    let skip = match role {
-                        Role::Bucket => "le",
-                        Role::Quantile => "quantile",
-                        _ => "",
-                    };
+                    let skip = bound_label(role).unwrap_or("");
                     let pairs = || {
                         labels
                             .iter()
@@ -869,12 +865,7 @@ impl TargetState {
                                 }
                             };
                             last_group = Some(g);
-                            let bound_label = match role {
-                                Role::Bucket => Some("le"),
-                                Role::Quantile => Some("quantile"),
-                                _ => None,
-                            };
-                            let b = match bound_label {
+                            let b = match bound_label(role) {
                                 Some(label) => {
                                     match take_label(&labels, label).and_then(|v| bound(v)) {
                                         Some(b) => Some(b),
@@ -890,12 +881,15 @@ impl TargetState {
                             };
                             add_sample(&mut groups[g], role, b, &s, opts.honor_timestamps, now_ns);
                             // The group's next bucket may take the short way; not when
-                            // relabeling or a target label could change what the bound is.
-                            if let Some(label) = bound_label
+                            // relabeling or a target label could change what the bound is
+                            // (with a target label `le`, the bucket lines' groups never get a
+                            // count and no output shows either way, but the bound would be
+                            // the target's).
+                            if let Some(label) = bound_label(role)
                                 && opts.metric_relabel.is_empty()
                                 && !target.labels.iter().any(|(k, _)| k == label)
                             {
-                                last_bucket = Some(Bucket(g, role, label));
+                                last_bucket = Some(LastBucket { group: g, role });
                             }
                         }
                     }
@@ -1106,10 +1100,22 @@ impl TargetState {
     }
 }
 
-/// The last sample line was a bucket (or quantile) of a group: the group, the role and the bound
-/// label. A line that differs from it only in the bound is the group's next bucket.
+/// The label holding a bucket's or quantile's bound.
+fn bound_label(role: Role) -> Option<&'static str> {
+    match role {
+        Role::Bucket => Some("le"),
+        Role::Quantile => Some("quantile"),
+        _ => None,
+    }
+}
+
+/// The last sample line was a bucket (or quantile: the role) of this group. A line that differs
+/// from it only in the bound is the group's next bucket.
 #[derive(Clone, Copy)]
-struct Bucket(usize, Role, &'static str);
+struct LastBucket {
+    group: usize,
+    role: Role,
+}
 
 /// The group, role and bound of a line that differs from the last one only in the bound (the
 /// parser says so in [`Sample::changed`]): the same name, the same other labels, so the same
@@ -1118,19 +1124,21 @@ struct Bucket(usize, Role, &'static str);
 /// limit).
 fn next_bucket(
     s: &Sample<'_, '_>,
-    Bucket(g, role, label): Bucket,
+    LastBucket { group, role }: LastBucket,
     report: &Report,
     opts: &Options,
 ) -> Option<(usize, Role, f64)> {
     let l = s.labels.get(s.changed?)?;
+    // The parser gives a changed value without escapes: its length is the long way's.
     let value = l.value.raw();
     let fits = (opts.label_value_length_limit == 0
         || value.len() as u64 <= opts.label_value_length_limit)
         && (opts.sample_limit == 0 || report.samples_post_relabel < opts.sample_limit);
-    if !l.name.eq_str(label) || value.is_empty() || !fits {
+    if !l.name.eq_str(bound_label(role)?) || !fits {
         return None;
     }
-    Some((g, role, bound(&l.value.get())?))
+    // An empty or bad bound goes the long way, which fails the scrape.
+    Some((group, role, bound(&l.value.get())?))
 }
 
 /// Adds a sample line of a counter, histogram or summary to its group (`bound` for buckets and

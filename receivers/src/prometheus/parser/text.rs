@@ -348,6 +348,8 @@ impl<'a> Parser<'a> {
     fn reuse_labels(&mut self, p: Previous<'a>, c: &mut Cursor<'a>) -> Option<(Text<'a>, usize)> {
         let (old, new) = (p.line.as_bytes(), c.s.as_bytes());
         let block = old.get(..p.labels_end)?;
+        // The first byte that differs; none in the label block (the same series again, which
+        // is rare) is read afresh.
         let d = common_prefix(block, new);
         if d == block.len() {
             return None;
@@ -372,6 +374,8 @@ impl<'a> Parser<'a> {
             let at = if at > b { at - b + e } else { at };
             Some(t.with_raw(c.s.get(at..at + t.raw().len())?))
         };
+        // Returning `None` half-way leaves labels half moved: harmless, since the fresh read
+        // that follows starts by clearing them.
         let name = moved(p.name)?;
         for (j, l) in self.labels.iter_mut().enumerate() {
             l.name = moved(l.name)?;
