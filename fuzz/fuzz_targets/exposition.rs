@@ -24,6 +24,7 @@ fn run(data: &[u8], format: Format, reuse: bool) -> Vec<String> {
                     line.push_str(&format!(" {:?}={:?}", l.name.get(), l.value.get()));
                 }
                 if let Some(e) = s.exemplar {
+                    line.push_str(&format!(" # {} {:?}", e.value, e.timestamp_ms));
                     for l in e.labels {
                         line.push_str(&format!(" #{:?}={:?}", l.name.get(), l.value.get()));
                     }

@@ -649,7 +649,7 @@ impl TargetState {
         let mut last_group: Option<usize> = None;
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
-        // The last sample line's group when it was a bucket line (see `next_bucket`).
+        // The last sample line's group when it was a bucket line (see `next_bound`).
         let mut last_bucket: Option<LastBucket> = None;
         let result = loop {
             let entry = match parser.next() {
@@ -658,16 +658,10 @@ impl TargetState {
                 Err(e) => break Err(e.to_string()),
             };
             if let (Entry::Sample(s), Some(last)) = (&entry, last_bucket)
-                && let Some((g, role, b)) = next_bucket(s, last, report, opts)
+                && let Some(b) = next_bound(s, last, report, opts)
             {
-                add_sample(
-                    &mut groups[g],
-                    role,
-                    Some(b),
-                    s,
-                    opts.honor_timestamps,
-                    now_ns,
-                );
+                let g = &mut groups[last.group];
+                add_sample(g, last.role, Some(b), s, opts.honor_timestamps, now_ns);
                 report.samples_scraped += 1;
                 report.samples_post_relabel += 1;
                 continue;
@@ -865,27 +859,22 @@ impl TargetState {
                                 }
                             };
                             last_group = Some(g);
-                            let b = match bound_label(role) {
-                                Some(label) => {
-                                    match take_label(&labels, label).and_then(|v| bound(v)) {
-                                        Some(b) => Some(b),
-                                        None => {
-                                            break Err(format!(
-                                                "line {}: {name} needs a `{label}` label holding a number",
-                                                parser.line()
-                                            ));
-                                        }
-                                    }
-                                }
-                                None => None,
-                            };
+                            let label = bound_label(role);
+                            let b = label.map(|l| take_label(&labels, l).and_then(|v| bound(v)));
+                            if let (Some(label), Some(None)) = (label, b) {
+                                break Err(format!(
+                                    "line {}: {name} needs a `{label}` label holding a number",
+                                    parser.line()
+                                ));
+                            }
+                            let b = b.flatten();
                             add_sample(&mut groups[g], role, b, &s, opts.honor_timestamps, now_ns);
                             // The group's next bucket may take the short way; not when
                             // relabeling or a target label could change what the bound is
                             // (with a target label `le`, the bucket lines' groups never get a
                             // count and no output shows either way, but the bound would be
                             // the target's).
-                            if let Some(label) = bound_label(role)
+                            if let Some(label) = label
                                 && opts.metric_relabel.is_empty()
                                 && !target.labels.iter().any(|(k, _)| k == label)
                             {
@@ -1117,28 +1106,27 @@ struct LastBucket {
     role: Role,
 }
 
-/// The group, role and bound of a line that differs from the last one only in the bound (the
-/// parser says so in [`Sample::changed`]): the same name, the same other labels, so the same
-/// family, role and group as the long way would find, already checked against the limits.
-/// `None` sends the line the long way, which also gives any error (an empty or bad bound, a
-/// limit).
-fn next_bucket(
+/// The bound of a line that differs from the last one only in the bound (the parser says so in
+/// [`Sample::changed`]): the same name, the same other labels, so the same family, role and
+/// group as the long way would find, already checked against the limits. `None` sends the line
+/// the long way, which also gives any error (an empty or bad bound, a limit).
+fn next_bound(
     s: &Sample<'_, '_>,
-    LastBucket { group, role }: LastBucket,
+    last: LastBucket,
     report: &Report,
     opts: &Options,
-) -> Option<(usize, Role, f64)> {
+) -> Option<f64> {
     let l = s.labels.get(s.changed?)?;
     // The parser gives a changed value without escapes: its length is the long way's.
     let value = l.value.raw();
     let fits = (opts.label_value_length_limit == 0
         || value.len() as u64 <= opts.label_value_length_limit)
         && (opts.sample_limit == 0 || report.samples_post_relabel < opts.sample_limit);
-    if !l.name.eq_str(bound_label(role)?) || !fits {
+    if !l.name.eq_str(bound_label(last.role)?) || !fits {
         return None;
     }
     // An empty or bad bound goes the long way, which fails the scrape.
-    Some((group, role, bound(&l.value.get())?))
+    bound(&l.value.get())
 }
 
 /// Adds a sample line of a counter, histogram or summary to its group (`bound` for buckets and

@@ -26,23 +26,10 @@ fn own(labels: &[Label<'_>]) -> Vec<(String, String)> {
 }
 
 fn parse(body: &str, format: Format) -> Result<Vec<E>, ParseError> {
-    let mut p = Parser::new(body.as_bytes(), format);
-    let mut out = Vec::new();
-    while let Some(e) = p.next()? {
-        out.push(match e {
-            Entry::Help { family, help } => E::Help(family.get().into(), help.get().into()),
-            Entry::Type { family, kind } => E::Type(family.get().into(), kind),
-            Entry::Unit { family, unit } => E::Unit(family.get().into(), unit.get().into()),
-            Entry::Sample(s) => E::S {
-                name: s.name.get().into(),
-                labels: own(s.labels),
-                value: s.value,
-                ts: s.timestamp_ms,
-                ex: s.exemplar.map(|e| (own(e.labels), e.value, e.timestamp_ms)),
-            },
-        });
+    match parse_both_ways(body.as_bytes(), format, true) {
+        (_, Some(e)) => Err(e),
+        (entries, None) => Ok(entries.into_iter().map(|(e, _)| e).collect()),
     }
-    Ok(out)
 }
 
 fn text(body: &str) -> Vec<E> {

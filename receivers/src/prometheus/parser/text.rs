@@ -356,12 +356,12 @@ impl<'a> Parser<'a> {
         }
         let start =
             |t: &Text<'a>| (t.raw().as_ptr() as usize).wrapping_sub(p.line.as_ptr() as usize);
-        let k = self.labels.iter().position(|l| {
+        // The label whose value holds the difference: it starts at `a`, its `"` is at `b`.
+        let (k, a, b) = self.labels.iter().enumerate().find_map(|(k, l)| {
             let a = start(&l.value);
-            a <= d && d <= a + l.value.raw().len()
+            let b = a + l.value.raw().len();
+            (a <= d && d <= b).then_some((k, a, b))
         })?;
-        let a = start(&self.labels[k].value);
-        let b = a + self.labels[k].value.raw().len();
         let e = a + memchr2(b'"', b'\\', new.get(a..)?)?;
         let tail = block.get(b..)?;
         if new[e] != b'"' || new.get(e..e + tail.len())? != tail {
