@@ -66,6 +66,16 @@ impl Keys {
             .insert_unique(hash, i, |&j| hasher.hash_one(&text[spans[j].clone()]));
         (i, true)
     }
+
+    /// Key number `i`.
+    pub fn get(&self, i: usize) -> &str {
+        &self.text[self.spans[i].clone()]
+    }
+
+    /// The bytes of all keys together.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
 }
 
 #[cfg(test)]

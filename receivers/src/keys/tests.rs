@@ -17,6 +17,13 @@ fn numbers_keys_in_order_of_first_appearance() {
         assert_eq!(keys.number(&format!("k{n}")), (3 + n, false));
     }
     assert_eq!(keys.number("a\0b"), (0, false));
+    // Each key is given back by its number.
+    assert_eq!((keys.get(0), keys.get(1), keys.get(2)), ("a\0b", "a", ""));
+    assert_eq!(keys.get(3 + 999), "k999");
+    assert_eq!(
+        keys.bytes(),
+        4 + (0..1000).map(|n| format!("k{n}").len()).sum::<usize>()
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@
 
 use super::parser::{Buffers, Entry, Format, Label, MetricType, Parser, Sample, Text};
 use super::relabel::relabel;
-use crate::keys::{push_string, take_string};
+use crate::keys::{Keys, push_string, take_string};
 use sluice_core::prometheus::stale_nan;
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{
@@ -176,8 +176,10 @@ pub struct TargetState {
     epoch: u64,
     buffers: Option<Buffers>,
     key: String,
-    /// How many groups the last scrape had: the next one's list is sized for as many.
+    /// How many groups the last scrape had, and the bytes of their keys: the next one's list
+    /// and keys are sized for as many.
     groups_hint: usize,
+    group_keys_hint: usize,
     /// Read every line's labels afresh, never from the line before (tests compare both ways).
     afresh: bool,
 }
@@ -185,7 +187,9 @@ pub struct TargetState {
 /// Samples of one series of a counter, histogram or summary, put together at the end.
 struct Group<'x> {
     kind: Kind,
-    name: String,
+    /// Its key in the scrape's group keys (numbered as the groups are) begins with its series
+    /// key ([`series_key`]), this long; the family's number follows.
+    series_len: usize,
     family: usize,
     job: Option<Cow<'x, str>>,
     instance: Option<Cow<'x, str>>,
@@ -645,7 +649,7 @@ impl TargetState {
         let mut families: Vec<Family> = Vec::new();
         let mut current: Option<usize> = None;
         let mut groups: Vec<Group> = Vec::with_capacity(self.groups_hint);
-        let mut group_index: HashMap<String, usize> = HashMap::new();
+        let mut group_keys = Keys::with_capacity(self.groups_hint, self.group_keys_hint);
         let mut last_group: Option<usize> = None;
         let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut key = std::mem::take(&mut self.key);
@@ -764,7 +768,7 @@ impl TargetState {
                                 fam.map_or(("", ""), |f| (f.help.as_str(), f.unit.as_str()));
                             let flags = 0;
                             let attributes = attributes();
-                            series_key(&mut key, kind, &name, job, instance, &attributes);
+                            series_key(&mut key, kind, &name, job, instance, pairs());
                             self.touch(
                                 &key,
                                 kind,
@@ -813,6 +817,8 @@ impl TargetState {
                             // (a histogram has a line per bucket). A group's lines nearly
                             // always follow one another: the last group is tried first,
                             // compared label by label, before a key is written and looked up.
+                            // A group's key is its series key (kept for its start time) and
+                            // its family's number.
                             let same_as_last = last_group.filter(|&g| {
                                 let g = &groups[g];
                                 g.family == f
@@ -820,15 +826,19 @@ impl TargetState {
                                     && g.instance.as_deref() == instance
                                     && pairs().eq(attribute_pairs(&g.attributes))
                             });
-                            let found = same_as_last.or_else(|| {
-                                key.clear();
+                            // The group, and its series key's length when it is new.
+                            let found = same_as_last.map(|g| (g, None)).unwrap_or_else(|| {
+                                let name = series_name(fam, kind);
+                                series_key(&mut key, kind, &name, job, instance, pairs());
+                                let series_len = key.len();
                                 push_string(&mut key, itoa::Buffer::new().format(f));
-                                push_identity(&mut key, job, instance, pairs());
-                                group_index.get(key.as_str()).copied()
+                                let (g, new) = group_keys.number(&key);
+                                (g, new.then_some(series_len))
                             });
                             let g = match found {
-                                Some(g) => g,
-                                None => {
+                                (g, None) => g,
+                                (g, Some(series_len)) => {
+                                    debug_assert_eq!(g, groups.len());
                                     let attributes = attributes();
                                     // The series of a histogram family have the same bounds
                                     // nearly always: the previous group's count sizes the list.
@@ -840,7 +850,7 @@ impl TargetState {
                                     };
                                     groups.push(Group {
                                         kind,
-                                        name: series_name(fam, kind),
+                                        series_len,
                                         family: f,
                                         job: job_label.cloned(),
                                         instance: instance_label.cloned(),
@@ -854,8 +864,7 @@ impl TargetState {
                                         timestamp_ms: None,
                                         exemplars: Vec::new(),
                                     });
-                                    group_index.insert(key.clone(), groups.len() - 1);
-                                    groups.len() - 1
+                                    g
                                 }
                             };
                             last_group = Some(g);
@@ -887,9 +896,11 @@ impl TargetState {
         };
         self.buffers = Some(parser.into_buffers());
         self.groups_hint = groups.len();
+        self.group_keys_hint = group_keys.bytes();
         if result.is_ok() {
-            for g in groups {
-                self.finish_group(g, &families, now_ns, out, report, &mut key);
+            for (i, g) in groups.into_iter().enumerate() {
+                let series = &group_keys.get(i)[..g.series_len];
+                self.finish_group(g, series, &families, now_ns, out, report);
             }
         }
         self.key = key;
@@ -900,14 +911,12 @@ impl TargetState {
     fn touch_group(
         &mut self,
         g: &Group<'_>,
-        key: &mut String,
+        key: &str,
         value: f64,
         created_ns: Option<u64>,
         now_ns: u64,
         report: &mut Report,
     ) -> u64 {
-        let (job, instance) = (g.job.as_deref(), g.instance.as_deref());
-        series_key(key, g.kind, &g.name, job, instance, &g.attributes);
         self.touch(
             key,
             g.kind,
@@ -920,21 +929,26 @@ impl TargetState {
         )
     }
 
+    /// Adds a group's point; `key` is its series key.
     fn finish_group(
         &mut self,
         mut g: Group<'_>,
+        key: &str,
         families: &[Family],
         now_ns: u64,
         out: &mut Out,
         report: &mut Report,
-        key: &mut String,
     ) {
         let fam = &families[g.family];
+        let Some(name) = series_key_name(key) else {
+            debug_assert!(false, "an unreadable series key {key:?}");
+            return;
+        };
         let time_ns = g.timestamp_ms.map_or(now_ns, ms_to_ns);
         let created_ns = g.created.map(secs_to_ns).filter(|t| *t > 0);
         let res = out.resource(g.job.as_deref(), g.instance.as_deref());
         let spec = MetricSpec {
-            name: &g.name,
+            name,
             kind: g.kind,
             prometheus_type: None,
             help: &fam.help,
@@ -1183,13 +1197,10 @@ fn to_count(v: f64) -> u64 {
 
 /// The name of a grouped series: a counter's ends in `_total`, a histogram's or summary's is its
 /// family's.
-fn series_name(fam: &Family, kind: Kind) -> String {
+fn series_name(fam: &Family, kind: Kind) -> Cow<'_, str> {
     match kind {
-        Kind::Counter => {
-            let base = fam.name.strip_suffix("_total").unwrap_or(&fam.name);
-            format!("{base}_total")
-        }
-        _ => fam.name.clone(),
+        Kind::Counter if !fam.name.ends_with("_total") => Cow::Owned(format!("{}_total", fam.name)),
+        _ => Cow::Borrowed(&fam.name),
     }
 }
 
@@ -1329,18 +1340,24 @@ fn attribute_pairs(attributes: &[KeyValue]) -> impl Iterator<Item = (&str, &str)
     })
 }
 
-fn series_key(
+/// The key a series is tracked by between scrapes: its kind, name, job, instance and attributes.
+fn series_key<'x>(
     key: &mut String,
     kind: Kind,
     name: &str,
     job: Option<&str>,
     instance: Option<&str>,
-    attributes: &[KeyValue],
+    attributes: impl Iterator<Item = (&'x str, &'x str)>,
 ) {
     key.clear();
     key.push(kind.tag());
     push_string(key, name);
-    push_identity(key, job, instance, attribute_pairs(attributes));
+    push_identity(key, job, instance, attributes);
+}
+
+/// The name in a series key.
+fn series_key_name(key: &str) -> Option<&str> {
+    take_string(&mut key.get(1..)?)
 }
 
 /// A series as [`series_key`] wrote it, read back.

@@ -270,6 +270,32 @@ fn histograms_are_assembled() {
 }
 
 #[test]
+fn a_family_written_twice_gives_a_point_per_block() {
+    // The same series in two blocks of the same family: each block is its own group, so the
+    // buckets of one never mix with the other's (a group's key holds its family's number).
+    let block = |n: u32| {
+        format!(
+            "# TYPE h histogram\nh_bucket{{le=\"1\"}} {n}\nh_bucket{{le=\"+Inf\"}} {n}\nh_count {n}\n"
+        )
+    };
+    let body = format!("{}# TYPE g gauge\ng 1\n{}", block(1), block(4));
+    let r = scrape(&mut TargetState::default(), &body, T0);
+    assert_eq!(r.error, None);
+    let Some(Data::Histogram(h)) = &metric(&r, "h").data else {
+        panic!("{r:?}")
+    };
+    let points: Vec<_> = h
+        .data_points
+        .iter()
+        .map(|p| (p.explicit_bounds.clone(), p.bucket_counts.clone(), p.count))
+        .collect();
+    assert_eq!(
+        points,
+        vec![(vec![1.0], vec![1, 0], 1), (vec![1.0], vec![4, 0], 4)]
+    );
+}
+
+#[test]
 fn histogram_timestamps_are_kept_only_when_honored() {
     // The buckets after the first take the short way (they differ only in `le`).
     let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1 1700000000000\nh_bucket{le=\"+Inf\"} 2 1700000002000\nh_count 2\n";
