@@ -38,6 +38,84 @@ pub(super) struct Remembered {
 /// The series of one point, in the order the translation asks for them.
 pub(super) type PointSeries = Arc<[Remembered]>;
 
+/// A series' labels as a translation hands them on: a label set of its own, or one of the
+/// series remembered for a point. The latter holds the point's shared list, not the set: a
+/// clone touches the list's reference count, which the lookup that found the point has just
+/// touched, rather than the set's own, in memory rarely still in cache by the next batch (that
+/// first touch, a locked increment waiting on memory, was the largest single cost of
+/// translating a known point). The set itself is first read when the request is written.
+#[derive(Clone)]
+pub struct SeriesLabels(Held);
+
+#[derive(Clone)]
+enum Held {
+    Own(LabelSet),
+    Remembered(PointSeries, u32),
+}
+
+impl SeriesLabels {
+    /// The labels of series `i` of a remembered point. A point of one series (a number) hands
+    /// its set on: holding the list would only add a step to every later read of it.
+    pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
+        match &point[..] {
+            [only] => only.labels.clone().into(),
+            _ => SeriesLabels(Held::Remembered(point.clone(), i as u32)),
+        }
+    }
+}
+
+impl std::ops::Deref for SeriesLabels {
+    type Target = LabelSet;
+
+    fn deref(&self) -> &LabelSet {
+        match &self.0 {
+            Held::Own(labels) => labels,
+            Held::Remembered(point, i) => &point[*i as usize].labels,
+        }
+    }
+}
+
+impl From<LabelSet> for SeriesLabels {
+    fn from(labels: LabelSet) -> SeriesLabels {
+        SeriesLabels(Held::Own(labels))
+    }
+}
+
+impl Default for SeriesLabels {
+    fn default() -> SeriesLabels {
+        LabelSet::default().into()
+    }
+}
+
+impl PartialEq for SeriesLabels {
+    fn eq(&self, other: &SeriesLabels) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SeriesLabels {}
+
+impl std::hash::Hash for SeriesLabels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl std::fmt::Debug for SeriesLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<'a> IntoIterator for &'a SeriesLabels {
+    type Item = (&'a str, &'a str);
+    type IntoIter = super::label_set::Iter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// A generation: points by key, and how many label sets they hold.
 #[derive(Debug, Default)]
 struct Generation {
@@ -287,6 +365,33 @@ mod tests {
         c.insert(&[b'y', 0], point(&["y"]));
         assert!(c.get(&[b'y', 0]).is_some());
         assert!(c.len() <= 4);
+    }
+
+    #[test]
+    fn series_labels_read_as_the_set_they_stand_for() {
+        use std::hash::BuildHasher;
+        let hash = |l: &SeriesLabels| foldhash::fast::FixedState::default().hash_one(l);
+        let p = point(&["h_bucket", "h_sum"]);
+        let held = SeriesLabels::remembered(&p, 1);
+        assert!(matches!(held.0, Held::Remembered(_, 1)));
+        assert_eq!(held.get("__name__"), Some("h_sum"));
+        assert!(LabelSet::ptr_eq(&held, &p[1].labels));
+        let own = SeriesLabels::from(LabelSet::from(vec![(
+            "__name__".to_string(),
+            "h_sum".to_string(),
+        )]));
+        assert_eq!(held, own);
+        assert_eq!(hash(&held), hash(&own));
+        assert_eq!(format!("{held:?}"), format!("{own:?}"));
+        assert_eq!(
+            held.iter().collect::<Vec<_>>(),
+            own.iter().collect::<Vec<_>>()
+        );
+        assert_ne!(SeriesLabels::remembered(&p, 0), own);
+        // A point of one series hands on its own set.
+        let one = point(&["n"]);
+        let single = SeriesLabels::remembered(&one, 0);
+        assert!(matches!(&single.0, Held::Own(l) if LabelSet::ptr_eq(l, &one[0].labels)));
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod values;
 mod tests;
 
 pub use delta::{DEFAULT_MAX_IDLE, DEFAULT_MAX_SERIES};
-pub use label_cache::LabelCache;
+pub use label_cache::{LabelCache, SeriesLabels};
 pub use label_set::LabelSet;
 pub use translate::{
     DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, TranslationState, reason,
@@ -105,7 +105,7 @@ pub type Samples = smallvec::SmallVec<[Sample; 1]>;
 /// or value, and include `__name__`.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Series {
-    pub labels: LabelSet,
+    pub labels: SeriesLabels,
     pub samples: Samples,
     pub histograms: Vec<NativeHistogram>,
     pub exemplars: Vec<Exemplar>,
@@ -117,9 +117,9 @@ impl Series {
     /// A series with no samples yet. Built field by field: `..Default::default()` would make (and
     /// drop) a default `Arc<Metadata>` and label set for every series, two allocations or
     /// atomic reference counts per series on the translation's hot path.
-    pub fn new(labels: LabelSet, metadata: Arc<Metadata>) -> Series {
+    pub fn new(labels: impl Into<SeriesLabels>, metadata: Arc<Metadata>) -> Series {
         Series {
-            labels,
+            labels: labels.into(),
             samples: Samples::new(),
             histograms: Vec::new(),
             exemplars: Vec::new(),

@@ -37,7 +37,10 @@ use super::label_cache::{LabelCache, PointSeries, Remembered, Variant, put_str, 
 use super::names::{self, NameKind};
 use super::native::ExpHist;
 use super::values::{any_value_string, float_string, hex};
-use super::{Exemplar, LabelSet, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan};
+use super::{
+    Exemplar, LabelSet, Metadata, MetricType, NativeHistogram, Sample, Series, SeriesLabels,
+    stale_nan,
+};
 use crate::batch::{Batch, metric_points};
 use crate::proto::otlp::common::v1::KeyValue;
 use crate::proto::otlp::metrics::v1::{
@@ -467,7 +470,9 @@ impl<'a> Translator<'a, '_> {
             unit: String::new(),
         });
         let fingerprint = self.out.fingerprint(&labels);
-        let i = self.out.slot(labels.into(), fingerprint, &metadata);
+        let i = self
+            .out
+            .slot(LabelSet::from(labels).into(), fingerprint, &metadata);
         self.out.series[i].samples.push(Sample {
             timestamp_ms: ms(latest_ns),
             value: 1.0,
@@ -836,7 +841,7 @@ impl<'a> Translator<'a, '_> {
         attrs: &'a [KeyValue],
         shared: &Shared,
         family: &Family,
-    ) -> (LabelSet, u64) {
+    ) -> (SeriesLabels, u64) {
         let mut point = self.point(attrs, shared, &family.name);
         let labels =
             self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
@@ -898,21 +903,26 @@ impl<'a> Translator<'a, '_> {
         family_name: &str,
         suffix: Suffix,
         extra: Extra,
-    ) -> (LabelSet, u64) {
+    ) -> (SeriesLabels, u64) {
         let variant = suffix.variant(extra);
         if let Some(cached) = point.cached.as_ref() {
             if !point.missed {
-                if let Some(r) = cached.get(point.next).filter(|r| r.variant == variant) {
+                let i = point.next;
+                if let Some(r) = cached.get(i).filter(|r| r.variant == variant) {
                     point.next += 1;
-                    return (r.labels.clone(), r.fingerprint);
+                    return (SeriesLabels::remembered(cached, i), r.fingerprint);
                 }
                 // Out of the remembered order: the point's series are remembered anew.
                 point.missed = true;
                 self.series.extend_from_slice(&cached[..point.next]);
             }
-            if let Some(r) = cached.iter().find(|r| r.variant == variant) {
+            if let Some((i, r)) = cached
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.variant == variant)
+            {
                 self.series.push(r.clone());
-                return (r.labels.clone(), r.fingerprint);
+                return (SeriesLabels::remembered(cached, i), r.fingerprint);
             }
         }
         let base = self.base(point, shared);
@@ -937,7 +947,7 @@ impl<'a> Translator<'a, '_> {
                 fingerprint,
             });
         }
-        (labels, fingerprint)
+        (labels.into(), fingerprint)
     }
 
     /// Runs a delta point through the state; `None` (counted) when it was refused.
@@ -1118,7 +1128,7 @@ impl SeriesSet {
 
     /// The index of the series with these labels (whose fingerprint is `hash`), created with
     /// `metadata` if new.
-    fn slot(&mut self, labels: LabelSet, hash: u64, metadata: &Arc<Metadata>) -> usize {
+    fn slot(&mut self, labels: SeriesLabels, hash: u64, metadata: &Arc<Metadata>) -> usize {
         let mut at = self.heads.get(&hash).copied();
         while let Some(i) = at {
             let known = &self.series[i].labels;

@@ -4,7 +4,7 @@ use super::*;
 use sluice_core::component::Validate;
 use sluice_core::config::{LoadContext, Node, Pos};
 use sluice_core::prometheus::{
-    Exemplar, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan,
+    Exemplar, LabelSet, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,7 +29,7 @@ fn series(name: &str, labels: &[(&str, &str)], ts: i64, value: f64, metadata: &M
     l.push(("__name__".into(), name.into()));
     l.sort();
     Series {
-        labels: l.into(),
+        labels: LabelSet::from(l).into(),
         samples: vec![Sample {
             timestamp_ms: ts,
             value,

@@ -1,7 +1,9 @@
 use super::config::Protocol;
 use super::encode::{Encoder, to_v1, to_v2};
 use prost::Message;
-use sluice_core::prometheus::{Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan};
+use sluice_core::prometheus::{
+    LabelSet, Metadata, MetricType, NativeHistogram, Sample, Series, stale_nan,
+};
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
 
 fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series {
@@ -12,7 +14,7 @@ fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series
     l.push(("__name__".into(), name.into()));
     l.sort();
     Series {
-        labels: l.into(),
+        labels: LabelSet::from(l).into(),
         samples: samples
             .iter()
             .map(|&(t, v)| Sample {
