@@ -57,9 +57,9 @@ impl SeriesLabels {
     /// The labels of series `i` of a remembered point. A point of one series (a number) hands
     /// its set on: holding the list would only add a step to every later read of it.
     pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
-        match &point[..] {
-            [only] => only.labels.clone().into(),
-            _ => SeriesLabels(Held::Remembered(point.clone(), i as u32)),
+        match (&point[..], u32::try_from(i)) {
+            ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(point.clone(), at)),
+            _ => point[i].labels.clone().into(),
         }
     }
 }

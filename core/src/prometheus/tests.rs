@@ -608,11 +608,12 @@ fn attribute_values_are_stringified_per_the_attribute_spec() {
 fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
     // Batches that differ only in the resource, the scope, an attribute's type or value, or the
     // histogram's bounds: one cache across all of them, each translated as without it.
-    let hist = |bounds: &[f64]| {
+    let hist_with = |bounds: &[f64], sum: Option<f64>| {
         let counts = vec![1; bounds.len() + 1];
-        let p = hist_point(T0, T0 - SEC, bounds, &counts, Some(1.0));
+        let p = hist_point(T0, T0 - SEC, bounds, &counts, sum);
         histogram("h", "", AggregationTemporality::Cumulative, vec![p])
     };
+    let hist = |bounds: &[f64]| hist_with(bounds, Some(1.0));
     let batches = [
         batch_with(
             vec![s("service.name", "a")],
@@ -650,6 +651,11 @@ fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
         ),
         bare(vec![hist(&[1.0, 2.0])]),
         bare(vec![hist(&[1.0, 5.0])]),
+        // Out of the remembered order at once, and found at another place than asked for
+        // (the series of a point remembered anew are those of the cached point).
+        bare(vec![hist(&[2.0])]),
+        bare(vec![hist_with(&[1.0, 2.0], None)]),
+        bare(vec![hist(&[1.0, 2.0])]),
     ];
     let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
     for round in 0..2 {

@@ -916,13 +916,11 @@ impl<'a> Translator<'a, '_> {
                 point.missed = true;
                 self.series.extend_from_slice(&cached[..point.next]);
             }
-            if let Some((i, r)) = cached
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r.variant == variant)
-            {
+            // The point is remembered anew: its series hand on their own sets, so that they
+            // do not keep the list the cache lets go of.
+            if let Some(r) = cached.iter().find(|r| r.variant == variant) {
                 self.series.push(r.clone());
-                return (SeriesLabels::remembered(cached, i), r.fingerprint);
+                return (r.labels.clone().into(), r.fingerprint);
             }
         }
         let base = self.base(point, shared);

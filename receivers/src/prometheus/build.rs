@@ -822,6 +822,7 @@ impl TargetState {
                             let same_as_last = last_group.filter(|&g| {
                                 let g = &groups[g];
                                 g.family == f
+                                    && g.kind == kind
                                     && g.job.as_deref() == job
                                     && g.instance.as_deref() == instance
                                     && pairs().eq(attribute_pairs(&g.attributes))

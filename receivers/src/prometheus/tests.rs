@@ -573,6 +573,69 @@ fn staleness_markers_carry_their_series_identity() {
 }
 
 #[test]
+fn a_counter_named_without_total_keeps_its_start_and_goes_stale_by_its_series_name() {
+    // OpenMetrics: the family is `c`, its series `c_total` (the name the receiver writes).
+    let mut s = TargetState::default();
+    let body = |v: u32| {
+        format!("# TYPE c counter\nc_total{{p=\"a\"}} {v}\nc_total{{p=\"b\"}} {v}\n# EOF\n")
+    };
+    let start = |r: &Report| {
+        numbers(metric(r, "c_total"))
+            .iter()
+            .map(|p| p.start_time_unix_nano)
+            .collect::<Vec<_>>()
+    };
+    let first = scrape_with(&mut s, &body(1), Format::OpenMetrics, T0, &opts());
+    let second = scrape_with(&mut s, &body(2), Format::OpenMetrics, T0 + SEC, &opts());
+    assert_eq!(start(&first), vec![T0, T0]);
+    assert_eq!(start(&second), vec![T0, T0], "the start time is kept");
+    let gone = scrape_with(
+        &mut s,
+        "# EOF\n",
+        Format::OpenMetrics,
+        T0 + 2 * SEC,
+        &opts(),
+    );
+    assert_eq!(gone.stale_markers, 2);
+    assert!(
+        numbers(metric(&gone, "c_total"))
+            .iter()
+            .all(|p| p.flags == FLAG_NO_RECORDED_VALUE)
+    );
+}
+
+#[test]
+fn a_family_that_changes_type_gives_the_same_groups_in_any_order() {
+    // A second `# TYPE` for the family whose samples came before: its next lines are the new
+    // kind's, whether or not the line before is of the same series.
+    let points = |body: &str| {
+        let r = scrape(&mut TargetState::default(), body, T0);
+        assert_eq!(r.error, None);
+        let mut out: Vec<(String, usize)> = metrics(&r)
+            .iter()
+            .filter(|m| m.name.starts_with('x'))
+            .map(|m| {
+                let n = match m.data.as_ref().unwrap() {
+                    Data::Sum(s) => s.data_points.len(),
+                    Data::Summary(s) => s.data_points.len(),
+                    other => panic!("{other:?}"),
+                };
+                (m.name.clone(), n)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let adjacent = "# TYPE x counter\nx_total{a=\"2\"} 2\nx_total{a=\"1\"} 1\n# TYPE x summary\nx_count{a=\"1\"} 3\n";
+    let apart = "# TYPE x counter\nx_total{a=\"1\"} 1\nx_total{a=\"2\"} 2\n# TYPE x summary\nx_count{a=\"1\"} 3\n";
+    assert_eq!(points(adjacent), points(apart));
+    assert_eq!(
+        points(apart),
+        vec![("x".to_string(), 1), ("x_total".to_string(), 2)]
+    );
+}
+
+#[test]
 fn a_failed_scrape_marks_every_series_stale() {
     let mut s = TargetState::default();
     let body = "a 1\n# TYPE c_total counter\nc_total 1\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 1\n";
