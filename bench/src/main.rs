@@ -64,9 +64,10 @@ struct RunArgs {
     /// like.
     #[arg(long)]
     compression_level: Option<u32>,
-    /// Sluice's exporter `sending_queue.queue_size`, in points (W5: shared among the tenants).
-    #[arg(long, default_value_t = 200_000)]
-    queue_size: usize,
+    /// Sluice's exporter `sending_queue.queue_size`, in points (default: Sluice's own, 100,000;
+    /// W5: shared among the tenants).
+    #[arg(long)]
+    queue_size: Option<usize>,
     /// Sluice's remote_write exporter `label_cache_size` (default: Sluice's own default).
     #[arg(long)]
     label_cache_size: Option<usize>,
@@ -329,7 +330,7 @@ fn print_header(args: &RunArgs, opts: &Options) {
         println!(
             "- W5: {} tenants, Sluice's queue shared among them ({} points each)",
             opts.tenants,
-            (opts.queue_size / opts.tenants).max(s.per_request)
+            (opts.shared_queue() / opts.tenants).max(s.per_request)
         );
     }
     println!("- {} runs per collector", opts.rounds);

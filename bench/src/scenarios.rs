@@ -155,8 +155,8 @@ pub struct Options {
     pub compression: Compression,
     /// Sluice's OTLP exporter `compression_params.level` (W3), when not its default.
     pub compression_level: Option<u32>,
-    /// Sluice's `sending_queue.queue_size` (points).
-    pub queue_size: usize,
+    /// Sluice's `sending_queue.queue_size` (points), when not its default.
+    pub queue_size: Option<usize>,
     /// Sluice's remote_write `label_cache_size`, when not its default.
     pub label_cache_size: Option<usize>,
     /// A run ends this long after the last arrival when not everything arrived.
@@ -180,6 +180,15 @@ pub struct Options {
     pub tenants: usize,
     /// The scrape targets of W4.
     pub scrape: Scrape,
+}
+
+impl Options {
+    /// The queue W5's tenants share: `--queue-size`, or Sluice's default `queue_size` (what
+    /// W2's single queue holds when it is not given).
+    pub fn shared_queue(&self) -> usize {
+        self.queue_size
+            .unwrap_or(sluice_core::sending::DEFAULT_QUEUE_SIZE)
+    }
 }
 
 /// W4's targets and how long they are scraped.
@@ -619,7 +628,7 @@ fn sluice_config(
     scrape_configs: &str,
     opts: &Options,
 ) -> String {
-    let (q, n) = (opts.queue_size, opts.sizes.per_request);
+    let n = opts.sizes.per_request;
     let processors = opts.processors && scenario.has_processors();
     let (processor_section, processor_list) = if processors {
         (sluice_processors(), "normalize, labels")
@@ -640,24 +649,28 @@ fn sluice_config(
     // W5: each tenant gets an equal share of W2's queue, and all of them together W2's queue
     // (tenants without an SLA tier may fill 80% of `total_size`).
     let (sending_queue, tenant_header) = if scenario == Scenario::W5 {
-        let tenants = opts.tenants.max(1);
+        let (q, tenants) = (opts.shared_queue(), opts.tenants.max(1));
         (
             format!(
-                "{{ queue_size: {}, total_size: {} }}",
+                "    sending_queue: {{ queue_size: {}, total_size: {} }}\n",
                 (q / tenants).max(n),
                 q * 5 / 4
             ),
             "    tenant_header: X-Scope-OrgID\n",
         )
     } else {
-        (format!("{{ queue_size: {q} }}"), "")
+        let q = opts.queue_size;
+        let queue = q.map_or(String::new(), |q| {
+            format!("    sending_queue: {{ queue_size: {q} }}\n")
+        });
+        (queue, "")
     };
     let label_cache = opts
         .label_cache_size
         .map_or(String::new(), |c| format!("    label_cache_size: {c}\n"));
     let rw_exporter = format!(
         "exporters:\n  prometheus_remote_write:\n    endpoint: {}\n{tenant_header}{label_cache}    \
-         queue_config: {{ max_samples_per_send: {n} }}\n    sending_queue: {sending_queue}\n",
+         queue_config: {{ max_samples_per_send: {n} }}\n{sending_queue}",
         sink.rw_url()
     );
     let tenant = if scenario == Scenario::W5 {
@@ -683,7 +696,7 @@ fn sluice_config(
         ),
         Scenario::W3 => format!(
             "{otlp_receiver}processors:\n  batch: {{}}\nexporters:\n  otlp:\n    endpoint: {}\n    \
-             compression: {}\n{}    sending_queue: {{ queue_size: {q} }}\n{}",
+             compression: {}\n{}{sending_queue}{}",
             sink.otlp_endpoint(),
             opts.compression.name(),
             opts.compression_level.map_or(String::new(), |l| format!(

@@ -140,7 +140,7 @@ fn default_max_bytes() -> ByteSize {
 }
 
 /// `queue_size` of a memory queue when the config leaves it out.
-const DEFAULT_QUEUE_SIZE: usize = 100_000;
+pub const DEFAULT_QUEUE_SIZE: usize = 100_000;
 
 /// `queue_size` of a disk queue when the config leaves it out: no bound in points (its files are
 /// bounded by `max_bytes`, its memory by the window it keeps).
