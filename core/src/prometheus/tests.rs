@@ -902,7 +902,7 @@ fn monotonic_cumulative_sum_is_a_counter_with_total_start_time_and_exemplars() {
     assert_eq!(sr.metadata.metric_type, MetricType::Counter);
     assert_eq!(sr.metadata.family, "http_requests_total");
     assert_eq!(
-        sr.exemplars,
+        sr.exemplars(),
         vec![super::Exemplar {
             labels: labels(&[
                 ("span_id", "abcd000102030405"),
@@ -938,10 +938,10 @@ fn exemplars_keep_only_ids_when_labels_exceed_128_characters_and_gauges_drop_the
     let t = translate(&b, &opts(), None);
     let c = series(&t, &[("__name__", "c_total")]);
     assert_eq!(
-        c.exemplars[0].labels,
+        c.exemplars()[0].labels,
         labels(&[("trace_id", "01010101010101010101010101010101")])
     );
-    assert!(series(&t, &[("__name__", "g")]).exemplars.is_empty());
+    assert!(series(&t, &[("__name__", "g")]).exemplars().is_empty());
 }
 
 #[test]
@@ -1051,7 +1051,7 @@ fn histogram_has_cumulative_le_buckets_inf_equal_to_count_sum_and_count() {
     // Exemplars land in the first bucket whose bound holds them (le is inclusive).
     let ex_values = |le: &str| -> Vec<f64> {
         series(&t, &[("__name__", &bucket), ("le", le), ("route", "/a")])
-            .exemplars
+            .exemplars()
             .iter()
             .map(|e| e.value)
             .collect()
@@ -1206,9 +1206,9 @@ fn no_recorded_value_points_become_stale_nan_on_every_sample() {
     // g, c_total, h_sum, h_count, 3 buckets, s_sum, s_count, one quantile.
     assert_eq!(samples, 10);
     let e = series(&t, &[("__name__", "e")]);
-    assert_eq!(e.histograms.len(), 1);
-    assert!(e.histograms[0].stale);
-    assert!(is_stale_nan(e.histograms[0].sum));
+    assert_eq!(e.histograms().len(), 1);
+    assert!(e.histograms()[0].stale);
+    assert!(is_stale_nan(e.histograms()[0].sum));
 }
 
 #[test]
@@ -1605,8 +1605,8 @@ fn native_of(p: ExponentialHistogramDataPoint) -> NativeHistogram {
     let sr = series(&t, &[("__name__", "e")]);
     assert!(sr.samples.is_empty());
     assert_eq!(sr.metadata.metric_type, MetricType::Histogram);
-    assert_eq!(sr.histograms.len(), 1);
-    sr.histograms[0].clone()
+    assert_eq!(sr.histograms().len(), 1);
+    sr.histograms()[0].clone()
 }
 
 #[test]
@@ -1692,7 +1692,7 @@ fn delta_exponential_histograms_accumulate_at_the_coarser_scale() {
     (second.start_time_unix_nano, second.time_unix_nano) = (T0 + SEC, T0 + 2 * SEC);
     translate(&b(first), &o, Some(&mut state));
     let t = translate(&b(second), &o, Some(&mut state));
-    let h = &series(&t, &[("__name__", "e")]).histograms[0];
+    let h = &series(&t, &[("__name__", "e")]).histograms()[0];
     assert_eq!((h.schema, h.count, h.sum), (0, 4, 25.0));
     assert_eq!(
         (h.positive_spans.clone(), h.positive_deltas.clone()),
@@ -1799,4 +1799,33 @@ fn fingerprints_are_per_series_and_stable_across_calls() {
     assert_ne!(first.fingerprints[0], first.fingerprints[1]);
     assert_eq!(second.series[0].labels, first.series[1].labels);
     assert_eq!(second.fingerprints[0], first.fingerprints[1]);
+}
+
+#[test]
+fn a_series_of_samples_stays_small_and_empty_extras_change_nothing() {
+    // A series is written, moved twice and dropped on its way into a request: histograms and
+    // exemplars, which few carry, are boxed.
+    assert!(
+        std::mem::size_of::<Series>() <= 80,
+        "{}",
+        std::mem::size_of::<Series>()
+    );
+    let labels = LabelSet::from(vec![("__name__".to_string(), "m".to_string())]);
+    let mut a = Series::new(labels, Arc::new(Metadata::default()));
+    let b = a.clone();
+    a.exemplars_mut();
+    a.histograms_mut();
+    assert_eq!(a, b, "extras made and left empty");
+    a.exemplars_mut().push(super::Exemplar {
+        labels: Vec::new(),
+        value: 1.0,
+        timestamp_ms: 2,
+    });
+    assert_ne!(a, b);
+    assert_eq!(a.exemplars().len(), 1);
+    assert_eq!(a.take_exemplars().len(), 1);
+    assert_eq!(a, b);
+    a.histograms_mut().push(NativeHistogram::default());
+    assert_ne!(a, b);
+    assert_eq!(a.histograms().len(), 1);
 }

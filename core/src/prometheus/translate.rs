@@ -233,8 +233,12 @@ pub fn translate_cached(
     let mut series = std::mem::take(&mut t.out.series);
     for s in &mut series {
         s.samples.sort_by_key(|s| s.timestamp_ms);
-        s.histograms.sort_by_key(|h| h.timestamp_ms);
-        s.exemplars.sort_by_key(|e| e.timestamp_ms);
+        if !s.histograms().is_empty() {
+            s.histograms_mut().sort_by_key(|h| h.timestamp_ms);
+        }
+        if !s.exemplars().is_empty() {
+            s.exemplars_mut().sort_by_key(|e| e.timestamp_ms);
+        }
         if s.metadata.family == TARGET_INFO && s.name() == TARGET_INFO {
             // Several resources of one job/instance in a batch: one sample per timestamp.
             s.samples.dedup_by_key(|s| s.timestamp_ms);
@@ -623,7 +627,7 @@ impl<'a> Translator<'a, '_> {
             if exemplars && !stale {
                 for e in &p.exemplars {
                     let e = self.exemplar(e);
-                    self.out.series[i].exemplars.push(e);
+                    self.out.series[i].exemplars_mut().push(e);
                 }
             }
             *latest = (*latest).max(Some(p.time_unix_nano));
@@ -723,7 +727,7 @@ impl<'a> Translator<'a, '_> {
                     .iter()
                     .find(|(b, _)| e.value <= *b)
                     .map_or(inf, |(_, i)| *i);
-                self.out.series[i].exemplars.push(e);
+                self.out.series[i].exemplars_mut().push(e);
             }
         }
         *latest = (*latest).max(Some(p.time_unix_nano));
@@ -776,11 +780,11 @@ impl<'a> Translator<'a, '_> {
             }
         };
         let i = self.out.slot(labels, fingerprint, &family.metadata);
-        self.out.series[i].histograms.push(native);
+        self.out.series[i].histograms_mut().push(native);
         if !stale {
             for e in &p.exemplars {
                 let e = self.exemplar(e);
-                self.out.series[i].exemplars.push(e);
+                self.out.series[i].exemplars_mut().push(e);
             }
         }
         *latest = (*latest).max(Some(p.time_unix_nano));

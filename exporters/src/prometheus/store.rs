@@ -114,9 +114,9 @@ impl Store {
 
     /// Takes the latest sample of `series` unless the series already holds a newer one; a
     /// StaleNaN as the latest sample removes the series.
-    pub(crate) fn update(&mut self, series: Series, now: Instant) -> Applied {
+    pub(crate) fn update(&mut self, mut series: Series, now: Instant) -> Applied {
         let applied = Applied {
-            native_histograms: series.histograms.len(),
+            native_histograms: series.histograms().len(),
         };
         // `max_by_key` keeps the last of equal timestamps: the later write wins.
         let Some(sample) = series
@@ -127,7 +127,10 @@ impl Store {
         else {
             return applied;
         };
-        let exemplar = series.exemplars.into_iter().max_by_key(|e| e.timestamp_ms);
+        let exemplar = series
+            .take_exemplars()
+            .into_iter()
+            .max_by_key(|e| e.timestamp_ms);
         let metadata = Arc::unwrap_or_clone(series.metadata);
         let mut name = String::new();
         let mut labels = Labels::with_capacity(series.labels.len() + self.const_labels.len());

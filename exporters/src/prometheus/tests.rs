@@ -28,17 +28,13 @@ fn series(name: &str, labels: &[(&str, &str)], ts: i64, value: f64, metadata: &M
         .collect();
     l.push(("__name__".into(), name.into()));
     l.sort();
-    Series {
-        labels: LabelSet::from(l).into(),
-        samples: vec![Sample {
-            timestamp_ms: ts,
-            value,
-            start_timestamp_ms: T - 60_000,
-        }]
-        .into(),
-        metadata: metadata.clone().into(),
-        ..Default::default()
-    }
+    let mut s = Series::new(LabelSet::from(l), metadata.clone().into());
+    s.samples.push(Sample {
+        timestamp_ms: ts,
+        value,
+        start_timestamp_ms: T - 60_000,
+    });
+    s
 }
 
 fn exemplar(trace: &str, value: f64, ts: i64) -> Exemplar {
@@ -73,7 +69,7 @@ fn counters(store: &mut Store, now: Instant) {
         1027.0,
         &m,
     );
-    s.exemplars
+    s.exemplars_mut()
         .push(exemplar("4bf92f3577b34da6a3ce929d0e0e4736", 1.0, T - 877));
     store.update(s, now);
     store.update(
@@ -167,7 +163,7 @@ fn histogram(store: &mut Store, service: &str, now: Instant) {
         5.0,
         &m,
     );
-    b1.exemplars
+    b1.exemplars_mut()
         .push(exemplar("0af7651916cd43dd8448eb211c80319c", 0.75, T));
     for s in [
         series(&format!("{n}_count"), &[("service", service)], T, 10.0, &m),
@@ -557,7 +553,7 @@ fn openmetrics_counters_that_cannot_be_counters() {
         3.0,
         &md(MetricType::Counter, "requests", "", ""),
     );
-    s.exemplars.push(exemplar("ab", 1.0, T));
+    s.exemplars_mut().push(exemplar("ab", 1.0, T));
     store.update(s, now);
     store.update(
         series(
@@ -594,7 +590,7 @@ fn oversized_exemplars_are_left_out() {
         1.0,
         &md(MetricType::Counter, "c_total", "", ""),
     );
-    s.exemplars.push(exemplar(&"a".repeat(121), 1.0, T));
+    s.exemplars_mut().push(exemplar(&"a".repeat(121), 1.0, T));
     store.update(s, Instant::now());
     assert_eq!(
         render(&store, Format::OpenMetrics),
@@ -614,7 +610,7 @@ fn native_histograms_are_skipped_and_reported() {
         &md(MetricType::Histogram, "h_seconds", "", "seconds"),
     );
     s.samples.clear();
-    s.histograms.push(NativeHistogram {
+    s.histograms_mut().push(NativeHistogram {
         timestamp_ms: T,
         count: 3,
         sum: 1.0,

@@ -51,7 +51,11 @@ pub fn metric_type(t: MetricType) -> i32 {
 /// A rough uncompressed size of a series in a request, for `max_bytes_per_send`: its labels' size
 /// is exact and known without reading them.
 pub fn estimated_bytes(s: &Series) -> usize {
-    s.labels.v1_len() + s.samples.len() * 20 + s.histograms.len() * 64 + s.exemplars.len() * 48 + 8
+    s.labels.v1_len()
+        + s.samples.len() * 20
+        + s.histograms().len() * 64
+        + s.exemplars().len() * 48
+        + 8
 }
 
 /// The request [`Encoder::encode`] writes for v1, as prost messages: the model its direct writer
@@ -70,8 +74,8 @@ pub fn to_v1(series: &[Series], send_metadata: bool) -> v1::WriteRequest {
                     timestamp: x.timestamp_ms,
                 })
                 .collect(),
-            exemplars: s.exemplars.iter().map(exemplar_v1).collect(),
-            histograms: s.histograms.iter().map(histogram_v1).collect(),
+            exemplars: s.exemplars().iter().map(exemplar_v1).collect(),
+            histograms: s.histograms().iter().map(histogram_v1).collect(),
         })
         .collect();
     let metadata = if send_metadata {
@@ -208,7 +212,7 @@ pub fn to_v2(series: &[Series]) -> v2::Request {
         .iter()
         .map(|s| {
             let labels_refs = symbols.refs(s.labels.iter());
-            let exemplars = s.exemplars.iter().map(|e: &Exemplar| v2::Exemplar {
+            let exemplars = s.exemplars().iter().map(|e: &Exemplar| v2::Exemplar {
                 labels_refs: symbols.refs(pairs(&e.labels)),
                 value: e.value,
                 timestamp: e.timestamp_ms,
@@ -230,7 +234,7 @@ pub fn to_v2(series: &[Series]) -> v2::Request {
                         start_timestamp: x.start_timestamp_ms,
                     })
                     .collect(),
-                histograms: s.histograms.iter().map(histogram_v2).collect(),
+                histograms: s.histograms().iter().map(histogram_v2).collect(),
                 exemplars,
                 metadata: Some(metadata),
             }

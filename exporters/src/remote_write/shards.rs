@@ -6,7 +6,7 @@
 //! flight across all tenants are bounded by the exporter's send slots (`slots`).
 
 use super::client::{Client, Outcome};
-use super::config::{Protocol, RemoteWriteConfig};
+use super::config::{Protocol, QueueConfig, RemoteWriteConfig};
 use super::encode::{Encoder, estimated_bytes};
 use super::slots::Slots;
 use sluice_core::backoff::Backoff;
@@ -131,7 +131,7 @@ impl Tenant {
 }
 
 pub fn samples_of(s: &Series) -> u64 {
-    (s.samples.len() + s.histograms.len()) as u64
+    (s.samples.len() + s.histograms().len()) as u64
 }
 
 /// A run of one batch's series on its way to their shard, in the batch's order, with the batch's
@@ -252,14 +252,23 @@ impl ShardSet {
         let total: u64 = translation.series.iter().map(samples_of).sum();
         self.shared.hold(&self.tenant, total as i64);
         self.samples_in += total;
-        // Sized for an even spread with some slack, so that a shard's list is rarely grown.
-        let expected = translation.series.len() / self.len() + translation.series.len() / 32 + 8;
-        let mut per_shard: Vec<Vec<Series>> = (0..self.len())
-            .map(|_| Vec::with_capacity(expected))
-            .collect();
-        for (series, fingerprint) in translation.series.into_iter().zip(translation.fingerprints) {
-            per_shard[self.shard_of(fingerprint)].push(series);
-        }
+        let per_shard = if self.len() == 1 {
+            // One shard takes the batch's list as it is.
+            vec![translation.series]
+        } else {
+            // Sized for an even spread with some slack, so that a shard's list is rarely grown.
+            let n = translation.series.len();
+            let expected = n / self.len() + n / 32 + 8;
+            let mut per_shard: Vec<Vec<Series>> = (0..self.len())
+                .map(|_| Vec::with_capacity(expected))
+                .collect();
+            for (series, fingerprint) in
+                translation.series.into_iter().zip(translation.fingerprints)
+            {
+                per_shard[self.shard_of(fingerprint)].push(series);
+            }
+            per_shard
+        };
         let capacity = shard_capacity(&self.shared);
         let runs = per_shard
             .into_iter()
@@ -432,6 +441,22 @@ async fn run_shard(
             break;
         };
         room.add_permits(series.len());
+        if pending.series.is_empty()
+            && !series.is_empty()
+            && let Some((samples, bytes)) = whole_run(&series, q)
+        {
+            // A run an empty request takes whole: its list becomes the request's, rather than
+            // being moved into it series by series.
+            deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
+            pending.samples = samples;
+            pending.bytes = bytes;
+            pending.series = series;
+            pending.parts.push(part);
+            if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
+                flush(&shared, &tenant, &mut encoder, &mut pending).await;
+            }
+            continue;
+        }
         let mut part = Some(part);
         let mut series = series.into_iter();
         while let Some(s) = series.next() {
@@ -458,6 +483,21 @@ async fn run_shard(
     if !pending.series.is_empty() {
         flush(&shared, &tenant, &mut encoder, &mut pending).await;
     }
+}
+
+/// The samples and estimated bytes of a run that an empty request can take whole: no series but
+/// the last brings the request to `max_samples_per_send` or `max_bytes_per_send` (the last may,
+/// and the request is then sent, as it would be when the run is taken series by series).
+pub(super) fn whole_run(series: &[Series], q: &QueueConfig) -> Option<(usize, usize)> {
+    let (mut samples, mut bytes) = (0, 0);
+    for s in series {
+        if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
+            return None;
+        }
+        samples += samples_of(s) as usize;
+        bytes += estimated_bytes(s);
+    }
+    Some((samples, bytes))
 }
 
 /// Sends one request, retrying as the protocol allows, until it is delivered, dropped, or the
@@ -589,8 +629,10 @@ fn drop_older_than(series: &mut Vec<Series>, limit: Duration) -> u64 {
     for s in series.iter_mut() {
         s.samples
             .retain(|x| x.timestamp_ms == 0 || x.timestamp_ms >= cutoff);
-        s.histograms
-            .retain(|h| h.timestamp_ms == 0 || h.timestamp_ms >= cutoff);
+        if !s.histograms().is_empty() {
+            s.histograms_mut()
+                .retain(|h| h.timestamp_ms == 0 || h.timestamp_ms >= cutoff);
+        }
     }
     series.retain(|s| samples_of(s) > 0);
     before - series.iter().map(samples_of).sum::<u64>()

@@ -13,25 +13,22 @@ fn series(name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Series
         .collect();
     l.push(("__name__".into(), name.into()));
     l.sort();
-    Series {
-        labels: LabelSet::from(l).into(),
-        samples: samples
-            .iter()
-            .map(|&(t, v)| Sample {
-                timestamp_ms: t,
-                value: v,
-                start_timestamp_ms: 1000,
-            })
-            .collect(),
-        metadata: Metadata {
-            metric_type: MetricType::Counter,
-            family: name.into(),
-            help: "help".into(),
-            unit: "".into(),
-        }
-        .into(),
-        ..Default::default()
-    }
+    let metadata = Metadata {
+        metric_type: MetricType::Counter,
+        family: name.into(),
+        help: "help".into(),
+        unit: "".into(),
+    };
+    let mut s = Series::new(LabelSet::from(l), metadata.into());
+    s.samples = samples
+        .iter()
+        .map(|&(t, v)| Sample {
+            timestamp_ms: t,
+            value: v,
+            start_timestamp_ms: 1000,
+        })
+        .collect();
+    s
 }
 
 // The body is snappy *block* format (not framed) and decodes to the same series, v1.
@@ -72,13 +69,13 @@ fn v1_direct_writer_matches_prost() {
         value: f64::NAN,
         start_timestamp_ms: 0,
     });
-    a.exemplars = vec![sluice_core::prometheus::Exemplar {
+    *a.exemplars_mut() = vec![sluice_core::prometheus::Exemplar {
         labels: vec![("trace_id".into(), "abc".into())],
         value: 0.5,
         timestamp_ms: 3,
     }];
     let mut h = series("h", &[("le_long_label_name".repeat(10).as_str(), "v")], &[]);
-    h.histograms = vec![NativeHistogram {
+    *h.histograms_mut() = vec![NativeHistogram {
         timestamp_ms: 7,
         count: 4,
         sum: 2.5,
@@ -167,7 +164,7 @@ fn native_histograms_are_encoded_in_both_versions() {
         ..Default::default()
     };
     let mut s = series("h", &[], &[]);
-    s.histograms = vec![h.clone(), NativeHistogram { stale: true, ..h }];
+    *s.histograms_mut() = vec![h.clone(), NativeHistogram { stale: true, ..h }];
     let r1 = to_v1(std::slice::from_ref(&s), false);
     let hs = &r1.timeseries[0].histograms;
     assert_eq!(hs[0].positive_spans[0].length, 2);
@@ -175,6 +172,44 @@ fn native_histograms_are_encoded_in_both_versions() {
     assert_eq!(hs[1].sum.to_bits(), 0x7ff0_0000_0000_0002);
     let r2 = to_v2(&[s]);
     assert_eq!(r2.timeseries[0].histograms[0].schema, 3);
+}
+
+// A shard takes a run whole into an empty request when no series but the last fills it; the
+// figures are those it would have summed series by series.
+#[test]
+fn a_run_is_taken_whole_only_when_no_series_before_its_last_fills_the_request() {
+    use super::config::QueueConfig;
+    use super::encode::estimated_bytes;
+    use super::shards::whole_run;
+    let one = |i: i64| series("m", &[("i", &i.to_string())], &[(i, 1.0)]);
+    let run = |n: i64| (0..n).map(one).collect::<Vec<_>>();
+    let bytes = |r: &[Series]| r.iter().map(estimated_bytes).sum::<usize>();
+    let q = QueueConfig {
+        max_samples_per_send: 3,
+        ..QueueConfig::default()
+    };
+    for n in 1..=3 {
+        let r = run(n);
+        assert_eq!(
+            whole_run(&r, &q),
+            Some((n as usize, bytes(&r))),
+            "{n} series"
+        );
+    }
+    assert_eq!(whole_run(&run(4), &q), None, "the third fills the request");
+    // Two samples in the first series: the second series fills it.
+    let mut r = run(3);
+    let first = r[0].samples[0];
+    r[0].samples.push(first);
+    assert_eq!(whole_run(&r, &q), None);
+    // Bytes count too.
+    let r = run(3);
+    let q = QueueConfig {
+        max_bytes_per_send: sluice_core::config::types::ByteSize(bytes(&r[..1]) as u64),
+        ..QueueConfig::default()
+    };
+    assert_eq!(whole_run(&r[..1], &q), Some((1, bytes(&r[..1]))));
+    assert_eq!(whole_run(&r, &q), None);
 }
 
 #[test]

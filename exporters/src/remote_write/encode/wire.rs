@@ -12,8 +12,8 @@ use sluice_core::proto::prometheus_v1 as v1;
 pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
     for s in series {
         // Exemplars and native histograms are rare: they go through prost's messages.
-        let exemplars: Vec<v1::Exemplar> = s.exemplars.iter().map(super::exemplar_v1).collect();
-        let histograms: Vec<v1::Histogram> = s.histograms.iter().map(histogram_v1).collect();
+        let exemplars: Vec<v1::Exemplar> = s.exemplars().iter().map(super::exemplar_v1).collect();
+        let histograms: Vec<v1::Histogram> = s.histograms().iter().map(histogram_v1).collect();
         let len = s.labels.v1_len()
             + s.samples
                 .iter()
