@@ -504,7 +504,8 @@ pub(super) fn whole_run(series: &[Series], q: &QueueConfig) -> Option<(usize, us
 /// hard stop comes. Each attempt takes a send slot; the waits between attempts do not. The
 /// series' completion parts are settled unless the hard stop came first.
 async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending: &mut Pending) {
-    // Cleared, not taken: the shard's lists keep their room for the next request.
+    // Cleared, not taken: the list keeps its room for the next request (a run an empty request
+    // takes whole brings its own list instead).
     let series = &mut pending.series;
     pending.samples = 0;
     pending.bytes = 0;
