@@ -162,6 +162,23 @@ impl Series {
         &mut self.extras.get_or_insert_default().exemplars
     }
 
+    /// Sorts the samples, histograms and exemplars by time (stably: equal times keep their order).
+    pub fn sort_by_time(&mut self) {
+        self.samples.sort_by_key(|s| s.timestamp_ms);
+        if let Some(e) = self.extras.as_deref_mut() {
+            e.histograms.sort_by_key(|h| h.timestamp_ms);
+            e.exemplars.sort_by_key(|x| x.timestamp_ms);
+        }
+    }
+
+    /// Keeps the samples and histograms whose timestamp (ms) `keep` accepts.
+    pub fn retain_by_time(&mut self, keep: impl Fn(i64) -> bool) {
+        self.samples.retain(|s| keep(s.timestamp_ms));
+        if let Some(e) = self.extras.as_deref_mut() {
+            e.histograms.retain(|h| keep(h.timestamp_ms));
+        }
+    }
+
     /// The series' exemplars, taken out.
     pub fn take_exemplars(&mut self) -> Vec<Exemplar> {
         self.extras

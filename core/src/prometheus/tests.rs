@@ -1828,4 +1828,31 @@ fn a_series_of_samples_stays_small_and_empty_extras_change_nothing() {
     a.histograms_mut().push(NativeHistogram::default());
     assert_ne!(a, b);
     assert_eq!(a.histograms().len(), 1);
+
+    // Sorting and trimming by time reach samples and histograms alike.
+    let at = |ms: i64| NativeHistogram {
+        timestamp_ms: ms,
+        ..NativeHistogram::default()
+    };
+    let mut s = Series::new(
+        LabelSet::from(vec![("__name__".to_string(), "h".to_string())]),
+        Arc::new(Metadata::default()),
+    );
+    *s.histograms_mut() = vec![at(30), at(10), at(20)];
+    for ms in [3, 1, 2] {
+        s.samples.push(Sample {
+            timestamp_ms: ms,
+            value: 0.0,
+            start_timestamp_ms: 0,
+        });
+    }
+    s.sort_by_time();
+    let times = |s: &Series| {
+        let samples: Vec<i64> = s.samples.iter().map(|x| x.timestamp_ms).collect();
+        let histograms: Vec<i64> = s.histograms().iter().map(|h| h.timestamp_ms).collect();
+        (samples, histograms)
+    };
+    assert_eq!(times(&s), (vec![1, 2, 3], vec![10, 20, 30]));
+    s.retain_by_time(|ms| ms % 10 != 0 || ms >= 20);
+    assert_eq!(times(&s), (vec![1, 2, 3], vec![20, 30]));
 }

@@ -232,13 +232,7 @@ pub fn translate_cached(
     }
     let mut series = std::mem::take(&mut t.out.series);
     for s in &mut series {
-        s.samples.sort_by_key(|s| s.timestamp_ms);
-        if !s.histograms().is_empty() {
-            s.histograms_mut().sort_by_key(|h| h.timestamp_ms);
-        }
-        if !s.exemplars().is_empty() {
-            s.exemplars_mut().sort_by_key(|e| e.timestamp_ms);
-        }
+        s.sort_by_time();
         if s.metadata.family == TARGET_INFO && s.name() == TARGET_INFO {
             // Several resources of one job/instance in a batch: one sample per timestamp.
             s.samples.dedup_by_key(|s| s.timestamp_ms);

@@ -487,8 +487,13 @@ async fn run_shard(
 
 /// The samples and estimated bytes of a run that an empty request can take whole: no series but
 /// the last brings the request to `max_samples_per_send` or `max_bytes_per_send` (the last may,
-/// and the request is then sent, as it would be when the run is taken series by series).
+/// and the request is then sent, as it would be when the run is taken series by series). A run
+/// of more series than a request takes samples is not looked through: it could fit only if some
+/// of its series carried none, and the series-by-series path would sum it all over again.
 pub(super) fn whole_run(series: &[Series], q: &QueueConfig) -> Option<(usize, usize)> {
+    if series.len() > q.max_samples_per_send {
+        return None;
+    }
     let (mut samples, mut bytes) = (0, 0);
     for s in series {
         if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
@@ -628,12 +633,7 @@ fn drop_older_than(series: &mut Vec<Series>, limit: Duration) -> u64 {
     let cutoff = (sluice_core::batch::age::cutoff_unix_nano(limit) / 1_000_000) as i64;
     let before: u64 = series.iter().map(samples_of).sum();
     for s in series.iter_mut() {
-        s.samples
-            .retain(|x| x.timestamp_ms == 0 || x.timestamp_ms >= cutoff);
-        if !s.histograms().is_empty() {
-            s.histograms_mut()
-                .retain(|h| h.timestamp_ms == 0 || h.timestamp_ms >= cutoff);
-        }
+        s.retain_by_time(|ms| ms == 0 || ms >= cutoff);
     }
     series.retain(|s| samples_of(s) > 0);
     before - series.iter().map(samples_of).sum::<u64>()
