@@ -12,7 +12,8 @@ use std::process::ExitCode;
 /// allocator spent most of Sluice's CPU (docs/performance.md), and it hands freed memory back to the
 /// system promptly, which the memory limit (`service.memory_limit`, measured as resident memory)
 /// relies on. Version 2.x (the `v2` feature in Cargo.toml): it returns freed memory after 10 ms,
-/// where 3.x waits a second and so holds up to a third more at peak for the same CPU.
+/// where 3.x waits a second and so peaked up to half again higher on the benchmarks, for the same
+/// CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
