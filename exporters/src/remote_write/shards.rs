@@ -452,7 +452,7 @@ async fn run_shard(
             pending.bytes = bytes;
             pending.series = series;
             pending.parts.push(part);
-            if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
+            if fills(q, samples, bytes) {
                 flush(&shared, &tenant, &mut encoder, &mut pending).await;
             }
             continue;
@@ -466,9 +466,7 @@ async fn run_shard(
             pending.samples += samples_of(&s) as usize;
             pending.bytes += estimated_bytes(&s);
             pending.series.push(s);
-            if pending.samples >= q.max_samples_per_send
-                || pending.bytes >= q.max_bytes_per_send.get() as usize
-            {
+            if fills(q, pending.samples, pending.bytes) {
                 // The run's part goes with this request, and with the next too if the run
                 // goes on.
                 let more = series.len() > 0;
@@ -485,6 +483,11 @@ async fn run_shard(
     }
 }
 
+/// Whether a request of `samples` samples and about `bytes` bytes is full and goes out.
+fn fills(q: &QueueConfig, samples: usize, bytes: usize) -> bool {
+    samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize
+}
+
 /// The samples and estimated bytes of a run that an empty request can take whole: no series but
 /// the last brings the request to `max_samples_per_send` or `max_bytes_per_send` (the last may,
 /// and the request is then sent, as it would be when the run is taken series by series). A run
@@ -496,7 +499,7 @@ pub(super) fn whole_run(series: &[Series], q: &QueueConfig) -> Option<(usize, us
     }
     let (mut samples, mut bytes) = (0, 0);
     for s in series {
-        if samples >= q.max_samples_per_send || bytes >= q.max_bytes_per_send.get() as usize {
+        if fills(q, samples, bytes) {
             return None;
         }
         samples += samples_of(s) as usize;
