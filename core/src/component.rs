@@ -200,12 +200,41 @@ pub trait Exporter: Send + Sync {
         Box::pin(async { Ok(()) })
     }
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>>;
+    /// Encodes `batch` into the request that every attempt at it sends, for an exporter whose
+    /// request does not change from one attempt to the next. The sending engine then frees the
+    /// batch, whose decoded points take several times the room of the compressed request, and
+    /// sends with [`Exporter::send_encoded`] instead of [`Exporter::send`], retries included.
+    /// `None` (the default): the batch is kept and sent with `send`.
+    fn encode(&self, _batch: &Batch) -> Option<EncodedBatch> {
+        None
+    }
+    /// Sends what [`Exporter::encode`] made. Only called for an exporter whose `encode` gives
+    /// `Some`.
+    fn send_encoded<'a>(
+        &'a self,
+        _encoded: &'a EncodedBatch,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(async {
+            Err(SendError::permanent(
+                "this exporter sends batches, not requests",
+            ))
+        })
+    }
     /// Called once the engine's senders have stopped: an exporter with a sending stage of its own
     /// (see [`Delivered::handed_off`]) sends what it holds until `deadline`, then drops and counts
     /// the rest.
     fn shutdown(&self, _deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+}
+
+/// A batch as its exporter's request (see [`Exporter::encode`]).
+#[derive(Clone, Debug)]
+pub struct EncodedBatch {
+    /// The request body, compressed as the exporter sends it.
+    pub body: bytes::Bytes,
+    /// The batch's tenant, or the exporter's default when it has none.
+    pub tenant: String,
 }
 
 /// A successful send; the peer may still have rejected some points (OTLP partial success).

@@ -50,7 +50,7 @@ impl<T: Message> Encoder for MessageEncoder<T> {
 /// say), so that a client sends a batch without first copying it into a request message. Only for
 /// sending: decoding one keeps nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Encoded(pub Vec<u8>);
+pub struct Encoded(pub bytes::Bytes);
 
 impl Message for Encoded {
     fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {

@@ -24,7 +24,7 @@
 
 use crate::backoff::Backoff;
 use crate::batch::Batch;
-use crate::component::{Refusal, Returned};
+use crate::component::{EncodedBatch, Refusal, Returned};
 use crate::disk::{DiskStore, RecordRef, TenantLog, codec};
 use crate::telemetry::{ExporterLabels, Telemetry};
 use crate::tenancy::{TIERS, tier_rank};
@@ -47,7 +47,11 @@ pub enum FullPolicy {
 
 /// A queued batch, as a sender gets it from [`Queue::pop`].
 pub struct Entry {
+    /// Empty once the exporter encoded it into `encoded`.
     pub batch: Batch,
+    /// The batch as its exporter's request, made at its first attempt when the exporter can (see
+    /// [`crate::component::Exporter::encode`]).
+    pub encoded: Option<EncodedBatch>,
     pub points: usize,
     pub bytes: usize,
     pub enqueued: Instant,
@@ -495,6 +499,7 @@ impl Queue {
         }
         t.items.push_back(Entry {
             batch: if loaded { batch } else { Batch::default() },
+            encoded: None,
             points,
             bytes,
             enqueued: Instant::now(),

@@ -368,8 +368,18 @@ impl Worker {
         };
         let points = entry.points as u64;
         let retry = &self.settings.retry;
+        if entry.encoded.is_none()
+            && let Some(encoded) = self.exporter.encode(&entry.batch)
+        {
+            entry.encoded = Some(encoded);
+            entry.batch = crate::batch::Batch::default();
+        }
+        let send = match &entry.encoded {
+            Some(encoded) => self.exporter.send_encoded(encoded),
+            None => self.exporter.send(&entry.batch),
+        };
         let result = tokio::select! {
-            r = self.exporter.send(&entry.batch) => r,
+            r = send => r,
             _ = self.hard_stop.cancelled() => return self.stopped(entry),
         };
         let err = match result {

@@ -383,7 +383,7 @@ fn encode_request_writes_the_bytes_of_the_request_message() {
     assert_eq!(decoded.resource_metrics, b.resource_metrics);
     assert!(Batch::default().encode_request().is_empty());
     // Sent as is by the gRPC codec.
-    let sent = crate::grpc_codec::Encoded(bytes.clone());
+    let sent = crate::grpc_codec::Encoded(bytes.clone().into());
     assert_eq!(sent.encode_to_vec(), bytes);
 }
 

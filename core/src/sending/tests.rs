@@ -48,6 +48,11 @@ struct FakeExporter {
     failing: Mutex<BTreeMap<String, Option<Duration>>>,
     /// Every attempt: tag, when, and whether it was delivered.
     attempts: Mutex<Vec<(String, Instant, bool)>>,
+    /// Whether it encodes batches (into their tag) for the engine to send with `send_encoded`.
+    encodes: bool,
+    /// Batches encoded, and attempts made with `send`.
+    encoded: Mutex<usize>,
+    sent_as_batches: Mutex<usize>,
 }
 
 impl FakeExporter {
@@ -68,27 +73,48 @@ impl FakeExporter {
         let a = self.attempts.lock();
         a.iter().filter(|x| x.0 == tag).map(|x| x.1).collect()
     }
+
+    /// One attempt at the batch tagged `tag` of `tenant`.
+    fn attempt(&self, tenant: &str, tag: String) -> Result<Delivered, SendError> {
+        let fail = self.failing.lock().get(tenant).copied();
+        self.attempts
+            .lock()
+            .push((tag, Instant::now(), fail.is_none()));
+        match fail {
+            Some(hint) => Err(SendError::retryable("backend down", hint)),
+            None => Ok(Delivered::default()),
+        }
+    }
+}
+
+fn tag_of(batch: &Batch) -> String {
+    batch.resource_metrics[0].scope_metrics[0].metrics[0]
+        .name
+        .clone()
 }
 
 impl Exporter for FakeExporter {
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(async move {
-            let tag = batch.resource_metrics[0].scope_metrics[0].metrics[0]
-                .name
-                .clone();
-            let fail = self
-                .failing
-                .lock()
-                .get(batch.context.tenant_label())
-                .copied();
-            self.attempts
-                .lock()
-                .push((tag, Instant::now(), fail.is_none()));
-            match fail {
-                Some(hint) => Err(SendError::retryable("backend down", hint)),
-                None => Ok(Delivered::default()),
+        *self.sent_as_batches.lock() += 1;
+        Box::pin(async move { self.attempt(batch.context.tenant_label(), tag_of(batch)) })
+    }
+
+    fn encode(&self, batch: &Batch) -> Option<crate::component::EncodedBatch> {
+        self.encodes.then(|| {
+            *self.encoded.lock() += 1;
+            crate::component::EncodedBatch {
+                body: tag_of(batch).into(),
+                tenant: batch.context.tenant_label().into(),
             }
         })
+    }
+
+    fn send_encoded<'a>(
+        &'a self,
+        encoded: &'a crate::component::EncodedBatch,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        let tag = String::from_utf8(encoded.body.to_vec()).expect("a tag");
+        Box::pin(async move { self.attempt(&encoded.tenant, tag) })
     }
 }
 
@@ -166,6 +192,44 @@ async fn a_failing_tenant_does_not_hold_the_only_sender() {
     );
     assert!(t.value("sluice_exporter_retries_total", &[("exporter", EXPORTER)]) >= 2.0);
     assert_eq!(t.value("sluice_exporter_dropped_points_total", &[]), 0.0);
+    rt.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+// Guarantees: an exporter that encodes its batches has each encoded once, at its first attempt:
+// every attempt, retries included, sends that encoding (the engine keeps no batch for it), and the
+// points are counted as for a batch.
+#[tokio::test]
+async fn an_encoded_batch_is_encoded_once_and_retried_as_encoded() {
+    let exporter = Arc::new(FakeExporter {
+        encodes: true,
+        ..Default::default()
+    });
+    exporter.fail("a", None);
+    let (rt, t) = spawn(exporter.clone(), 1, None);
+    rt.queue.push(batch("a", "a1", 2));
+    rt.queue.push(batch("b", "b1", 3));
+    until("a1 retried", || exporter.attempts_of("a1").len() >= 3).await;
+    exporter.recover("a");
+    until("both delivered", || exporter.delivered().len() == 2).await;
+    assert_eq!(exporter.delivered(), ["b1", "a1"]);
+    assert_eq!(
+        *exporter.encoded.lock(),
+        2,
+        "a1 encoded once for all attempts"
+    );
+    assert_eq!(*exporter.sent_as_batches.lock(), 0);
+    assert_eq!(rt.queue.len_points(), 0);
+    assert_eq!(
+        t.value(
+            "sluice_exporter_sent_points_total",
+            &[("exporter", EXPORTER), ("tenant", "a")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        t.value("sluice_exporter_failed_points_total", &[]),
+        2.0 * (exporter.attempts_of("a1").len() - 1) as f64
+    );
     rt.shutdown(Instant::now() + Duration::from_secs(1)).await;
 }
 

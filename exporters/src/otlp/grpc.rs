@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use sluice_core::batch::Batch;
 use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
-    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
+    BoxError, Delivered, EncodedBatch, Exporter, ExporterConfig, ExporterContext, SendError,
 };
 use sluice_core::compression::{Compression, CompressionParams, compress};
 use sluice_core::grpc_codec::{Encoded, OtlpCodec};
@@ -92,65 +92,83 @@ struct GrpcExporter {
 impl Exporter for GrpcExporter {
     /// Sends the batch without its points older than `sample_age_limit`.
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        let Some(limit) = &self.age_limit else {
-            return self.export(batch);
-        };
         Box::pin(async move {
+            let Some(limit) = &self.age_limit else {
+                return self.post(&self.request(batch)).await;
+            };
             let fresh = limit.filter(batch);
             // Nothing left once the too old points are gone: nothing to send.
             let result = if fresh.batch.is_empty() {
                 Ok(Delivered::default())
             } else {
-                self.export(&fresh.batch).await
+                self.post(&self.request(&fresh.batch)).await
             };
             limit.settle(&fresh, result)
         })
     }
+
+    /// The request, unless `sample_age_limit` is set (its points are filtered at every attempt).
+    fn encode(&self, batch: &Batch) -> Option<EncodedBatch> {
+        self.age_limit.is_none().then(|| self.request(batch))
+    }
+
+    fn send_encoded<'a>(
+        &'a self,
+        encoded: &'a EncodedBatch,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(self.post(encoded))
+    }
 }
 
 impl GrpcExporter {
-    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(async move {
-            // Encoded from the batch itself: no request message is built from a copy of it.
-            let body = compress(
+    /// The batch as a compressed request message, encoded from the batch itself: no request
+    /// message is built from a copy of it.
+    fn request(&self, batch: &Batch) -> EncodedBatch {
+        EncodedBatch {
+            body: compress(
                 self.compression,
                 self.compression_params,
                 batch.encode_request(),
-            );
-            let mut req = tonic::Request::new(Encoded(body));
-            for (k, v) in &self.headers {
-                req.metadata_mut().insert(k.clone(), v.clone());
+            )
+            .into(),
+            tenant: tenant_of(batch, &self.default_tenant).to_string(),
+        }
+    }
+
+    async fn post(&self, encoded: &EncodedBatch) -> Result<Delivered, SendError> {
+        let mut req = tonic::Request::new(Encoded(encoded.body.clone()));
+        for (k, v) in &self.headers {
+            req.metadata_mut().insert(k.clone(), v.clone());
+        }
+        if let Some(key) = &self.tenant_key {
+            let tenant = &encoded.tenant;
+            let value = MetadataValue::try_from(tenant.as_str()).map_err(|_| {
+                SendError::permanent(format!(
+                    "tenant {tenant:?} cannot be sent as gRPC metadata {key}"
+                ))
+            })?;
+            req.metadata_mut().insert(key.clone(), value);
+        }
+        let mut client = self.client.clone();
+        let sent = match client.ready().await {
+            Ok(()) => {
+                let codec = OtlpCodec::<Encoded, ExportMetricsServiceResponse>::default();
+                let path = http::uri::PathAndQuery::from_static(EXPORT);
+                client.unary(req, path, codec).await
             }
-            if let Some(key) = &self.tenant_key {
-                let tenant = tenant_of(batch, &self.default_tenant);
-                let value = MetadataValue::try_from(tenant).map_err(|_| {
-                    SendError::permanent(format!(
-                        "tenant {tenant:?} cannot be sent as gRPC metadata {key}"
-                    ))
-                })?;
-                req.metadata_mut().insert(key.clone(), value);
+            Err(e) => Err(Status::unavailable(format!("connection not ready: {e}"))),
+        };
+        match sent {
+            Ok(resp) => {
+                let ps = resp.into_inner().partial_success.unwrap_or_default();
+                Ok(Delivered {
+                    rejected_points: ps.rejected_data_points.max(0) as u64,
+                    message: ps.error_message,
+                    ..Default::default()
+                })
             }
-            let mut client = self.client.clone();
-            let sent = match client.ready().await {
-                Ok(()) => {
-                    let codec = OtlpCodec::<Encoded, ExportMetricsServiceResponse>::default();
-                    let path = http::uri::PathAndQuery::from_static(EXPORT);
-                    client.unary(req, path, codec).await
-                }
-                Err(e) => Err(Status::unavailable(format!("connection not ready: {e}"))),
-            };
-            match sent {
-                Ok(resp) => {
-                    let ps = resp.into_inner().partial_success.unwrap_or_default();
-                    Ok(Delivered {
-                        rejected_points: ps.rejected_data_points.max(0) as u64,
-                        message: ps.error_message,
-                        ..Default::default()
-                    })
-                }
-                Err(status) => Err(classify(&status)),
-            }
-        })
+            Err(status) => Err(classify(&status)),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use prost::Message;
 use sluice_core::batch::Batch;
 use sluice_core::batch::age::AgeLimit;
 use sluice_core::component::{
-    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
+    BoxError, Delivered, EncodedBatch, Exporter, ExporterConfig, ExporterContext, SendError,
 };
 use sluice_core::compression::{Compression, CompressionParams, compress};
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceResponse;
@@ -72,84 +72,97 @@ struct HttpExporter {
 impl Exporter for HttpExporter {
     /// Sends the batch without its points older than `sample_age_limit`.
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        let Some(limit) = &self.age_limit else {
-            return self.export(batch);
-        };
         Box::pin(async move {
+            let Some(limit) = &self.age_limit else {
+                return self.post(&self.request(batch)).await;
+            };
             let fresh = limit.filter(batch);
             // Nothing left once the too old points are gone: nothing to send.
             let result = if fresh.batch.is_empty() {
                 Ok(Delivered::default())
             } else {
-                self.export(&fresh.batch).await
+                self.post(&self.request(&fresh.batch)).await
             };
             limit.settle(&fresh, result)
         })
     }
+
+    /// The request, unless `sample_age_limit` is set (its points are filtered at every attempt).
+    fn encode(&self, batch: &Batch) -> Option<EncodedBatch> {
+        self.age_limit.is_none().then(|| self.request(batch))
+    }
+
+    fn send_encoded<'a>(
+        &'a self,
+        encoded: &'a EncodedBatch,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(self.post(encoded))
+    }
 }
 
 impl HttpExporter {
-    fn export<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(async move {
-            let (body, ctype) = match self.encoding {
-                HttpEncoding::Proto => (batch.encode_request(), "application/x-protobuf"),
-                HttpEncoding::Json => (
-                    sluice_core::otlp_json::to_json_vec(&batch.to_request()),
-                    "application/json",
-                ),
+    /// The batch as a compressed request body in `encoding`.
+    fn request(&self, batch: &Batch) -> EncodedBatch {
+        let body = match self.encoding {
+            HttpEncoding::Proto => batch.encode_request(),
+            HttpEncoding::Json => sluice_core::otlp_json::to_json_vec(&batch.to_request()),
+        };
+        EncodedBatch {
+            body: compress(self.compression, self.compression_params, body).into(),
+            tenant: tenant_of(batch, &self.default_tenant).to_string(),
+        }
+    }
+
+    async fn post(&self, encoded: &EncodedBatch) -> Result<Delivered, SendError> {
+        let ctype = match self.encoding {
+            HttpEncoding::Proto => "application/x-protobuf",
+            HttpEncoding::Json => "application/json",
+        };
+        let tenant = &encoded.tenant;
+        let url = self.url.replace("${tenant}", tenant);
+        let mut rb = self
+            .client
+            .post(&url)
+            .header(http::header::CONTENT_TYPE, ctype);
+        if let Some(h) = &self.tenant_header {
+            let value = http::HeaderValue::from_str(tenant).map_err(|_| {
+                SendError::permanent(format!("tenant {tenant:?} cannot be sent in header {h}"))
+            })?;
+            rb = rb.header(h.clone(), value);
+        }
+        if let Some(enc) = self.compression.header() {
+            rb = rb.header(http::header::CONTENT_ENCODING, enc);
+        }
+        let resp = rb.body(encoded.body.clone()).send().await.map_err(|e| {
+            SendError::retryable(format!("OTLP/HTTP request to {url} failed: {e}"), None)
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            let parsed = match self.encoding {
+                HttpEncoding::Proto => ExportMetricsServiceResponse::decode(bytes.as_ref()).ok(),
+                HttpEncoding::Json => {
+                    serde_json::from_slice::<ExportMetricsServiceResponse>(&bytes).ok()
+                }
             };
-            let tenant = tenant_of(batch, &self.default_tenant);
-            let url = self.url.replace("${tenant}", tenant);
-            let mut rb = self
-                .client
-                .post(&url)
-                .header(http::header::CONTENT_TYPE, ctype);
-            if let Some(h) = &self.tenant_header {
-                let value = http::HeaderValue::from_str(tenant).map_err(|_| {
-                    SendError::permanent(format!("tenant {tenant:?} cannot be sent in header {h}"))
-                })?;
-                rb = rb.header(h.clone(), value);
-            }
-            if let Some(enc) = self.compression.header() {
-                rb = rb.header(http::header::CONTENT_ENCODING, enc);
-            }
-            let resp = rb
-                .body(compress(self.compression, self.compression_params, body))
-                .send()
-                .await
-                .map_err(|e| {
-                    SendError::retryable(format!("OTLP/HTTP request to {url} failed: {e}"), None)
-                })?;
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let bytes = resp.bytes().await.unwrap_or_default();
-            if status.is_success() {
-                let parsed = match self.encoding {
-                    HttpEncoding::Proto => {
-                        ExportMetricsServiceResponse::decode(bytes.as_ref()).ok()
-                    }
-                    HttpEncoding::Json => {
-                        serde_json::from_slice::<ExportMetricsServiceResponse>(&bytes).ok()
-                    }
-                };
-                let ps = parsed.and_then(|r| r.partial_success).unwrap_or_default();
-                return Ok(Delivered {
-                    rejected_points: ps.rejected_data_points.max(0) as u64,
-                    message: ps.error_message,
-                    ..Default::default()
-                });
-            }
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
-            let message = format!("OTLP/HTTP {url} answered {status}: {text}");
-            match status.as_u16() {
-                429 | 502 | 503 | 504 => Err(SendError::retryable(message, retry_after)),
-                _ => Err(SendError::permanent(message)),
-            }
-        })
+            let ps = parsed.and_then(|r| r.partial_success).unwrap_or_default();
+            return Ok(Delivered {
+                rejected_points: ps.rejected_data_points.max(0) as u64,
+                message: ps.error_message,
+                ..Default::default()
+            });
+        }
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
+        let message = format!("OTLP/HTTP {url} answered {status}: {text}");
+        match status.as_u16() {
+            429 | 502 | 503 | 504 => Err(SendError::retryable(message, retry_after)),
+            _ => Err(SendError::permanent(message)),
+        }
     }
 }
 

@@ -605,7 +605,7 @@ fn compression_params_are_validated_with_their_position() {
 }
 
 // Guarantees: over gRPC, UNAVAILABLE is retried (waiting at least the server's RetryInfo delay) and
-// the batch then delivered; INVALID_ARGUMENT is dropped as permanent_error without retry.
+// the same batch then delivered; INVALID_ARGUMENT is dropped as permanent_error without retry.
 #[tokio::test]
 async fn grpc_retries_transient_codes_and_drops_permanent_ones() {
     let delay = Duration::from_millis(300);
@@ -615,13 +615,13 @@ async fn grpc_retries_transient_codes_and_drops_permanent_ones() {
         ErrorDetails::with_retry_info(Some(delay)),
     )])
     .await;
-    let r = run(
-        "otlp/test",
-        &grpc_config(server.addr),
-        vec![gauge_batch("m", 3)],
-    )
-    .await;
-    assert_eq!(server.received().len(), 2);
+    let batch = gauge_batch("m", 3);
+    let r = run("otlp/test", &grpc_config(server.addr), vec![batch.clone()]).await;
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    // The retry sends the request encoded for the first attempt: the same points.
+    assert_eq!(got[0].1, batch.to_request());
+    assert_eq!(got[1].1, batch.to_request());
     assert_eq!(r.sent(), 3.0);
     assert_eq!(r.retries(), 1.0);
     assert!(r.took >= delay, "RetryInfo not honoured: {:?}", r.took);
