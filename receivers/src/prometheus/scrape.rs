@@ -120,6 +120,13 @@ pub(crate) fn client_for(sc: &ScrapeConfig) -> Result<reqwest::Client, BoxError>
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .user_agent(concat!("Sluice/", env!("CARGO_PKG_VERSION")));
+    if sc.scheme == "http" && sc.tls_config.is_none() {
+        // A kept connection keeps its read buffer, grown to the size of the last body's reads
+        // (up to 400 KiB), for the whole interval: with many targets that is most of the
+        // receiver's memory. A new plain-HTTP connection costs tens of microseconds a scrape; a
+        // TLS handshake costs milliseconds, so TLS connections are kept.
+        b = b.pool_max_idle_per_host(0);
+    }
     if let Some(tls) = &sc.tls_config {
         let read =
             |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));

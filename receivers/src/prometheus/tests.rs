@@ -1080,6 +1080,82 @@ async fn scrapes_live_targets_with_negotiation() {
         .unwrap();
 }
 
+/// A target speaking HTTP/1.1 by hand, keeping each connection open for more requests: counts
+/// the connections it accepted and the requests it answered.
+async fn serve_counting() -> (
+    std::net::SocketAddr,
+    Arc<[std::sync::atomic::AtomicUsize; 2]>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let counts: Arc<[std::sync::atomic::AtomicUsize; 2]> = Arc::new(Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            c[0].fetch_add(1, Relaxed);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let body = "# TYPE g gauge\ng 1\n";
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        c[1].fetch_add(1, Relaxed);
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\n\
+                             content-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+// Guarantees: a plain-HTTP target gets a new connection for each scrape, closed after it, so that
+// no connection (and its read buffer) is kept between scrapes, even when the target would keep it.
+#[tokio::test]
+async fn plain_http_scrapes_do_not_keep_their_connection() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (addr, counts) = serve_counting().await;
+    let cfg = config_for(&[addr]);
+    let shutdown = CancellationToken::new();
+    let task = cfg
+        .start(sluice_core::component::ReceiverContext {
+            id: ComponentId::parse("prometheus").unwrap(),
+            next: Capture::new(),
+            shutdown: shutdown.clone(),
+            telemetry: Arc::new(Telemetry::new()),
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while counts[1].load(Relaxed) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for 3 scrapes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the receiver stops at shutdown")
+        .unwrap();
+    let (connections, requests) = (counts[0].load(Relaxed), counts[1].load(Relaxed));
+    assert!(requests >= 3);
+    assert_eq!(connections, requests, "a connection was reused");
+}
+
 // ---- relabeling ----
 
 use super::relabel::{hash64, md5, relabel};
