@@ -2,7 +2,9 @@
 //! a pool of consumers shared by the tenants in SLA order, retries with backoff on retryable
 //! failures (honouring the peer's Retry-After / RetryInfo), and telemetry. A batch waiting for its
 //! retry waits in its tenant's queue, not in a consumer, so a failing tenant does not hold the
-//! others up. Each exporter only supplies `send` and says whether a failure is retryable.
+//! others up. Each exporter only supplies `send` and says whether a failure is retryable; one
+//! whose request is the same at every attempt also supplies `encode`, and the engine then keeps
+//! the request instead of the batch from the first attempt on.
 //!
 //! With `storage: disk` the queue also writes every batch to its tenant's log before the receiver
 //! acknowledges it, and a record is acknowledged in the log once its batch is delivered (for an
