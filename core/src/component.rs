@@ -214,6 +214,8 @@ pub trait Exporter: Send + Sync {
         &'a self,
         _encoded: &'a EncodedBatch,
     ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        // An exporter whose `encode` gives `Some` must send what it gave.
+        debug_assert!(false, "send_encoded called on an exporter without it");
         Box::pin(async {
             Err(SendError::permanent(
                 "this exporter sends batches, not requests",

@@ -61,7 +61,8 @@ pub struct Entry {
     tenant: Arc<str>,
     /// Its record, in a disk queue.
     stored: Option<Stored>,
-    /// Whether `batch` holds the batch (a disk queue reads the others back when they are popped).
+    /// Whether the batch is in memory, in `batch` or as `encoded` (a disk queue reads the others
+    /// back when they are popped).
     loaded: bool,
 }
 

@@ -98,7 +98,7 @@ pub(crate) fn start(
 ) -> Result<JoinHandle<()>, BoxError> {
     let mut clients = Vec::new();
     for sc in &cfg.config.scrape_configs {
-        let client = client_for(sc).map_err(|e| format!("job {:?}: {e}", sc.job_name))?;
+        let client = Clients::for_config(sc).map_err(|e| format!("job {:?}: {e}", sc.job_name))?;
         clients.push(client);
     }
     let ctx = Arc::new(ctx);
@@ -114,17 +114,50 @@ pub(crate) fn start(
     }))
 }
 
-/// The HTTP client of a scrape config, with its TLS settings (rustls with the ring provider).
-pub(crate) fn client_for(sc: &ScrapeConfig) -> Result<reqwest::Client, BoxError> {
+/// The HTTP clients of a scrape config, with its TLS settings.
+#[derive(Clone)]
+pub(crate) struct Clients {
+    /// Keeps its connections between scrapes.
+    kept: reqwest::Client,
+    /// Opens a connection per scrape.
+    per_scrape: reqwest::Client,
+}
+
+impl Clients {
+    pub(crate) fn for_config(sc: &ScrapeConfig) -> Result<Clients, BoxError> {
+        Ok(Clients {
+            kept: client_for(sc, true)?,
+            per_scrape: client_for(sc, false)?,
+        })
+    }
+
+    /// A kept connection keeps its read buffer, grown to the size of the last body's reads (up
+    /// to 400 KiB), for the whole interval: with many targets that is most of the receiver's
+    /// memory. So a plain-HTTP target named by its IP address gets a connection per scrape,
+    /// which costs tens of microseconds on a local network. A TLS handshake costs milliseconds,
+    /// and a host name would be resolved again at every scrape: those targets keep theirs.
+    fn for_target(&self, target: &super::build::Target) -> &reqwest::Client {
+        let by_ip = reqwest::Url::parse(&target.url).is_ok_and(|u| {
+            u.host_str().is_some_and(|h| {
+                let h = h.trim_start_matches('[').trim_end_matches(']');
+                h.parse::<std::net::IpAddr>().is_ok()
+            })
+        });
+        if target.scheme == "http" && by_ip {
+            &self.per_scrape
+        } else {
+            &self.kept
+        }
+    }
+}
+
+/// An HTTP client with the scrape config's TLS settings (rustls with the ring provider).
+pub(crate) fn client_for(sc: &ScrapeConfig, keep: bool) -> Result<reqwest::Client, BoxError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .user_agent(concat!("Sluice/", env!("CARGO_PKG_VERSION")));
-    if sc.scheme == "http" && sc.tls_config.is_none() {
-        // A kept connection keeps its read buffer, grown to the size of the last body's reads
-        // (up to 400 KiB), for the whole interval: with many targets that is most of the
-        // receiver's memory. A new plain-HTTP connection costs tens of microseconds a scrape; a
-        // TLS handshake costs milliseconds, so TLS connections are kept.
+    if !keep {
         b = b.pool_max_idle_per_host(0);
     }
     if let Some(tls) = &sc.tls_config {
@@ -150,7 +183,7 @@ pub(crate) fn client_for(sc: &ScrapeConfig) -> Result<reqwest::Client, BoxError>
 /// `file_sd_configs` files change.
 async fn run_config(
     sc: ScrapeConfig,
-    client: reqwest::Client,
+    clients: Clients,
     ctx: Arc<ReceiverContext>,
     bodies: Arc<BodyPool>,
 ) {
@@ -188,13 +221,8 @@ async fn run_config(
                 "prometheus receiver scraping"
             );
             let token = ctx.shutdown.child_token();
-            let task = tokio::spawn(run(
-                job,
-                client.clone(),
-                ctx.clone(),
-                bodies.clone(),
-                token.clone(),
-            ));
+            let client = clients.for_target(&job.target).clone();
+            let task = tokio::spawn(run(job, client, ctx.clone(), bodies.clone(), token.clone()));
             running.insert(key, (token, task));
         }
         if sc.file_sd_configs.is_empty() {
