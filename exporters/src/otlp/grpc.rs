@@ -6,6 +6,7 @@
 
 use super::config::{OtlpGrpcExporterConfig, sending, tenant_of};
 use super::precompressed::Precompressed;
+use super::request::{Otlp, Transport};
 use futures::future::BoxFuture;
 use sluice_core::batch::Batch;
 use sluice_core::batch::age::AgeLimit;
@@ -51,7 +52,7 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
             Some(h) => Some(MetadataKey::from_bytes(h.to_ascii_lowercase().as_bytes())?),
             None => None,
         };
-        Ok(Arc::new(GrpcExporter {
+        Ok(Arc::new(Otlp(GrpcExporter {
             client,
             compression: self.compression,
             compression_params: self.compression_params,
@@ -63,7 +64,7 @@ impl ExporterConfig for OtlpGrpcExporterConfig {
                 &ctx.id.to_string(),
                 ctx.telemetry,
             ),
-        }))
+        })))
     }
 
     fn sending(&self) -> SendingSettings {
@@ -89,38 +90,11 @@ struct GrpcExporter {
     age_limit: Option<AgeLimit>,
 }
 
-impl Exporter for GrpcExporter {
-    /// Sends the batch without its points older than `sample_age_limit`.
-    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(async move {
-            let Some(limit) = &self.age_limit else {
-                return self.post(&self.request(batch)).await;
-            };
-            let fresh = limit.filter(batch);
-            // Nothing left once the too old points are gone: nothing to send.
-            let result = if fresh.batch.is_empty() {
-                Ok(Delivered::default())
-            } else {
-                self.post(&self.request(&fresh.batch)).await
-            };
-            limit.settle(&fresh, result)
-        })
+impl Transport for GrpcExporter {
+    fn age_limit(&self) -> Option<&AgeLimit> {
+        self.age_limit.as_ref()
     }
 
-    /// The request, unless `sample_age_limit` is set (its points are filtered at every attempt).
-    fn encode(&self, batch: &Batch) -> Option<EncodedBatch> {
-        self.age_limit.is_none().then(|| self.request(batch))
-    }
-
-    fn send_encoded<'a>(
-        &'a self,
-        encoded: &'a EncodedBatch,
-    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(self.post(encoded))
-    }
-}
-
-impl GrpcExporter {
     /// The batch as a compressed request message, encoded from the batch itself: no request
     /// message is built from a copy of it.
     fn request(&self, batch: &Batch) -> EncodedBatch {
@@ -135,7 +109,17 @@ impl GrpcExporter {
         }
     }
 
-    async fn post(&self, encoded: &EncodedBatch) -> Result<Delivered, SendError> {
+    fn post<'a>(
+        &'a self,
+        request: &'a EncodedBatch,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(self.export(request))
+    }
+}
+
+impl GrpcExporter {
+    /// One attempt at sending `encoded`.
+    async fn export(&self, encoded: &EncodedBatch) -> Result<Delivered, SendError> {
         let mut req = tonic::Request::new(Encoded(encoded.body.clone()));
         for (k, v) in &self.headers {
             req.metadata_mut().insert(k.clone(), v.clone());

@@ -3,6 +3,7 @@
 //! counted, with the start of the response body in the log.
 
 use super::config::{HttpEncoding, OtlpHttpExporterConfig, sending, tenant_of};
+use super::request::{Otlp, Transport};
 use futures::future::BoxFuture;
 use prost::Message;
 use sluice_core::batch::Batch;
@@ -36,7 +37,7 @@ impl ExporterConfig for OtlpHttpExporterConfig {
             Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes())?),
             None => None,
         };
-        Ok(Arc::new(HttpExporter {
+        Ok(Arc::new(Otlp(HttpExporter {
             client,
             url,
             encoding: self.encoding,
@@ -49,7 +50,7 @@ impl ExporterConfig for OtlpHttpExporterConfig {
                 &ctx.id.to_string(),
                 ctx.telemetry,
             ),
-        }))
+        })))
     }
 
     fn sending(&self) -> SendingSettings {
@@ -69,38 +70,11 @@ struct HttpExporter {
     age_limit: Option<AgeLimit>,
 }
 
-impl Exporter for HttpExporter {
-    /// Sends the batch without its points older than `sample_age_limit`.
-    fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(async move {
-            let Some(limit) = &self.age_limit else {
-                return self.post(&self.request(batch)).await;
-            };
-            let fresh = limit.filter(batch);
-            // Nothing left once the too old points are gone: nothing to send.
-            let result = if fresh.batch.is_empty() {
-                Ok(Delivered::default())
-            } else {
-                self.post(&self.request(&fresh.batch)).await
-            };
-            limit.settle(&fresh, result)
-        })
+impl Transport for HttpExporter {
+    fn age_limit(&self) -> Option<&AgeLimit> {
+        self.age_limit.as_ref()
     }
 
-    /// The request, unless `sample_age_limit` is set (its points are filtered at every attempt).
-    fn encode(&self, batch: &Batch) -> Option<EncodedBatch> {
-        self.age_limit.is_none().then(|| self.request(batch))
-    }
-
-    fn send_encoded<'a>(
-        &'a self,
-        encoded: &'a EncodedBatch,
-    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(self.post(encoded))
-    }
-}
-
-impl HttpExporter {
     /// The batch as a compressed request body in `encoding`.
     fn request(&self, batch: &Batch) -> EncodedBatch {
         let body = match self.encoding {
@@ -113,7 +87,17 @@ impl HttpExporter {
         }
     }
 
-    async fn post(&self, encoded: &EncodedBatch) -> Result<Delivered, SendError> {
+    fn post<'a>(
+        &'a self,
+        request: &'a EncodedBatch,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(self.export(request))
+    }
+}
+
+impl HttpExporter {
+    /// One attempt at sending `encoded`.
+    async fn export(&self, encoded: &EncodedBatch) -> Result<Delivered, SendError> {
         let ctype = match self.encoding {
             HttpEncoding::Proto => "application/x-protobuf",
             HttpEncoding::Json => "application/json",

@@ -5,6 +5,7 @@ mod config;
 mod grpc;
 mod http;
 mod precompressed;
+mod request;
 
 pub use config::{HttpEncoding, OtlpGrpcExporterConfig, OtlpHttpExporterConfig};
 pub(crate) use http::parse_retry_after;
