@@ -14,6 +14,7 @@
 //! forgotten. A point not seen for two generations is forgotten.
 
 use super::LabelSet;
+use super::label_set::{Chunks, Iter, Spliced};
 use crate::proto::otlp::common::v1::{AnyValue, any_value::Value};
 use hashbrown::HashMap;
 use std::sync::Arc;
@@ -27,12 +28,14 @@ pub(super) struct Variant {
     pub bits: u64,
 }
 
-/// One series of a point, as remembered.
+/// One series of a point, as remembered. In this order: a known point's lookup reads the first
+/// two fields of each of its series, and the labels only when the request is written.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub(super) struct Remembered {
     pub variant: Variant,
-    pub labels: LabelSet,
     pub fingerprint: u64,
+    pub labels: Spliced,
 }
 
 /// The series of one point, in the order the translation asks for them.
@@ -44,6 +47,8 @@ pub(super) type PointSeries = Arc<[Remembered]>;
 /// touched, rather than the set's own, in memory rarely still in cache by the next batch (that
 /// first touch, a locked increment waiting on memory, was the largest single cost of
 /// translating a known point). The set itself is first read when the request is written.
+/// A remembered series of a point of several series is kept [`Spliced`]: the point's labels
+/// once, the series' name and `le` or `quantile` beside them.
 #[derive(Clone)]
 pub struct SeriesLabels(Held);
 
@@ -59,18 +64,64 @@ impl SeriesLabels {
     pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
         match (&point[..], u32::try_from(i)) {
             ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(point.clone(), at)),
-            _ => point[i].labels.clone().into(),
+            _ => point[i].labels.to_set().into(),
         }
     }
-}
 
-impl std::ops::Deref for SeriesLabels {
-    type Target = LabelSet;
-
-    fn deref(&self) -> &LabelSet {
+    /// The labels' v1 bytes (see [`LabelSet::v1_bytes`]) in blocks to be written in turn.
+    pub fn chunks(&self) -> Chunks<'_> {
         match &self.0 {
-            Held::Own(labels) => labels,
-            Held::Remembered(point, i) => &point[*i as usize].labels,
+            Held::Own(labels) => [labels.v1_bytes(), &[], &[], &[], &[]],
+            Held::Remembered(point, i) => point[*i as usize].labels.chunks(),
+        }
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(self.chunks())
+    }
+
+    /// The length of the labels' v1 bytes, known without reading them.
+    pub fn v1_len(&self) -> usize {
+        match &self.0 {
+            Held::Own(labels) => labels.v1_len(),
+            Held::Remembered(point, i) => point[*i as usize].labels.v1_len(),
+        }
+    }
+
+    /// Appends the labels' v1 bytes to `out`.
+    pub fn write_v1(&self, out: &mut Vec<u8>) {
+        for chunk in self.chunks() {
+            out.extend_from_slice(chunk);
+        }
+    }
+
+    /// The number of labels.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v1_len() == 0
+    }
+
+    /// The value of the label with this name.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    pub fn to_vec(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Whether both stand for the same shared set (then they are equal; the converse need not
+    /// hold).
+    pub fn same(a: &SeriesLabels, b: &SeriesLabels) -> bool {
+        match (&a.0, &b.0) {
+            (Held::Own(a), Held::Own(b)) => LabelSet::ptr_eq(a, b),
+            (Held::Remembered(a, i), Held::Remembered(b, j)) => Arc::ptr_eq(a, b) && i == j,
+            _ => false,
         }
     }
 }
@@ -87,29 +138,34 @@ impl Default for SeriesLabels {
     }
 }
 
+/// Equal when the labels are, whatever their form.
 impl PartialEq for SeriesLabels {
     fn eq(&self, other: &SeriesLabels) -> bool {
-        **self == **other
+        self.v1_len() == other.v1_len() && self.iter().eq(other.iter())
     }
 }
 
 impl Eq for SeriesLabels {}
 
+/// Hashes the labels, whatever their form.
 impl std::hash::Hash for SeriesLabels {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
+        for (k, v) in self {
+            k.hash(state);
+            v.hash(state);
+        }
     }
 }
 
 impl std::fmt::Debug for SeriesLabels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        (**self).fmt(f)
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 impl<'a> IntoIterator for &'a SeriesLabels {
     type Item = (&'a str, &'a str);
-    type IntoIter = super::label_set::Iter<'a>;
+    type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
@@ -284,8 +340,31 @@ mod tests {
                     extra: 0,
                     bits: 0,
                 },
-                labels: LabelSet::from(vec![("__name__".to_string(), n.to_string())]),
+                labels: Spliced::whole(LabelSet::new([("__name__", *n)])),
                 fingerprint: n.len() as u64,
+            })
+            .collect()
+    }
+
+    /// A histogram point's series as the translation remembers them: `base` with each name
+    /// (and `le`) put in.
+    fn spliced(base: &[(&str, &str)], series: &[(&str, Option<&str>)]) -> PointSeries {
+        let base = LabelSet::new(base.iter().copied());
+        series
+            .iter()
+            .map(|(name, le)| Remembered {
+                variant: Variant {
+                    suffix: 0,
+                    extra: 0,
+                    bits: 0,
+                },
+                labels: Spliced::new(
+                    base.clone(),
+                    LabelSet::new([("__name__", *name)]),
+                    le.map(|le| LabelSet::new([("le", le)])),
+                )
+                .expect("no label of those names in the base"),
+                fingerprint: 0,
             })
             .collect()
     }
@@ -295,7 +374,7 @@ mod tests {
         Some(
             series
                 .iter()
-                .map(|r| r.labels.get("__name__").unwrap_or_default().to_string())
+                .map(|r| r.labels.iter().next().unwrap_or_default().1.to_string())
                 .collect(),
         )
     }
@@ -371,27 +450,87 @@ mod tests {
     fn series_labels_read_as_the_set_they_stand_for() {
         use std::hash::BuildHasher;
         let hash = |l: &SeriesLabels| foldhash::fast::FixedState::default().hash_one(l);
-        let p = point(&["h_bucket", "h_sum"]);
-        let held = SeriesLabels::remembered(&p, 1);
-        assert!(matches!(held.0, Held::Remembered(_, 1)));
-        assert_eq!(held.get("__name__"), Some("h_sum"));
-        assert!(LabelSet::ptr_eq(&held, &p[1].labels));
-        let own = SeriesLabels::from(LabelSet::from(vec![(
-            "__name__".to_string(),
-            "h_sum".to_string(),
-        )]));
-        assert_eq!(held, own);
-        assert_eq!(hash(&held), hash(&own));
-        assert_eq!(format!("{held:?}"), format!("{own:?}"));
-        assert_eq!(
-            held.iter().collect::<Vec<_>>(),
-            own.iter().collect::<Vec<_>>()
-        );
-        assert_ne!(SeriesLabels::remembered(&p, 0), own);
+        let base = [("A", "1"), ("job", "j"), ("zone", "z")];
+        let p = spliced(&base, &[("h_bucket", Some("0.5")), ("h_sum", None)]);
+        let own = |pairs: &[(&str, &str)]| SeriesLabels::from(LabelSet::new(pairs.iter().copied()));
+        let bucket = own(&[
+            ("A", "1"),
+            ("__name__", "h_bucket"),
+            ("job", "j"),
+            ("le", "0.5"),
+            ("zone", "z"),
+        ]);
+        let sum = own(&[
+            ("A", "1"),
+            ("__name__", "h_sum"),
+            ("job", "j"),
+            ("zone", "z"),
+        ]);
+        for (i, want) in [(0, &bucket), (1, &sum)] {
+            let held = SeriesLabels::remembered(&p, i);
+            assert!(matches!(held.0, Held::Remembered(_, at) if at as usize == i));
+            assert!(SeriesLabels::same(&held, &SeriesLabels::remembered(&p, i)));
+            assert!(!SeriesLabels::same(&held, want));
+            assert_eq!(&held, want);
+            assert_eq!(hash(&held), hash(want));
+            assert_eq!(format!("{held:?}"), format!("{want:?}"));
+            assert_eq!(held.to_vec(), want.to_vec());
+            assert_eq!((held.len(), held.v1_len()), (want.len(), want.v1_len()));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            held.write_v1(&mut a);
+            want.write_v1(&mut b);
+            assert_eq!(a, b, "the same v1 bytes");
+            assert_eq!(held.get("job"), Some("j"));
+            assert_eq!(&SeriesLabels::from(p[i].labels.to_set()), want);
+        }
+        assert_ne!(SeriesLabels::remembered(&p, 0), sum);
         // A point of one series hands on its own set.
         let one = point(&["n"]);
         let single = SeriesLabels::remembered(&one, 0);
-        assert!(matches!(&single.0, Held::Own(l) if LabelSet::ptr_eq(l, &one[0].labels)));
+        assert!(matches!(&single.0, Held::Own(l) if LabelSet::ptr_eq(l, &one[0].labels.to_set())));
+    }
+
+    #[test]
+    fn a_spliced_set_puts_its_labels_in_their_place_or_refuses() {
+        let set = |pairs: &[(&str, &str)]| LabelSet::new(pairs.iter().copied());
+        let name = || set(&[("__name__", "m")]);
+        let le = || Some(set(&[("le", "1")]));
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Pairs, Vec<(&str, &str)>); 4] = [
+            (&[], vec![("__name__", "m"), ("le", "1")]),
+            (
+                &[("a", "x")],
+                vec![("__name__", "m"), ("a", "x"), ("le", "1")],
+            ),
+            (
+                &[("Z", "x"), ("m", "y")],
+                vec![("Z", "x"), ("__name__", "m"), ("le", "1"), ("m", "y")],
+            ),
+            (
+                &[("a", "x"), ("lf", "y")],
+                vec![("__name__", "m"), ("a", "x"), ("le", "1"), ("lf", "y")],
+            ),
+        ];
+        for (base, want) in cases {
+            // The order the inserts are given in does not matter.
+            for s in [
+                Spliced::new(set(base), name(), le()),
+                Spliced::new(set(base), le().unwrap(), Some(name())),
+            ] {
+                let s = s.expect("spliced");
+                assert_eq!(s.iter().collect::<Vec<_>>(), want);
+                assert_eq!(s.to_set(), set(&want));
+                assert_eq!(s.v1_len(), set(&want).v1_len());
+            }
+        }
+        // A base with a label of an insert's name, or two inserts of one name: not spliced.
+        assert!(Spliced::new(set(&[("le", "2")]), name(), le()).is_none());
+        assert!(Spliced::new(set(&[("__name__", "n")]), name(), None).is_none());
+        assert!(Spliced::new(set(&[]), name(), Some(name())).is_none());
+        assert_eq!(
+            Spliced::whole(set(&[("a", "b")])).to_set(),
+            set(&[("a", "b")])
+        );
     }
 
     #[test]

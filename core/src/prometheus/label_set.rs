@@ -36,7 +36,7 @@ impl LabelSet {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter { rest: &self.0 }
+        Iter::new([&self.0, &[], &[], &[], &[]])
     }
 
     /// The number of labels.
@@ -136,9 +136,21 @@ impl<'a> IntoIterator for &'a LabelSet {
     }
 }
 
-/// The labels of a [`LabelSet`], as (name, value).
+/// The labels of a [`LabelSet`] or a [`Spliced`] set, as (name, value): the labels of each of
+/// its blocks in turn.
+#[derive(Clone)]
 pub struct Iter<'a> {
-    rest: &'a [u8],
+    chunks: Chunks<'a>,
+    at: usize,
+}
+
+/// A set's v1 bytes in up to five blocks, each of whole labels, to be read one after the other.
+pub type Chunks<'a> = [&'a [u8]; 5];
+
+impl<'a> Iter<'a> {
+    pub fn new(chunks: Chunks<'a>) -> Iter<'a> {
+        Iter { chunks, at: 0 }
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -146,11 +158,20 @@ impl<'a> Iterator for Iter<'a> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         // A label takes two bytes at least.
-        (0, Some(self.rest.len() / 2))
+        let bytes: usize = self.chunks[self.at..].iter().map(|c| c.len()).sum();
+        (0, Some(bytes / 2))
     }
 
     fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        let (_, mut label) = next_field(&mut self.rest)?;
+        let (_, mut label) = loop {
+            if let Some(field) = next_field(&mut self.chunks[self.at]) {
+                break field;
+            }
+            if self.at + 1 == self.chunks.len() {
+                return None;
+            }
+            self.at += 1;
+        };
         let (mut name, mut value) = ("", "");
         while let Some((key, bytes)) = next_field(&mut label) {
             // Written from `&str`s, so always UTF-8.
@@ -161,6 +182,122 @@ impl<'a> Iterator for Iter<'a> {
             }
         }
         Some((name, value))
+    }
+}
+
+/// A series' labels as shared parts: a point's labels (`base`) with one or two labels of the
+/// series' own (its `__name__`, its `le` or `quantile`) put in at their place in the order. The
+/// 14 series of a histogram point then keep the point's labels once rather than 14 times, and
+/// the inserted labels are shared too, by the same series of the points of a family.
+/// The v1 bytes are the blocks in order: `base` up to the first insert, the first, `base` up to
+/// the second, the second, the rest of `base`. Without inserts it is just `base`.
+#[derive(Clone, Debug, Default)]
+pub struct Spliced {
+    base: LabelSet,
+    first: Option<LabelSet>,
+    second: Option<LabelSet>,
+    /// Where in `base`'s bytes the first and the second insert go.
+    first_at: u32,
+    second_at: u32,
+}
+
+impl Spliced {
+    /// A set that is `base` alone.
+    pub fn whole(base: LabelSet) -> Spliced {
+        Spliced {
+            base,
+            ..Default::default()
+        }
+    }
+
+    /// `base` with the labels of `a` and `b` (a label each) put in at their place. `None` when
+    /// `base` holds a label of one of their names, or when they have the same name.
+    pub fn new(base: LabelSet, a: LabelSet, b: Option<LabelSet>) -> Option<Spliced> {
+        fn key(set: &LabelSet) -> &[u8] {
+            let mut bytes = set.v1_bytes();
+            next_field(&mut bytes).map_or(&[], |(_, label)| name_bytes(label))
+        }
+        let (first, second) = match b {
+            Some(b) if key(&b) < key(&a) => (b, Some(a)),
+            Some(b) if key(&b) == key(&a) => return None,
+            b => (a, b),
+        };
+        let first_at = place(&base, key(&first))?;
+        let second_at = match &second {
+            Some(s) => place(&base, key(s))?,
+            None => 0,
+        };
+        Some(Spliced {
+            base,
+            first: Some(first),
+            second,
+            first_at,
+            second_at,
+        })
+    }
+
+    /// The set whole: `base` itself when nothing is put in, a new block otherwise.
+    pub fn to_set(&self) -> LabelSet {
+        match self.first {
+            None => self.base.clone(),
+            Some(_) => LabelSet::new(self.iter()),
+        }
+    }
+
+    pub fn chunks(&self) -> Chunks<'_> {
+        let base = self.base.v1_bytes();
+        fn bytes(set: &Option<LabelSet>) -> &[u8] {
+            set.as_ref().map_or(&[], |s| s.v1_bytes())
+        }
+        let (a, b) = (self.first_at as usize, self.second_at as usize);
+        match self.second {
+            None => [&base[..a], bytes(&self.first), &base[a..], &[], &[]],
+            Some(_) => [
+                &base[..a],
+                bytes(&self.first),
+                &base[a..b],
+                bytes(&self.second),
+                &base[b..],
+            ],
+        }
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(self.chunks())
+    }
+
+    /// The length of the set's v1 bytes.
+    pub fn v1_len(&self) -> usize {
+        let len = |set: &Option<LabelSet>| set.as_ref().map_or(0, |s| s.v1_len());
+        self.base.v1_len() + len(&self.first) + len(&self.second)
+    }
+}
+
+/// Where a label named `key` goes in `base`: the offset of its first label of a greater name.
+/// `None` when `base` has a label of that name. Names are compared as bytes, which orders them
+/// as strings.
+fn place(base: &LabelSet, key: &[u8]) -> Option<u32> {
+    let (mut rest, mut at) = (base.v1_bytes(), 0);
+    loop {
+        let before = rest.len();
+        let Some((_, label)) = next_field(&mut rest) else {
+            break;
+        };
+        match name_bytes(label).cmp(key) {
+            std::cmp::Ordering::Less => at += before - rest.len(),
+            std::cmp::Ordering::Equal => return None,
+            std::cmp::Ordering::Greater => break,
+        }
+    }
+    u32::try_from(at).ok()
+}
+
+/// The name of a `Label` message, as bytes: its first field when that is the name (the name
+/// is written first, and left out when empty).
+fn name_bytes(mut label: &[u8]) -> &[u8] {
+    match next_field(&mut label) {
+        Some((FIELD_1, name)) => name,
+        _ => &[],
     }
 }
 

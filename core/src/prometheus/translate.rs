@@ -34,6 +34,7 @@
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
 use super::label_cache::{LabelCache, PointSeries, Remembered, Variant, put_str, put_value};
+use super::label_set::Spliced;
 use super::names::{self, NameKind};
 use super::native::ExpHist;
 use super::values::{any_value_string, float_string, hex};
@@ -224,6 +225,7 @@ pub fn translate_cached(
         cache: cache.filter(|c| c.enabled()),
         key: Vec::new(),
         series: Vec::new(),
+        inserts: Vec::new(),
         hits: 0,
         misses: 0,
     };
@@ -289,6 +291,8 @@ struct Point<'a> {
     attrs: &'a [KeyValue],
     /// The point's own labels (without `__name__`), once built.
     base: Option<Labels>,
+    /// The same as a set, once a remembered series needed it.
+    base_set: Option<LabelSet>,
     /// Its series as the cache remembers them.
     cached: Option<PointSeries>,
     /// How many of them were asked for, in order.
@@ -352,9 +356,18 @@ struct Translator<'a, 'o> {
     key: Vec<u8>,
     /// The series of the point at hand, once it missed the cache.
     series: Vec<Remembered>,
+    /// The labels put into the remembered series of the last point missed, by series.
+    inserts: Vec<Inserts>,
     /// Points found in the cache, and not.
     hits: u64,
     misses: u64,
+}
+
+/// The one-label sets put into a remembered series' labels, and the series they were made for.
+struct Inserts {
+    variant: Variant,
+    name: LabelSet,
+    extra: Option<LabelSet>,
 }
 
 /// What a metric's points turn into.
@@ -868,6 +881,7 @@ impl<'a> Translator<'a, '_> {
         Point {
             attrs,
             base: None,
+            base_set: None,
             missed: cached.is_none(),
             cached,
             next: 0,
@@ -918,7 +932,7 @@ impl<'a> Translator<'a, '_> {
             // do not keep the list the cache lets go of.
             if let Some(r) = cached.iter().find(|r| r.variant == variant) {
                 self.series.push(r.clone());
-                return (r.labels.clone().into(), r.fingerprint);
+                return (r.labels.to_set().into(), r.fingerprint);
             }
         }
         let base = self.base(point, shared);
@@ -937,13 +951,75 @@ impl<'a> Translator<'a, '_> {
         let fingerprint = self.out.fingerprint(&pairs);
         let labels = LabelSet::new(pairs.iter().copied());
         if self.cache.is_some() {
+            // A series of a point of several series is remembered in parts shared with the
+            // point's other series; a point of one series (a number) keeps its set whole.
+            let several = !matches!(suffix, Suffix::None) || extra.is_some();
+            let spliced = match several {
+                true => {
+                    let extra = extra.as_ref().map(|(k, v)| (*k, v.as_str()));
+                    self.spliced(point, variant, &name, extra)
+                }
+                false => None,
+            };
+            debug_assert!(spliced.as_ref().is_none_or(|s| s.iter().eq(labels.iter())));
             self.series.push(Remembered {
                 variant,
-                labels: labels.clone(),
+                labels: spliced.unwrap_or_else(|| Spliced::whole(labels.clone())),
                 fingerprint,
             });
         }
         (labels.into(), fingerprint)
+    }
+
+    /// A series' labels as the point's labels with its name and extra label put in; `None` when
+    /// the point has a label of either name.
+    fn spliced(
+        &mut self,
+        point: &mut Point<'a>,
+        variant: Variant,
+        name: &str,
+        extra: Option<(&str, &str)>,
+    ) -> Option<Spliced> {
+        let base = match &point.base_set {
+            Some(set) => set.clone(),
+            None => {
+                let labels = point.base.as_deref().unwrap_or_default();
+                let set = LabelSet::new(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                point.base_set.insert(set).clone()
+            }
+        };
+        let (name, extra) = self.inserts(variant, name, extra);
+        Spliced::new(base, name, extra)
+    }
+
+    /// The one-label sets of a series' name and extra label. The next point of a family has the
+    /// same series as the last (its buckets' bounds, its quantiles), in the same order: each
+    /// series takes those of the series at its place in the last point missed when they are
+    /// the same, and every series of the family shares them.
+    fn inserts(
+        &mut self,
+        variant: Variant,
+        name: &str,
+        extra: Option<(&str, &str)>,
+    ) -> (LabelSet, Option<LabelSet>) {
+        let at = self.series.len();
+        if let Some(p) = self.inserts.get(at)
+            && p.variant == variant
+            && p.name.get(NAME) == Some(name)
+        {
+            return (p.name.clone(), p.extra.clone());
+        }
+        let made = Inserts {
+            variant,
+            name: LabelSet::new([(NAME, name)]),
+            extra: extra.map(|pair| LabelSet::new([pair])),
+        };
+        let sets = (made.name.clone(), made.extra.clone());
+        match self.inserts.get_mut(at) {
+            Some(p) => *p = made,
+            None => self.inserts.push(made),
+        }
+        sets
     }
 
     /// Runs a delta point through the state; `None` (counted) when it was refused.
@@ -1128,7 +1204,7 @@ impl SeriesSet {
         let mut at = self.heads.get(&hash).copied();
         while let Some(i) = at {
             let known = &self.series[i].labels;
-            if LabelSet::ptr_eq(known, &labels) || *known == labels {
+            if SeriesLabels::same(known, &labels) || *known == labels {
                 return i;
             }
             at = self.chain[i];

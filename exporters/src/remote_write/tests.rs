@@ -102,6 +102,84 @@ fn v1_direct_writer_matches_prost() {
     }
 }
 
+// Series a warm label cache hands on (a histogram point's, kept as the point's labels with each
+// series' name and `le` put in) are written byte for byte as prost writes their labels, and as
+// the same series translated without a cache.
+#[test]
+fn v1_direct_writer_matches_prost_for_remembered_series() {
+    use sluice_core::batch::Batch;
+    use sluice_core::prometheus::{LabelCache, TranslateOptions, translate, translate_cached};
+    use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use sluice_core::proto::otlp::metrics::v1::*;
+    let attr = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+    };
+    // Label names on both sides of `__name__` and of `le`.
+    let points = (0..3)
+        .map(|i| HistogramDataPoint {
+            attributes: vec![
+                attr("Upper", "u"),
+                attr("method", "GET"),
+                attr("route", &format!("/r{i}")),
+            ],
+            time_unix_nano: 1_700_000_000_000_000_000,
+            start_time_unix_nano: 1_600_000_000_000_000_000,
+            count: 6,
+            sum: Some(2.5),
+            bucket_counts: vec![1, 2, 3],
+            explicit_bounds: vec![0.1, 1.0],
+            ..Default::default()
+        })
+        .collect();
+    let batch = Batch::new(
+        Default::default(),
+        vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "request_duration".into(),
+                    unit: "s".into(),
+                    data: Some(metric::Data::Histogram(Histogram {
+                        data_points: points,
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    );
+    let opts = TranslateOptions::default();
+    let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
+    let plain = translate(&batch, &opts, None).series;
+    translate_cached(&batch, &opts, None, Some(&mut cache));
+    let warm = translate_cached(&batch, &opts, None, Some(&mut cache));
+    assert_eq!(warm.label_cache_hits, 3);
+    assert_eq!(warm.series.len(), 3 * 5);
+    let write = |series: &[Series]| {
+        let body = Encoder::default()
+            .encode(series, Protocol::V1, true)
+            .to_vec();
+        snap::raw::Decoder::new().decompress_vec(&body).unwrap()
+    };
+    let direct = write(&warm.series);
+    assert_eq!(direct, to_v1(&warm.series, true).encode_to_vec());
+    assert_eq!(direct, write(&plain));
+    let req = v1::WriteRequest::decode(direct.as_slice()).unwrap();
+    let names = |ts: &v1::TimeSeries| ts.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+    let bucket = req
+        .timeseries
+        .iter()
+        .find(|ts| names(ts).iter().any(|n| n == "le"));
+    assert_eq!(
+        bucket.map(names).unwrap(),
+        ["Upper", "__name__", "le", "method", "route"]
+    );
+}
+
 // Metadata is sent once per family and not at all when switched off.
 #[test]
 fn v1_metadata_once_per_family_or_not_at_all() {

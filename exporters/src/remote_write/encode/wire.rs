@@ -23,7 +23,7 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
             + encoding::message::encoded_len_repeated(4, &histograms);
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint(len as u64, out);
-        out.extend_from_slice(s.labels.v1_bytes());
+        s.labels.write_v1(out);
         for x in &s.samples {
             encode_key(2, WireType::LengthDelimited, out);
             encode_varint(sample_len(x) as u64, out);
