@@ -56,6 +56,8 @@ pub struct SeriesLabels(Held);
 enum Held {
     Own(LabelSet),
     Remembered(PointSeries, u32),
+    /// The parts of a remembered series, handed on by the batch that first built them.
+    Spliced(Box<Spliced>),
 }
 
 impl SeriesLabels {
@@ -64,7 +66,7 @@ impl SeriesLabels {
     pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
         match (&point[..], u32::try_from(i)) {
             ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(point.clone(), at)),
-            _ => point[i].labels.to_set().into(),
+            _ => point[i].labels.clone().into(),
         }
     }
 
@@ -73,6 +75,7 @@ impl SeriesLabels {
         match &self.0 {
             Held::Own(labels) => [labels.v1_bytes(), &[], &[], &[], &[]],
             Held::Remembered(point, i) => point[*i as usize].labels.chunks(),
+            Held::Spliced(labels) => labels.chunks(),
         }
     }
 
@@ -85,6 +88,7 @@ impl SeriesLabels {
         match &self.0 {
             Held::Own(labels) => labels.v1_len(),
             Held::Remembered(point, i) => point[*i as usize].labels.v1_len(),
+            Held::Spliced(labels) => labels.v1_len(),
         }
     }
 
@@ -129,6 +133,16 @@ impl SeriesLabels {
 impl From<LabelSet> for SeriesLabels {
     fn from(labels: LabelSet) -> SeriesLabels {
         SeriesLabels(Held::Own(labels))
+    }
+}
+
+/// A set of its own when whole, its parts otherwise.
+impl From<Spliced> for SeriesLabels {
+    fn from(labels: Spliced) -> SeriesLabels {
+        match labels.as_whole() {
+            Some(set) => set.clone().into(),
+            None => SeriesLabels(Held::Spliced(Box::new(labels))),
+        }
     }
 }
 

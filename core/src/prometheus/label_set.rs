@@ -236,6 +236,11 @@ impl Spliced {
         })
     }
 
+    /// `base`, when nothing is put in it.
+    pub fn as_whole(&self) -> Option<&LabelSet> {
+        self.first.is_none().then_some(&self.base)
+    }
+
     /// The set whole: `base` itself when nothing is put in, a new block otherwise.
     pub fn to_set(&self) -> LabelSet {
         match self.first {

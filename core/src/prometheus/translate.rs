@@ -932,16 +932,27 @@ impl<'a> Translator<'a, '_> {
             // do not keep the list the cache lets go of.
             if let Some(r) = cached.iter().find(|r| r.variant == variant) {
                 self.series.push(r.clone());
-                return (r.labels.to_set().into(), r.fingerprint);
+                return (r.labels.clone().into(), r.fingerprint);
             }
         }
-        let base = self.base(point, shared);
+        self.base(point, shared);
         let name = format!("{family_name}{}", suffix.as_str());
         let extra = match extra {
             Extra::None => None,
             Extra::Le(bound) => Some(("le", float_string(bound))),
             Extra::Quantile(q) => Some(("quantile", float_string(q))),
         };
+        // A series of a point of several series is built from parts shared with the point's
+        // other series; a point of one series (a number) has a set of its own.
+        let several = !matches!(suffix, Suffix::None) || extra.is_some();
+        let spliced = match self.cache.is_some() && several {
+            true => {
+                let extra = extra.as_ref().map(|(k, v)| (*k, v.as_str()));
+                self.spliced(point, variant, &name, extra)
+            }
+            false => None,
+        };
+        let base = point.base.as_deref().unwrap_or_default();
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(base.len() + 2);
         pairs.extend(base.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         set_label(&mut pairs, NAME, &name);
@@ -949,22 +960,17 @@ impl<'a> Translator<'a, '_> {
             set_label(&mut pairs, k, v);
         }
         let fingerprint = self.out.fingerprint(&pairs);
-        let labels = LabelSet::new(pairs.iter().copied());
+        let labels = match spliced {
+            Some(spliced) => {
+                debug_assert!(spliced.iter().eq(pairs.iter().copied()));
+                spliced
+            }
+            None => Spliced::whole(LabelSet::new(pairs.iter().copied())),
+        };
         if self.cache.is_some() {
-            // A series of a point of several series is remembered in parts shared with the
-            // point's other series; a point of one series (a number) keeps its set whole.
-            let several = !matches!(suffix, Suffix::None) || extra.is_some();
-            let spliced = match several {
-                true => {
-                    let extra = extra.as_ref().map(|(k, v)| (*k, v.as_str()));
-                    self.spliced(point, variant, &name, extra)
-                }
-                false => None,
-            };
-            debug_assert!(spliced.as_ref().is_none_or(|s| s.iter().eq(labels.iter())));
             self.series.push(Remembered {
                 variant,
-                labels: spliced.unwrap_or_else(|| Spliced::whole(labels.clone())),
+                labels: labels.clone(),
                 fingerprint,
             });
         }
