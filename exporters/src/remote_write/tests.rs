@@ -155,7 +155,8 @@ fn v1_direct_writer_matches_prost_for_remembered_series() {
     let opts = TranslateOptions::default();
     let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
     let plain = translate(&batch, &opts, None).series;
-    translate_cached(&batch, &opts, None, Some(&mut cache));
+    // The first translation hands its series on in parts too (they are new to the cache).
+    let first = translate_cached(&batch, &opts, None, Some(&mut cache));
     let warm = translate_cached(&batch, &opts, None, Some(&mut cache));
     assert_eq!(warm.label_cache_hits, 3);
     assert_eq!(warm.series.len(), 3 * 5);
@@ -168,6 +169,8 @@ fn v1_direct_writer_matches_prost_for_remembered_series() {
     let direct = write(&warm.series);
     assert_eq!(direct, to_v1(&warm.series, true).encode_to_vec());
     assert_eq!(direct, write(&plain));
+    assert_eq!(write(&first.series), direct);
+    assert_eq!(to_v1(&first.series, true).encode_to_vec(), direct);
     let req = v1::WriteRequest::decode(direct.as_slice()).unwrap();
     let names = |ts: &v1::TimeSeries| ts.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
     let bucket = req
