@@ -538,6 +538,67 @@ fn backend_down_for_a_while_loses_nothing_and_keeps_order() {
     assert_eq!(s.metric("sluice_exporter_dropped_points_total", &[]), 0.0);
 }
 
+/// Delta sums made cumulative while the backend refuses for a while: the batches wait in the
+/// exporter's queue (its shards are full) and are sent later, yet each is accumulated once, in the
+/// order it arrived: every series counts 1, 2, ... 10.
+#[test]
+fn delta_sums_are_accumulated_once_while_batches_wait_for_the_shards() {
+    let sink = RwSink::start(RwBehaviour::FailFirst {
+        n: 10,
+        status: 503,
+        retry_after: None,
+    });
+    let config = exporter_config(
+        &sink.url(),
+        ", max_shards: 1, min_shards: 1, capacity: 20, max_samples_per_send: 20",
+    )
+    .replace(
+        "    queue_config:",
+        "    delta_temporality: to_cumulative\n    queue_config:",
+    );
+    let s = Sluice::start(&config, &["otlp/grpc", "telemetry"]);
+    let c = GrpcClient::connect(&s.grpc_url("otlp"));
+    for round in 0..10u64 {
+        let t = T0 + (round + 1) * 1_000_000_000;
+        let points = (0..20)
+            .map(|i| NumberDataPoint {
+                start_time_unix_nano: t - 1_000_000_000,
+                ..number(vec![kv("i", &i.to_string())], t, 1.0)
+            })
+            .collect();
+        let mut m = counter("deltas", "", points);
+        if let Some(metric::Data::Sum(sum)) = &mut m.data {
+            sum.aggregation_temporality = AggregationTemporality::Delta as i32;
+        }
+        c.export(request(vec![m])).unwrap();
+    }
+    let deltas = || {
+        let mut seen: HashMap<String, Vec<f64>> = HashMap::new();
+        for t in sink.requests().iter().flat_map(|r| r.v1.timeseries.clone()) {
+            if labels(&t)["__name__"].starts_with("deltas") {
+                seen.entry(support::peers::series_text(&t))
+                    .or_default()
+                    .extend(t.samples.iter().map(|x| x.value));
+            }
+        }
+        seen
+    };
+    wait_until(Duration::from_secs(30), "200 samples of the deltas", || {
+        deltas().values().map(Vec::len).sum::<usize>() >= 200
+    });
+    let seen = deltas();
+    assert_eq!(seen.len(), 20, "{:?}", seen.keys());
+    assert!(
+        s.metric("sluice_exporter_busy_deferrals_total", &[]) > 0.0,
+        "batches waited in the queue for the shards"
+    );
+    let counts: Vec<f64> = (1..=10).map(f64::from).collect();
+    for values in seen.values() {
+        assert_eq!(values, &counts);
+    }
+    assert_eq!(s.metric("sluice_exporter_dropped_points_total", &[]), 0.0);
+}
+
 /// A slow backend: the shard count grows to keep up, within max_shards. (Resharding first drains
 /// the old shards, to keep per-series order, so the new count shows once the backlog is sent.)
 #[test]

@@ -222,6 +222,31 @@ pub trait Exporter: Send + Sync {
             ))
         })
     }
+    /// Makes the exporter's own form of `batch` as it enters a memory queue, for an exporter that
+    /// would otherwise make it at the batch's first attempt and whose form takes less room than
+    /// the decoded points (remote_write's translated series). It is made once, when the queue is
+    /// sure to take the batch, so that what it changes in the exporter (a label cache, delta sums)
+    /// is changed once. The queue then frees the batch's points, keeps its context, and the engine
+    /// sends with [`Exporter::send_prepared`], retries included. `None` (the default): the batch is
+    /// queued as it is.
+    fn prepare(&self, _batch: &Batch) -> Option<Prepared> {
+        None
+    }
+    /// Sends what [`Exporter::prepare`] made for a batch of `context`, taking it out of `prepared`
+    /// once it is sent or handed off; a failure to be retried leaves it there. Only called for an
+    /// exporter whose `prepare` gives `Some`.
+    fn send_prepared<'a>(
+        &'a self,
+        _context: &'a crate::batch::Context,
+        _prepared: &'a mut Option<Prepared>,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        debug_assert!(false, "send_prepared called on an exporter without it");
+        Box::pin(async {
+            Err(SendError::permanent(
+                "this exporter sends batches, not prepared ones",
+            ))
+        })
+    }
     /// Called once the engine's senders have stopped: an exporter with a sending stage of its own
     /// (see [`Delivered::handed_off`]) sends what it holds until `deadline`, then drops and counts
     /// the rest.
@@ -229,6 +254,10 @@ pub trait Exporter: Send + Sync {
         Box::pin(async {})
     }
 }
+
+/// A queued batch in its exporter's own form (see [`Exporter::prepare`]); only that exporter
+/// reads it.
+pub type Prepared = Box<dyn std::any::Any + Send>;
 
 /// A batch as its exporter's request (see [`Exporter::encode`]).
 #[derive(Clone, Debug)]

@@ -24,7 +24,7 @@
 
 use crate::backoff::Backoff;
 use crate::batch::Batch;
-use crate::component::{EncodedBatch, Refusal, Returned};
+use crate::component::{EncodedBatch, Exporter, Prepared, Refusal, Returned};
 use crate::disk::{DiskStore, RecordRef, TenantLog, codec};
 use crate::telemetry::{ExporterLabels, Telemetry};
 use crate::tenancy::{TIERS, tier_rank};
@@ -52,6 +52,9 @@ pub struct Entry {
     /// The batch as its exporter's request, made at its first attempt when the exporter can (see
     /// [`crate::component::Exporter::encode`]).
     pub encoded: Option<EncodedBatch>,
+    /// The batch in its exporter's own form, made as a memory queue took it (see
+    /// [`crate::component::Exporter::prepare`]); `batch` then keeps only its context.
+    pub prepared: Option<Prepared>,
     pub points: usize,
     pub bytes: usize,
     pub enqueued: Instant,
@@ -135,6 +138,8 @@ pub struct Queue {
     notify: Notify,
     telemetry: Arc<Telemetry>,
     disk: Option<DiskStore>,
+    /// The exporter that prepares batches as a memory queue takes them.
+    preparer: Option<Arc<dyn Exporter>>,
 }
 
 /// Queued batches of a tenant a disk queue keeps in memory; the others are read back from disk.
@@ -170,7 +175,15 @@ impl Queue {
             notify: Notify::new(),
             telemetry,
             disk: None,
+            preparer: None,
         }
+    }
+
+    /// Has `exporter` prepare each batch as this queue takes it, when it is a memory queue (see
+    /// [`crate::component::Exporter::prepare`]); a disk queue keeps batches as they are written.
+    pub fn with_preparer(mut self, exporter: Arc<dyn Exporter>) -> Self {
+        self.preparer = Some(exporter);
+        self
     }
 
     /// Makes this a disk queue on `store`, whose logs were replayed (see [`Queue::restore`]).
@@ -205,7 +218,7 @@ impl Queue {
             at,
         };
         let points = batch.point_count();
-        self.insert(batch, payload.len(), Some(stored), None);
+        self.insert(batch, payload.len(), Some(stored), None, None);
         Ok(points)
     }
 
@@ -327,7 +340,9 @@ impl Queue {
     pub fn try_push(&self, batch: Batch) -> Result<(), Box<Returned>> {
         let Some(disk) = &self.disk else {
             let bytes = batch_bytes(&batch);
-            self.insert(batch, bytes, None, Some(Vec::new()));
+            // A memory queue always takes the batch: it is prepared once, here.
+            let prepared = self.preparer.as_ref().and_then(|e| e.prepare(&batch));
+            self.insert(batch, bytes, None, Some(Vec::new()), prepared);
             return Ok(());
         };
         let refuse = |e: &dyn std::fmt::Display, batch: Batch| {
@@ -377,6 +392,7 @@ impl Queue {
             payload.len(),
             Some(Stored { log, at }),
             Some(dropped),
+            None,
         );
         Ok(())
     }
@@ -438,13 +454,15 @@ impl Queue {
     /// Adds a batch of `bytes` encoded bytes to its tenant's part, dropping the tenant's oldest
     /// (and for the total, the worst-tiered tenants' oldest) under `drop_oldest`. `dropped` are
     /// batches already taken out to make room, counted with those; `None` makes no room (a
-    /// replayed batch, acknowledged before the restart).
+    /// replayed batch, acknowledged before the restart). With `prepared` (the batch in its
+    /// exporter's form) the entry keeps only the batch's context.
     fn insert(
         &self,
         batch: Batch,
         bytes: usize,
         stored: Option<Stored>,
         dropped: Option<Vec<Entry>>,
+        prepared: Option<Prepared>,
     ) {
         let make_room = dropped.is_some();
         let mut dropped = dropped.unwrap_or_default();
@@ -498,9 +516,15 @@ impl Queue {
         if loaded {
             t.loaded += 1;
         }
+        let batch = match (&prepared, loaded) {
+            (None, true) => batch,
+            (Some(_), _) => Batch::new(batch.context, Vec::new()),
+            (None, false) => Batch::default(),
+        };
         t.items.push_back(Entry {
-            batch: if loaded { batch } else { Batch::default() },
+            batch,
             encoded: None,
+            prepared,
             points,
             bytes,
             enqueued: Instant::now(),

@@ -234,7 +234,7 @@ impl ExporterRuntime {
         if settings.queue.storage == Storage::Disk {
             queue = open_disk(queue, &settings.queue, &telemetry)?;
         }
-        let queue = Arc::new(queue);
+        let queue = Arc::new(queue.with_preparer(exporter.clone()));
         let upkeep = queue.disk().is_some().then(|| {
             tokio::spawn(upkeep(
                 queue.clone(),
@@ -371,19 +371,26 @@ impl Worker {
         let points = entry.points as u64;
         let retry = &self.settings.retry;
         if entry.encoded.is_none()
+            && entry.prepared.is_none()
             && let Some(encoded) = self.exporter.encode(&entry.batch)
         {
             entry.encoded = Some(encoded);
             entry.batch = crate::batch::Batch::default();
         }
-        let send = match &entry.encoded {
-            Some(encoded) => self.exporter.send_encoded(encoded),
-            None => self.exporter.send(&entry.batch),
+        // Taken out for the attempt and put back after it: a retry sends it again.
+        let mut prepared = entry.prepared.take();
+        let send = match (&mut prepared, &entry.encoded) {
+            (Some(_), _) => self
+                .exporter
+                .send_prepared(&entry.batch.context, &mut prepared),
+            (None, Some(encoded)) => self.exporter.send_encoded(encoded),
+            (None, None) => self.exporter.send(&entry.batch),
         };
         let result = tokio::select! {
             r = send => r,
             _ = self.hard_stop.cancelled() => return self.stopped(entry),
         };
+        entry.prepared = prepared;
         let err = match result {
             Ok(d) if d.handed_off => {
                 queue.delivered(entry);

@@ -53,6 +53,9 @@ struct FakeExporter {
     /// Batches encoded, and attempts made with `send`.
     encoded: Mutex<usize>,
     sent_as_batches: Mutex<usize>,
+    /// Whether it prepares batches (into their tag) as the queue takes them, and how many it did.
+    prepares: bool,
+    prepared: Mutex<usize>,
 }
 
 impl FakeExporter {
@@ -115,6 +118,32 @@ impl Exporter for FakeExporter {
     ) -> BoxFuture<'a, Result<Delivered, SendError>> {
         let tag = String::from_utf8(encoded.body.to_vec()).expect("a tag");
         Box::pin(async move { self.attempt(&encoded.tenant, tag) })
+    }
+
+    fn prepare(&self, batch: &Batch) -> Option<crate::component::Prepared> {
+        self.prepares.then(|| {
+            *self.prepared.lock() += 1;
+            Box::new(tag_of(batch)) as crate::component::Prepared
+        })
+    }
+
+    fn send_prepared<'a>(
+        &'a self,
+        context: &'a Context,
+        prepared: &'a mut Option<crate::component::Prepared>,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(async move {
+            let tag = prepared
+                .as_ref()
+                .and_then(|p| p.downcast_ref::<String>())
+                .expect("the prepared tag, at every attempt")
+                .clone();
+            let result = self.attempt(context.tenant_label(), tag);
+            if result.is_ok() {
+                prepared.take();
+            }
+            result
+        })
     }
 }
 
@@ -216,6 +245,51 @@ async fn an_encoded_batch_is_encoded_once_and_retried_as_encoded() {
         *exporter.encoded.lock(),
         2,
         "a1 encoded once for all attempts"
+    );
+    assert_eq!(*exporter.sent_as_batches.lock(), 0);
+    assert_eq!(rt.queue.len_points(), 0);
+    assert_eq!(
+        t.value(
+            "sluice_exporter_sent_points_total",
+            &[("exporter", EXPORTER), ("tenant", "a")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        t.value("sluice_exporter_failed_points_total", &[]),
+        2.0 * (exporter.attempts_of("a1").len() - 1) as f64
+    );
+    rt.shutdown(Instant::now() + Duration::from_secs(1)).await;
+}
+
+// Guarantees: an exporter that prepares its batches has each prepared once, as the memory queue
+// takes it: every attempt, retries included, sends what was prepared with the batch's context (its
+// tenant), and the points are counted as for a batch.
+#[tokio::test]
+async fn a_prepared_batch_is_prepared_once_as_queued_and_retried_as_prepared() {
+    let exporter = Arc::new(FakeExporter {
+        prepares: true,
+        encodes: true,
+        ..Default::default()
+    });
+    exporter.fail("a", None);
+    let (rt, t) = spawn(exporter.clone(), 1, None);
+    rt.queue.push(batch("a", "a1", 2));
+    rt.queue.push(batch("b", "b1", 3));
+    assert_eq!(*exporter.prepared.lock(), 2, "prepared as they were queued");
+    until("a1 retried", || exporter.attempts_of("a1").len() >= 3).await;
+    exporter.recover("a");
+    until("both delivered", || exporter.delivered().len() == 2).await;
+    assert_eq!(exporter.delivered(), ["b1", "a1"]);
+    assert_eq!(
+        *exporter.prepared.lock(),
+        2,
+        "a1 prepared once for all attempts"
+    );
+    assert_eq!(
+        *exporter.encoded.lock(),
+        0,
+        "a prepared batch is not encoded"
     );
     assert_eq!(*exporter.sent_as_batches.lock(), 0);
     assert_eq!(rt.queue.len_points(), 0);

@@ -22,12 +22,12 @@ pub use encode::Encoder;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use shards::Shared;
-use sluice_core::batch::Batch;
 use sluice_core::batch::age::AgeLimit;
+use sluice_core::batch::{Batch, Context};
 use sluice_core::component::{
-    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, SendError,
+    BoxError, Delivered, Exporter, ExporterConfig, ExporterContext, Prepared, SendError,
 };
-use sluice_core::prometheus::{TranslateOptions, TranslationState};
+use sluice_core::prometheus::{TranslateOptions, Translation, TranslationState};
 use sluice_core::sending::{Completion, SendingSettings};
 use sluice_core::tenancy::tier_rank;
 use std::sync::Arc;
@@ -79,76 +79,36 @@ struct RemoteWriteExporter {
 }
 
 impl Exporter for RemoteWriteExporter {
-    /// Translates the batch and hands its series to its tenant's shards, never waiting: series
-    /// that find their shard full are handed over as it makes room, and until then the tenant's
-    /// next batches are refused as retryable, so they wait in the sending engine's queue of that
-    /// tenant while other tenants are served.
     fn send<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Result<Delivered, SendError>> {
-        Box::pin(async move {
-            let tenant: Arc<str> = batch
-                .context
-                .tenant
-                .clone()
-                .unwrap_or_else(|| Arc::from(self.shared.cfg.default_tenant.as_str()));
-            let (completion, part) = Completion::new();
-            loop {
-                let Some(entry) = self.tenants.get(&tenant) else {
-                    return Err(SendError::permanent("the exporter is shut down"));
-                };
-                let mut guard = entry.set.lock().await;
-                let Some(set) = guard.as_mut() else {
-                    // Retired for idleness between the lookup and the lock: look it up again.
-                    drop(guard);
-                    if self.tenants.is_shut_down() {
-                        return Err(SendError::permanent("the exporter is shut down"));
-                    }
-                    continue;
-                };
-                if set.is_feeding() {
-                    // Refused before translating, so that nothing is counted or accumulated twice.
-                    return Err(SendError::busy(
-                        format!(
-                            "the shards of tenant {tenant} are full; the batch waits in the exporter's queue"
-                        ),
-                        std::time::Duration::from_millis(5),
-                    ));
-                }
-                entry.tenant.set_rank(tier_rank(batch.context.sla_tier()));
-                entry.touch();
-                // After the busy check, so that a deferred batch's too old points count once.
-                let batch: &Batch = &AgeLimit::apply(self.age_limit.as_ref(), batch);
-                let translation = self.translation.lock().translate(
-                    batch,
-                    &self.opts,
-                    &self.shared.telemetry,
-                    &self.shared.name,
-                );
-                for (reason, points) in &translation.dropped {
-                    tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
-                    self.shared.telemetry.exporter_dropped(
-                        &self.shared.name,
-                        &tenant,
-                        reason,
-                        *points,
-                    );
-                }
-                let interval = self.shared.cfg.queue_config.shard_update_interval.get();
-                if let Some(set) = guard.take() {
-                    let mut set = set.maybe_reshard(interval);
-                    set.hand_over(translation, &part);
-                    *guard = Some(set);
-                }
-                break;
+        Box::pin(self.hand_over(&batch.context, || {
+            // After the busy check, so that a deferred batch's too old points count once.
+            let batch: &Batch = &AgeLimit::apply(self.age_limit.as_ref(), batch);
+            self.translate(batch)
+        }))
+    }
+
+    /// Translates the batch as it enters a memory queue: its series take a fraction of the room
+    /// of its decoded points while it waits for the shards. Not with `sample_age_limit`, whose
+    /// points are judged when they are sent.
+    fn prepare(&self, batch: &Batch) -> Option<Prepared> {
+        if self.age_limit.is_some() {
+            return None;
+        }
+        Some(Box::new(self.translate(batch)))
+    }
+
+    fn send_prepared<'a>(
+        &'a self,
+        context: &'a Context,
+        prepared: &'a mut Option<Prepared>,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(self.hand_over(context, move || {
+            match prepared.take().map(|p| p.downcast::<Translation>()) {
+                Some(Ok(translation)) => *translation,
+                // Only this exporter prepares its queue's batches.
+                _ => Translation::default(),
             }
-            // The batch is done once each of its series is settled by its shard.
-            part.settle();
-            self.tenants.retire_idle().await;
-            Ok(Delivered {
-                handed_off: true,
-                completion: Some(completion),
-                ..Default::default()
-            })
-        })
+        }))
     }
 
     /// Every tenant's shards send what they hold until `deadline`; then what is left is dropped
@@ -162,6 +122,88 @@ impl Exporter for RemoteWriteExporter {
             });
             self.tenants.stop().await;
             timer.abort();
+        })
+    }
+}
+
+impl RemoteWriteExporter {
+    /// Translates a batch and counts the points that could not be.
+    fn translate(&self, batch: &Batch) -> Translation {
+        let translation = self.translation.lock().translate(
+            batch,
+            &self.opts,
+            &self.shared.telemetry,
+            &self.shared.name,
+        );
+        let tenant = batch
+            .context
+            .tenant
+            .as_deref()
+            .unwrap_or(&self.shared.cfg.default_tenant);
+        for (reason, points) in &translation.dropped {
+            tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
+            self.shared
+                .telemetry
+                .exporter_dropped(&self.shared.name, tenant, reason, *points);
+        }
+        translation
+    }
+
+    /// Hands the series of a batch of `context` (made by `translate`, called only once the
+    /// tenant's shards can take them) to its tenant's shards, never waiting: series that find
+    /// their shard full are handed over as it makes room, and until then the tenant's next
+    /// batches are refused as retryable, so they wait in the sending engine's queue of that
+    /// tenant while other tenants are served.
+    async fn hand_over(
+        &self,
+        context: &Context,
+        translate: impl FnOnce() -> Translation,
+    ) -> Result<Delivered, SendError> {
+        let tenant: Arc<str> = context
+            .tenant
+            .clone()
+            .unwrap_or_else(|| Arc::from(self.shared.cfg.default_tenant.as_str()));
+        let (completion, part) = Completion::new();
+        loop {
+            let Some(entry) = self.tenants.get(&tenant) else {
+                return Err(SendError::permanent("the exporter is shut down"));
+            };
+            let mut guard = entry.set.lock().await;
+            let Some(set) = guard.as_mut() else {
+                // Retired for idleness between the lookup and the lock: look it up again.
+                drop(guard);
+                if self.tenants.is_shut_down() {
+                    return Err(SendError::permanent("the exporter is shut down"));
+                }
+                continue;
+            };
+            if set.is_feeding() {
+                // Refused before translating, so that nothing is counted or accumulated twice.
+                return Err(SendError::busy(
+                    format!(
+                        "the shards of tenant {tenant} are full; the batch waits in the exporter's queue"
+                    ),
+                    std::time::Duration::from_millis(5),
+                ));
+            }
+            entry.tenant.set_rank(tier_rank(context.sla_tier()));
+            entry.touch();
+            let translation = translate();
+            let interval = self.shared.cfg.queue_config.shard_update_interval.get();
+            if let Some(set) = guard.take() {
+                let mut set = set.maybe_reshard(interval);
+                set.hand_over(translation, &part);
+                *guard = Some(set);
+            }
+            break;
+        }
+        // The batch is done once each of its series is settled by its shard.
+        part.settle();
+        self.tenants.retire_idle().await;
+        Ok(Delivered {
+            handed_off: true,
+            completion: Some(completion),
+            ..Default::default()
         })
     }
 }
