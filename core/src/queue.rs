@@ -467,6 +467,11 @@ impl Queue {
         let make_room = dropped.is_some();
         let mut dropped = dropped.unwrap_or_default();
         let points = batch.point_count();
+        // A prepared batch's points are freed here, not under the lock.
+        let batch = match &prepared {
+            Some(_) => Batch::new(batch.context, Vec::new()),
+            None => batch,
+        };
         let rank = tier_rank(batch.context.sla_tier());
         let mut s = self.state.lock();
         let tenant: Arc<str> = match s.tenants.get_key_value(batch.context.tenant_label()) {
@@ -516,13 +521,8 @@ impl Queue {
         if loaded {
             t.loaded += 1;
         }
-        let batch = match (&prepared, loaded) {
-            (None, true) => batch,
-            (Some(_), _) => Batch::new(batch.context, Vec::new()),
-            (None, false) => Batch::default(),
-        };
         t.items.push_back(Entry {
-            batch,
+            batch: if loaded { batch } else { Batch::default() },
             encoded: None,
             prepared,
             points,
