@@ -540,7 +540,8 @@ fn backend_down_for_a_while_loses_nothing_and_keeps_order() {
 
 /// Delta sums made cumulative while the backend refuses for a while: the batches wait in the
 /// exporter's queue (its shards are full) and are sent later, yet each is accumulated once, in the
-/// order it arrived: every series counts 1, 2, ... 10.
+/// order it arrived: every series counts 1, 2, ... 10. Points the translation drops are counted
+/// once.
 #[test]
 fn delta_sums_are_accumulated_once_while_batches_wait_for_the_shards() {
     let sink = RwSink::start(RwBehaviour::FailFirst {
@@ -570,7 +571,9 @@ fn delta_sums_are_accumulated_once_while_batches_wait_for_the_shards() {
         if let Some(metric::Data::Sum(sum)) = &mut m.data {
             sum.aggregation_temporality = AggregationTemporality::Delta as i32;
         }
-        c.export(request(vec![m])).unwrap();
+        // A name with no character Prometheus allows: dropped in translation, counted once.
+        let invalid = gauge("日本", "", vec![number(vec![], t, 1.0)]);
+        c.export(request(vec![m, invalid])).unwrap();
     }
     let deltas = || {
         let mut seen: HashMap<String, Vec<f64>> = HashMap::new();
@@ -596,7 +599,14 @@ fn delta_sums_are_accumulated_once_while_batches_wait_for_the_shards() {
     for values in seen.values() {
         assert_eq!(values, &counts);
     }
-    assert_eq!(s.metric("sluice_exporter_dropped_points_total", &[]), 0.0);
+    assert_eq!(
+        s.metric(
+            "sluice_exporter_dropped_points_total",
+            &[("reason", "invalid_name")]
+        ),
+        10.0
+    );
+    assert_eq!(s.metric("sluice_exporter_dropped_points_total", &[]), 10.0);
 }
 
 /// A slow backend: the shard count grows to keep up, within max_shards. (Resharding first drains

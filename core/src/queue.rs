@@ -140,6 +140,9 @@ pub struct Queue {
     disk: Option<DiskStore>,
     /// The exporter that prepares batches as a memory queue takes them.
     preparer: Option<Arc<dyn Exporter>>,
+    /// Held from a batch's preparing to its queueing, so that the queue's order is the order in
+    /// which its batches were prepared (remote_write's delta sums keep each series' order by it).
+    preparing: Mutex<()>,
 }
 
 /// Queued batches of a tenant a disk queue keeps in memory; the others are read back from disk.
@@ -176,6 +179,7 @@ impl Queue {
             telemetry,
             disk: None,
             preparer: None,
+            preparing: Mutex::new(()),
         }
     }
 
@@ -341,7 +345,12 @@ impl Queue {
         let Some(disk) = &self.disk else {
             let bytes = batch_bytes(&batch);
             // A memory queue always takes the batch: it is prepared once, here.
-            let prepared = self.preparer.as_ref().and_then(|e| e.prepare(&batch));
+            let Some(preparer) = &self.preparer else {
+                self.insert(batch, bytes, None, Some(Vec::new()), None);
+                return Ok(());
+            };
+            let _order = self.preparing.lock();
+            let prepared = preparer.prepare(&batch);
             self.insert(batch, bytes, None, Some(Vec::new()), prepared);
             return Ok(());
         };

@@ -105,8 +105,10 @@ impl Exporter for RemoteWriteExporter {
         Box::pin(self.hand_over(context, move || {
             match prepared.take().map(|p| p.downcast::<Translation>()) {
                 Some(Ok(translation)) => *translation,
-                // Only this exporter prepares its queue's batches.
-                _ => Translation::default(),
+                _ => {
+                    debug_assert!(false, "only this exporter prepares its queue's batches");
+                    Translation::default()
+                }
             }
         }))
     }
@@ -127,26 +129,15 @@ impl Exporter for RemoteWriteExporter {
 }
 
 impl RemoteWriteExporter {
-    /// Translates a batch and counts the points that could not be.
+    /// Translates a batch; the points that could not be are counted when it is handed over (a
+    /// queued batch may yet be dropped whole, and counted so).
     fn translate(&self, batch: &Batch) -> Translation {
-        let translation = self.translation.lock().translate(
+        self.translation.lock().translate(
             batch,
             &self.opts,
             &self.shared.telemetry,
             &self.shared.name,
-        );
-        let tenant = batch
-            .context
-            .tenant
-            .as_deref()
-            .unwrap_or(&self.shared.cfg.default_tenant);
-        for (reason, points) in &translation.dropped {
-            tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
-            self.shared
-                .telemetry
-                .exporter_dropped(&self.shared.name, tenant, reason, *points);
-        }
-        translation
+        )
     }
 
     /// Hands the series of a batch of `context` (made by `translate`, called only once the
@@ -189,6 +180,12 @@ impl RemoteWriteExporter {
             entry.tenant.set_rank(tier_rank(context.sla_tier()));
             entry.touch();
             let translation = translate();
+            for (reason, points) in &translation.dropped {
+                tracing::debug!(exporter = %self.shared.name, reason, points, "points not translatable to Prometheus");
+                self.shared
+                    .telemetry
+                    .exporter_dropped(&self.shared.name, &tenant, reason, *points);
+            }
             let interval = self.shared.cfg.queue_config.shard_update_interval.get();
             if let Some(set) = guard.take() {
                 let mut set = set.maybe_reshard(interval);
