@@ -227,10 +227,15 @@ pub trait Exporter: Send + Sync {
     /// the decoded points (remote_write's translated series). It is made once, when the queue is
     /// sure to take the batch, so that what it changes in the exporter (a label cache, delta sums)
     /// is changed once. The queue then frees the batch's points, keeps its context, and the engine
-    /// sends with [`Exporter::send_prepared`], retries included. `None` (the default): the batch is
-    /// queued as it is.
+    /// sends with [`Exporter::send_prepared`], retries included. Only called for an exporter
+    /// whose [`Exporter::prepares`] is true; `None`: the batch is queued as it is.
     fn prepare(&self, _batch: &Batch) -> Option<Prepared> {
         None
+    }
+    /// Whether the exporter prepares the batches of its memory queue (default false): the queue
+    /// then prepares and queues one batch at a time, so that its order is that of the preparing.
+    fn prepares(&self) -> bool {
+        false
     }
     /// Sends what [`Exporter::prepare`] made for a batch of `context`, taking it out of `prepared`
     /// once it is sent or handed off; a failure to be retried leaves it there. Only called for an

@@ -183,7 +183,8 @@ impl Queue {
         }
     }
 
-    /// Has `exporter` prepare each batch as this queue takes it, when it is a memory queue (see
+    /// Has `exporter`, one whose [`crate::component::Exporter::prepares`] is true, prepare each
+    /// batch as this queue takes it, when it is a memory queue (see
     /// [`crate::component::Exporter::prepare`]); a disk queue keeps batches as they are written.
     pub fn with_preparer(mut self, exporter: Arc<dyn Exporter>) -> Self {
         self.preparer = Some(exporter);

@@ -234,7 +234,10 @@ impl ExporterRuntime {
         if settings.queue.storage == Storage::Disk {
             queue = open_disk(queue, &settings.queue, &telemetry)?;
         }
-        let queue = Arc::new(queue.with_preparer(exporter.clone()));
+        if exporter.prepares() {
+            queue = queue.with_preparer(exporter.clone());
+        }
+        let queue = Arc::new(queue);
         let upkeep = queue.disk().is_some().then(|| {
             tokio::spawn(upkeep(
                 queue.clone(),

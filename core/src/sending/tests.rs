@@ -127,6 +127,10 @@ impl Exporter for FakeExporter {
         })
     }
 
+    fn prepares(&self) -> bool {
+        self.prepares
+    }
+
     fn send_prepared<'a>(
         &'a self,
         context: &'a Context,

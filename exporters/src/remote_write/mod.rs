@@ -88,13 +88,14 @@ impl Exporter for RemoteWriteExporter {
     }
 
     /// Translates the batch as it enters a memory queue: its series take a fraction of the room
-    /// of its decoded points while it waits for the shards. Not with `sample_age_limit`, whose
-    /// points are judged when they are sent.
+    /// of its decoded points while it waits for the shards.
     fn prepare(&self, batch: &Batch) -> Option<Prepared> {
-        if self.age_limit.is_some() {
-            return None;
-        }
         Some(Box::new(self.translate(batch)))
+    }
+
+    /// Not with `sample_age_limit`, whose points are judged when they are sent.
+    fn prepares(&self) -> bool {
+        self.age_limit.is_none()
     }
 
     fn send_prepared<'a>(
@@ -169,7 +170,8 @@ impl RemoteWriteExporter {
                 continue;
             };
             if set.is_feeding() {
-                // Refused before translating, so that nothing is counted or accumulated twice.
+                // Refused before translating (a prepared batch: before counting what its
+                // translation dropped), so that nothing is counted or accumulated twice.
                 return Err(SendError::busy(
                     format!(
                         "the shards of tenant {tenant} are full; the batch waits in the exporter's queue"
