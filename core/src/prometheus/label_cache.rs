@@ -6,8 +6,13 @@
 //! same shared set to every later batch. A key is the exact input of the translation of one
 //! point: the scope's labels, the family name and the point's attributes in their order. Under
 //! it are the point's series (`_sum`, each bucket by its bound, each quantile), in the order they
-//! were asked for. Keys are compared whole, so a hash collision can never give a series another's
-//! labels.
+//! were asked for.
+//!
+//! The cache keeps a key's 128-bit hash (XXH3, seeded at random for each cache), not the key:
+//! the key of a point is about as long as its labels, and keeping both doubled what a series
+//! cost. Two points of different keys share a hash with a chance of about `n² / 2¹²⁹` among `n`
+//! points (for a billion points, one in 10²¹), and the seed, unknown outside the process, keeps
+//! a sender from choosing keys that share one.
 //!
 //! Memory is bounded: two generations of at most `capacity` label sets each. A point found only
 //! in the older generation moves to the newer one; when the newer one is full, the older one is
@@ -17,6 +22,7 @@ use super::LabelSet;
 use super::label_set::{Chunks, Iter, Spliced};
 use crate::proto::otlp::common::v1::{AnyValue, any_value::Value};
 use hashbrown::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Which of a point's series: its name's suffix and its extra label (`le`, `quantile`), by tag
@@ -186,15 +192,39 @@ impl<'a> IntoIterator for &'a SeriesLabels {
     }
 }
 
-/// A generation: points by key, and how many label sets they hold.
+/// A key's 128-bit hash: what the cache keeps of it.
+type KeyHash = u128;
+
+/// Hashes a [`KeyHash`] for the table by taking its low 64 bits (it is a hash already).
+#[derive(Clone, Copy, Debug, Default)]
+struct Low64(u64);
+
+impl Hasher for Low64 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+
+    /// Not used by [`KeyHash`]; folds bytes in for any other key.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+}
+
+/// A generation: points by their key's hash, and how many label sets they hold.
 #[derive(Debug, Default)]
 struct Generation {
-    points: HashMap<Box<[u8]>, PointSeries>,
+    points: HashMap<KeyHash, PointSeries, BuildHasherDefault<Low64>>,
     sets: usize,
 }
 
 impl Generation {
-    fn insert(&mut self, key: Box<[u8]>, series: PointSeries) {
+    fn insert(&mut self, key: KeyHash, series: PointSeries) {
         self.sets += series.len();
         if let Some(old) = self.points.insert(key, series) {
             self.sets -= old.len();
@@ -213,6 +243,8 @@ pub struct LabelCache {
     current: Generation,
     previous: Generation,
     capacity: usize,
+    /// The seed of the keys' hashes.
+    seed: u64,
     /// Lookups that found their point, and that did not, since the last turn of generations.
     hits: usize,
     misses: usize,
@@ -231,6 +263,7 @@ impl LabelCache {
     pub fn new(capacity: usize) -> Self {
         LabelCache {
             capacity,
+            seed: std::hash::RandomState::new().hash_one(capacity),
             ..Default::default()
         }
     }
@@ -259,19 +292,24 @@ impl LabelCache {
         self.enabled() && self.current.sets >= self.capacity && self.misses > self.hits
     }
 
+    fn hash(&self, key: &[u8]) -> KeyHash {
+        xxhash_rust::xxh3::xxh3_128_with_seed(key, self.seed)
+    }
+
     /// The series remembered for the point with this key.
     pub(super) fn get(&mut self, key: &[u8]) -> Option<PointSeries> {
-        if let Some(hit) = self.current.points.get(key) {
+        let key = self.hash(key);
+        if let Some(hit) = self.current.points.get(&key) {
             self.hits += 1;
             return Some(hit.clone());
         }
-        let Some(hit) = self.previous.points.get(key).cloned() else {
+        let Some(hit) = self.previous.points.get(&key).cloned() else {
             self.misses += 1;
             return None;
         };
         self.hits += 1;
         if self.may_take(hit.len())
-            && let Some((key, hit)) = self.previous.points.remove_entry(key)
+            && let Some((key, hit)) = self.previous.points.remove_entry(&key)
         {
             self.previous.sets -= hit.len();
             self.remember(key, hit);
@@ -282,7 +320,7 @@ impl LabelCache {
     /// Remembers a point's series (replacing what was remembered for the key).
     pub(super) fn insert(&mut self, key: &[u8], series: PointSeries) {
         if self.enabled() && self.may_take(series.len()) {
-            self.remember(key.into(), series);
+            self.remember(self.hash(key), series);
         }
     }
 
@@ -297,7 +335,7 @@ impl LabelCache {
         room || !thrashing
     }
 
-    fn remember(&mut self, key: Box<[u8]>, series: PointSeries) {
+    fn remember(&mut self, key: KeyHash, series: PointSeries) {
         if self.current.sets + series.len() > self.capacity && !self.current.points.is_empty() {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
@@ -545,6 +583,22 @@ mod tests {
             Spliced::whole(set(&[("a", "b")])).to_set(),
             set(&[("a", "b")])
         );
+    }
+
+    #[test]
+    fn keeps_hashes_of_keys_seeded_for_each_cache() {
+        let (a, b) = (LabelCache::new(1), LabelCache::new(1));
+        assert_eq!(a.hash(b"job\0api"), a.hash(b"job\0api"));
+        assert_ne!(a.hash(b"job\0api"), a.hash(b"job\0apj"));
+        assert_ne!(a.hash(b"job\0api"), b.hash(b"job\0api"), "another seed");
+        // Keys that differ anywhere are told apart, the last byte of a long one too.
+        let mut c = LabelCache::new(8);
+        let long = |last: u8| [&[7u8; 300][..], &[last]].concat();
+        c.insert(&long(1), point(&["one"]));
+        c.insert(&long(2), point(&["two"]));
+        assert_eq!(names(&mut c, &long(1)), Some(vec!["one".to_string()]));
+        assert_eq!(names(&mut c, &long(2)), Some(vec!["two".to_string()]));
+        assert_eq!(names(&mut c, &long(3)), None);
     }
 
     #[test]
