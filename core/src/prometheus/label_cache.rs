@@ -72,7 +72,7 @@ impl SeriesLabels {
     pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
         match (&point[..], u32::try_from(i)) {
             ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(point.clone(), at)),
-            _ => point[i].labels.clone().into(),
+            _ => (&point[i].labels).into(),
         }
     }
 
@@ -148,6 +148,17 @@ impl From<Spliced> for SeriesLabels {
         match labels.as_whole() {
             Some(set) => set.clone().into(),
             None => SeriesLabels(Held::Spliced(Box::new(labels))),
+        }
+    }
+}
+
+/// The same, cloning only what is kept (a remembered set is handed on with one touch of its
+/// reference count, not three).
+impl From<&Spliced> for SeriesLabels {
+    fn from(labels: &Spliced) -> SeriesLabels {
+        match labels.as_whole() {
+            Some(set) => set.clone().into(),
+            None => SeriesLabels(Held::Spliced(Box::new(labels.clone()))),
         }
     }
 }

@@ -932,7 +932,7 @@ impl<'a> Translator<'a, '_> {
             // do not keep the list the cache lets go of.
             if let Some(r) = cached.iter().find(|r| r.variant == variant) {
                 self.series.push(r.clone());
-                return (r.labels.clone().into(), r.fingerprint);
+                return ((&r.labels).into(), r.fingerprint);
             }
         }
         self.base(point, shared);
