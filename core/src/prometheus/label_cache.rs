@@ -8,11 +8,13 @@
 //! it are the point's series (`_sum`, each bucket by its bound, each quantile), in the order they
 //! were asked for.
 //!
-//! The cache keeps a key's 128-bit hash (XXH3, seeded at random for each cache), not the key:
-//! the key of a point is about as long as its labels, and keeping both doubled what a series
-//! cost. Two points of different keys share a hash with a chance of about `n² / 2¹²⁹` among `n`
-//! points (for a billion points, one in 10²¹), and the seed, unknown outside the process, keeps
-//! a sender from choosing keys that share one.
+//! The cache keeps a key's 128-bit hash, not the key: the key of a point is about as long as
+//! its labels, and keeping both doubled what a series cost. The hash is SipHash-1-3 with 128
+//! bits of output, keyed at random for each cache: a keyed hash made so that whoever does not
+//! know the key cannot choose inputs that share a hash (fast non-cryptographic hashes, XXH3
+//! among them, have pairs of inputs that collide under any seed far more often than chance).
+//! Two points of different keys share a hash with a chance of about `n² / 2¹²⁹` among `n`
+//! points: for a billion points, one in 10²¹.
 //!
 //! Memory is bounded: two generations of at most `capacity` label sets each. A point found only
 //! in the older generation moves to the newer one; when the newer one is full, the older one is
@@ -22,6 +24,7 @@ use super::LabelSet;
 use super::label_set::{Chunks, Iter, Spliced};
 use crate::proto::otlp::common::v1::{AnyValue, any_value::Value};
 use hashbrown::HashMap;
+use siphasher::sip128::SipHasher13;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -254,8 +257,8 @@ pub struct LabelCache {
     current: Generation,
     previous: Generation,
     capacity: usize,
-    /// The seed of the keys' hashes.
-    seed: u64,
+    /// The keys' hash, keyed at random.
+    hasher: SipHasher13,
     /// Lookups that found their point, and that did not, since the last turn of generations.
     hits: usize,
     misses: usize,
@@ -274,7 +277,10 @@ impl LabelCache {
     pub fn new(capacity: usize) -> Self {
         LabelCache {
             capacity,
-            seed: std::hash::RandomState::new().hash_one(capacity),
+            hasher: {
+                let random = std::hash::RandomState::new();
+                SipHasher13::new_with_keys(random.hash_one(0u8), random.hash_one(1u8))
+            },
             ..Default::default()
         }
     }
@@ -304,7 +310,7 @@ impl LabelCache {
     }
 
     fn hash(&self, key: &[u8]) -> KeyHash {
-        xxhash_rust::xxh3::xxh3_128_with_seed(key, self.seed)
+        self.hasher.hash(key).as_u128()
     }
 
     /// The series remembered for the point with this key.
@@ -597,11 +603,11 @@ mod tests {
     }
 
     #[test]
-    fn keeps_hashes_of_keys_seeded_for_each_cache() {
+    fn keeps_hashes_of_keys_keyed_for_each_cache() {
         let (a, b) = (LabelCache::new(1), LabelCache::new(1));
         assert_eq!(a.hash(b"job\0api"), a.hash(b"job\0api"));
         assert_ne!(a.hash(b"job\0api"), a.hash(b"job\0apj"));
-        assert_ne!(a.hash(b"job\0api"), b.hash(b"job\0api"), "another seed");
+        assert_ne!(a.hash(b"job\0api"), b.hash(b"job\0api"), "another key");
         // Keys that differ anywhere are told apart, the last byte of a long one too.
         let mut c = LabelCache::new(8);
         let long = |last: u8| [&[7u8; 300][..], &[last]].concat();
