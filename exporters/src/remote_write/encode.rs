@@ -17,6 +17,16 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The snappy-compressed body for `series`, encoded in this thread's buffers. An encoding
+    /// never waits, so every shard running on a thread shares one pair of buffers (each about
+    /// the size of a full request) instead of keeping a pair of its own.
+    pub fn body(series: &[Series], protocol: Protocol, send_metadata: bool) -> Vec<u8> {
+        thread_local! {
+            static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::default();
+        }
+        ENCODER.with_borrow_mut(|e| e.encode(series, protocol, send_metadata).to_vec())
+    }
+
     /// The snappy-compressed body for `series`.
     pub fn encode(&mut self, series: &[Series], protocol: Protocol, send_metadata: bool) -> &[u8] {
         self.proto.clear();
@@ -26,10 +36,14 @@ impl Encoder {
                 .encode(&mut self.proto)
                 .expect("encoding into a Vec cannot fail"),
         }
+        // Grown, never shrunk: requests of different sizes in turn (the shards of several
+        // tenants) would otherwise zero the difference again each time.
         let max = snap::raw::max_compress_len(self.proto.len());
-        self.compressed.resize(max, 0);
+        if self.compressed.len() < max {
+            self.compressed.resize(max, 0);
+        }
         let n = snap::raw::Encoder::new()
-            .compress(&self.proto, &mut self.compressed)
+            .compress(&self.proto, &mut self.compressed[..max])
             .expect("the output buffer has max_compress_len bytes");
         &self.compressed[..n]
     }

@@ -423,7 +423,6 @@ async fn run_shard(
 ) {
     let q = &shared.cfg.queue_config;
     let mut pending = Pending::default();
-    let mut encoder = Encoder::default();
     let mut deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
     loop {
         let run = if pending.series.is_empty() {
@@ -432,7 +431,7 @@ async fn run_shard(
             tokio::select! {
                 r = rx.recv() => r,
                 _ = tokio::time::sleep_until(deadline) => {
-                    flush(&shared, &tenant, &mut encoder, &mut pending).await;
+                    flush(&shared, &tenant, &mut pending).await;
                     continue;
                 }
             }
@@ -453,7 +452,7 @@ async fn run_shard(
             pending.series = series;
             pending.parts.push(part);
             if fills(q, samples, bytes) {
-                flush(&shared, &tenant, &mut encoder, &mut pending).await;
+                flush(&shared, &tenant, &mut pending).await;
             }
             continue;
         }
@@ -473,13 +472,13 @@ async fn run_shard(
                 pending
                     .parts
                     .extend(if more { part.clone() } else { part.take() });
-                flush(&shared, &tenant, &mut encoder, &mut pending).await;
+                flush(&shared, &tenant, &mut pending).await;
             }
         }
         pending.parts.extend(part);
     }
     if !pending.series.is_empty() {
-        flush(&shared, &tenant, &mut encoder, &mut pending).await;
+        flush(&shared, &tenant, &mut pending).await;
     }
 }
 
@@ -511,7 +510,7 @@ pub(super) fn whole_run(series: &[Series], q: &QueueConfig) -> Option<(usize, us
 /// Sends one request, retrying as the protocol allows, until it is delivered, dropped, or the
 /// hard stop comes. Each attempt takes a send slot; the waits between attempts do not. The
 /// series' completion parts are settled unless the hard stop came first.
-async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending: &mut Pending) {
+async fn flush(shared: &Shared, tenant: &Tenant, pending: &mut Pending) {
     // Cleared, not taken: the list keeps its room for the next request (a run an empty request
     // takes whole brings its own list instead).
     let series = &mut pending.series;
@@ -545,9 +544,7 @@ async fn flush(shared: &Shared, tenant: &Tenant, encoder: &mut Encoder, pending:
         } else {
             shared.cfg.protocol
         };
-        let body = encoder
-            .encode(series, protocol, shared.cfg.send_metadata)
-            .to_vec();
+        let body = Encoder::body(series, protocol, shared.cfg.send_metadata);
         let outcome = {
             let _slot = tokio::select! {
                 s = shared.slots.acquire(tenant.rank.load(Ordering::Relaxed)) => s,

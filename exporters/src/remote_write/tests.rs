@@ -54,6 +54,22 @@ fn v1_body_round_trips_through_snappy_block_format() {
     assert_eq!(req.metadata[0].help, "help");
 }
 
+// The shards' bodies come from buffers their thread shares: a small request after a large one
+// is the small one alone, byte for byte what an encoder of its own writes, in either protocol.
+#[test]
+fn bodies_from_a_threads_shared_buffers_hold_only_their_own_request() {
+    let large: Vec<Series> = (0..500)
+        .map(|i| series("a_total", &[("i", &i.to_string())], &[(i, 1.0)]))
+        .collect();
+    let small = vec![series("b_total", &[("job", "j")], &[(3, 2.5)])];
+    for protocol in [Protocol::V1, Protocol::V2] {
+        for (s, metadata) in [(&large, true), (&small, false), (&small, true)] {
+            let own = Encoder::default().encode(s, protocol, metadata).to_vec();
+            assert_eq!(Encoder::body(s, protocol, metadata), own);
+        }
+    }
+}
+
 // The v1 body is written straight from the series: byte for byte what prost writes for the same
 // request, with exemplars, native histograms, empty label values, zero and negative values and
 // timestamps, NaN, and metadata on and off.

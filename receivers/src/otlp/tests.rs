@@ -40,6 +40,8 @@ struct Running {
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    /// The folder of the tenants file, removed with the receiver.
+    _tenants: Option<tempfile::TempDir>,
 }
 
 async fn start(metadata_keys: &[&str]) -> Running {
@@ -85,6 +87,7 @@ async fn start_with(metadata_keys: &[&str], edit: impl FnOnce(&mut OtlpReceiverC
         telemetry,
         shutdown,
         task,
+        _tenants: None,
     }
 }
 
@@ -493,9 +496,11 @@ fn sanitize_passes_a_valid_request_untouched() {
 /// Starts the receiver with `auth` over a tenants file holding acme's token, in a folder of its
 /// own named after the test.
 async fn start_with_auth(test: &str) -> Running {
-    let dir = std::env::temp_dir().join(format!("sluice-otlp-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("tenants.yaml");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("sluice-otlp-{test}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("tenants.yaml");
     std::fs::write(
         &path,
         "tenants: { acme: { tokens: [acme-token], sla_tier: gold } }",
@@ -506,7 +511,10 @@ async fn start_with_auth(test: &str) -> Running {
             .unwrap();
     let auth: sluice_core::config::Located<sluice_core::tenancy::AuthConfig> =
         sluice_core::config::from_node(&node).unwrap();
-    start_with(&[], |c| c.auth = Some(auth)).await
+    Running {
+        _tenants: Some(dir),
+        ..start_with(&[], |c| c.auth = Some(auth)).await
+    }
 }
 
 // Guarantees: with `auth`, a request with a known bearer token arrives with its tenant and the

@@ -1397,12 +1397,28 @@ fn auth_header(auth: &Auth) -> Option<String> {
         .map(|v| v.to_str().unwrap().to_string())
 }
 
-fn temp_file(name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-prom-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
+/// A file named `name` alone in a folder of its own; both are removed when it is dropped.
+struct TempFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+fn temp_file(name: &str, content: &str) -> TempFile {
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-prom-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    TempFile { _dir: dir, path }
 }
 
 #[test]
@@ -1543,7 +1559,7 @@ async fn file_sd_targets_come_and_go_with_staleness() {
         up_values(rms, &addr.to_string()).contains(&1.0)
     })
     .await;
-    std::fs::write(&file, "[]").unwrap();
+    std::fs::write(&*file, "[]").unwrap();
     let all = wait_for(
         &capture,
         "staleness markers for the removed target",
