@@ -252,7 +252,7 @@ impl Generation {
 }
 
 /// See the module documentation. One cache serves one exporter (one set of translation options).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LabelCache {
     current: Generation,
     previous: Generation,
@@ -262,6 +262,18 @@ pub struct LabelCache {
     /// Lookups that found their point, and that did not, since the last turn of generations.
     hits: usize,
     misses: usize,
+}
+
+/// Sizes and counts only: not the points, nor the hash's key, which must stay unknown.
+impl std::fmt::Debug for LabelCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabelCache")
+            .field("capacity", &self.capacity)
+            .field("sets", &self.len())
+            .field("hits", &self.hits)
+            .field("misses", &self.misses)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LabelCache {
@@ -608,6 +620,11 @@ mod tests {
         assert_eq!(a.hash(b"job\0api"), a.hash(b"job\0api"));
         assert_ne!(a.hash(b"job\0api"), a.hash(b"job\0apj"));
         assert_ne!(a.hash(b"job\0api"), b.hash(b"job\0api"), "another key");
+        let shown = format!("{a:?}");
+        assert!(
+            shown.contains("capacity: 1") && !shown.contains("k0"),
+            "{shown}"
+        );
         // Keys that differ anywhere are told apart, the last byte of a long one too.
         let mut c = LabelCache::new(8);
         let long = |last: u8| [&[7u8; 300][..], &[last]].concat();
