@@ -207,7 +207,7 @@ impl<'a> IntoIterator for &'a SeriesLabels {
 }
 
 /// A key's 128-bit hash: what the cache keeps of it.
-type KeyHash = u128;
+pub(super) type KeyHash = u128;
 
 /// Hashes a [`KeyHash`] for the table by taking its low 64 bits (it is a hash already).
 #[derive(Clone, Copy, Debug, Default)]
@@ -321,13 +321,26 @@ impl LabelCache {
         self.enabled() && self.current.sets >= self.capacity && self.misses > self.hits
     }
 
-    fn hash(&self, key: &[u8]) -> KeyHash {
+    /// What the cache keeps of a point's key: hashed once per point, for [`Self::find`] and,
+    /// on a miss, [`Self::remember_point`].
+    pub(super) fn hash(&self, key: &[u8]) -> KeyHash {
         self.hasher.hash(key).as_u128()
     }
 
     /// The series remembered for the point with this key.
-    pub(super) fn get(&mut self, key: &[u8]) -> Option<PointSeries> {
-        let key = self.hash(key);
+    #[cfg(test)]
+    fn get(&mut self, key: &[u8]) -> Option<PointSeries> {
+        self.find(self.hash(key))
+    }
+
+    /// Remembers a point's series (replacing what was remembered for the key).
+    #[cfg(test)]
+    fn insert(&mut self, key: &[u8], series: PointSeries) {
+        self.remember_point(self.hash(key), series)
+    }
+
+    /// The series remembered for the point whose key has this hash.
+    pub(super) fn find(&mut self, key: KeyHash) -> Option<PointSeries> {
         if let Some(hit) = self.current.points.get(&key) {
             self.hits += 1;
             return Some(hit.clone());
@@ -346,10 +359,10 @@ impl LabelCache {
         Some(hit)
     }
 
-    /// Remembers a point's series (replacing what was remembered for the key).
-    pub(super) fn insert(&mut self, key: &[u8], series: PointSeries) {
+    /// Remembers a point's series under its key's hash (replacing what was remembered there).
+    pub(super) fn remember_point(&mut self, key: KeyHash, series: PointSeries) {
         if self.enabled() && self.may_take(series.len()) {
-            self.remember(self.hash(key), series);
+            self.remember(key, series);
         }
     }
 

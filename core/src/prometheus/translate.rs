@@ -33,7 +33,9 @@
 //!   value) and native histograms, and dropped on gauges and summaries (spec, "Exemplars").
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
-use super::label_cache::{LabelCache, PointSeries, Remembered, Variant, put_str, put_value};
+use super::label_cache::{
+    KeyHash, LabelCache, PointSeries, Remembered, Variant, put_str, put_value,
+};
 use super::label_set::Spliced;
 use super::names::{self, NameKind};
 use super::native::ExpHist;
@@ -224,6 +226,7 @@ pub fn translate_cached(
         label_names: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
         key: Vec::new(),
+        key_hash: 0,
         series: Vec::new(),
         inserts: Vec::new(),
         hits: 0,
@@ -352,8 +355,9 @@ struct Translator<'a, 'o> {
     /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
     label_names: HashMap<&'a str, Option<Rc<str>>>,
     cache: Option<&'o mut LabelCache>,
-    /// The cache key of the point at hand.
+    /// The cache key of the point at hand, and its hash.
     key: Vec<u8>,
+    key_hash: KeyHash,
     /// The series of the point at hand, once it missed the cache.
     series: Vec<Remembered>,
     /// The labels put into the remembered series of the last point missed, by series.
@@ -871,7 +875,8 @@ impl<'a> Translator<'a, '_> {
                 put_str(&mut self.key, &kv.key);
                 put_value(&mut self.key, kv.value.as_ref());
             }
-            cached = cache.get(&self.key);
+            self.key_hash = cache.hash(&self.key);
+            cached = cache.find(self.key_hash);
             match cached {
                 Some(_) => self.hits += 1,
                 None => self.misses += 1,
@@ -894,7 +899,7 @@ impl<'a> Translator<'a, '_> {
             && point.missed
             && !self.series.is_empty()
         {
-            cache.insert(&self.key, self.series.drain(..).collect());
+            cache.remember_point(self.key_hash, self.series.drain(..).collect());
         }
     }
 
