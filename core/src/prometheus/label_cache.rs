@@ -47,8 +47,85 @@ pub(super) struct Remembered {
     pub labels: Spliced,
 }
 
-/// The series of one point, in the order the translation asks for them.
-pub(super) type PointSeries = Arc<[Remembered]>;
+impl Variant {
+    /// A number's one series: no suffix, no extra label.
+    pub const PLAIN: Variant = Variant {
+        suffix: 0,
+        extra: 0,
+        bits: 0,
+    };
+}
+
+/// The series of one point, in the order the translation asks for them. Most points are
+/// numbers, of one series with a set of its own: such a point is kept in the table's slot, its
+/// fingerprint beside its set, without a list of its own (which cost 96 bytes a series, and a
+/// read of memory more for each lookup).
+#[derive(Clone, Debug)]
+pub(super) enum PointSeries {
+    Number { fingerprint: u64, labels: LabelSet },
+    Many(Arc<[Remembered]>),
+}
+
+impl PointSeries {
+    /// The point's series, taken from `series` (left empty).
+    pub fn take(series: &mut Vec<Remembered>) -> PointSeries {
+        if let [one] = &series[..]
+            && one.variant == Variant::PLAIN
+            && let Some(labels) = one.labels.as_whole()
+        {
+            let point = PointSeries::Number {
+                fingerprint: one.fingerprint,
+                labels: labels.clone(),
+            };
+            series.clear();
+            return point;
+        }
+        PointSeries::Many(series.drain(..).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            PointSeries::Number { .. } => 1,
+            PointSeries::Many(list) => list.len(),
+        }
+    }
+
+    /// The fingerprint of series `i`, if it is the series of this variant.
+    pub fn fingerprint(&self, i: usize, variant: Variant) -> Option<u64> {
+        match self {
+            PointSeries::Number { fingerprint, .. } => {
+                (i == 0 && variant == Variant::PLAIN).then_some(*fingerprint)
+            }
+            PointSeries::Many(list) => list
+                .get(i)
+                .filter(|r| r.variant == variant)
+                .map(|r| r.fingerprint),
+        }
+    }
+
+    /// Which series is of this variant.
+    pub fn position(&self, variant: Variant) -> Option<usize> {
+        match self {
+            PointSeries::Number { .. } => (variant == Variant::PLAIN).then_some(0),
+            PointSeries::Many(list) => list.iter().position(|r| r.variant == variant),
+        }
+    }
+
+    /// Series `i` (which must be one of the point's) as remembered.
+    pub fn remembered(&self, i: usize) -> Remembered {
+        match self {
+            PointSeries::Number {
+                fingerprint,
+                labels,
+            } => Remembered {
+                variant: Variant::PLAIN,
+                fingerprint: *fingerprint,
+                labels: Spliced::whole(labels.clone()),
+            },
+            PointSeries::Many(list) => list[i].clone(),
+        }
+    }
+}
 
 /// A series' labels as a translation hands them on: a label set of its own, or one of the
 /// series remembered for a point. The latter holds the point's shared list, not the set: a
@@ -64,7 +141,7 @@ pub struct SeriesLabels(Held);
 #[derive(Clone)]
 enum Held {
     Own(LabelSet),
-    Remembered(PointSeries, u32),
+    Remembered(Arc<[Remembered]>, u32),
     /// The parts of a remembered series, handed on by the batch that first built them.
     Spliced(Box<Spliced>),
 }
@@ -73,9 +150,12 @@ impl SeriesLabels {
     /// The labels of series `i` of a remembered point. A point of one series (a number) hands
     /// its set on: holding the list would only add a step to every later read of it.
     pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
-        match (&point[..], u32::try_from(i)) {
-            ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(point.clone(), at)),
-            _ => (&point[i].labels).into(),
+        match point {
+            PointSeries::Number { labels, .. } => labels.clone().into(),
+            PointSeries::Many(list) => match (&list[..], u32::try_from(i)) {
+                ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(list.clone(), at)),
+                _ => (&list[i].labels).into(),
+            },
         }
     }
 
@@ -426,25 +506,29 @@ mod tests {
     use super::*;
 
     fn point(names: &[&str]) -> PointSeries {
-        names
-            .iter()
-            .map(|n| Remembered {
-                variant: Variant {
-                    suffix: 0,
-                    extra: 0,
-                    bits: 0,
-                },
-                labels: Spliced::whole(LabelSet::new([("__name__", *n)])),
-                fingerprint: n.len() as u64,
-            })
-            .collect()
+        let variant = |bits: usize| Variant {
+            suffix: 0,
+            extra: 0,
+            bits: bits as u64,
+        };
+        PointSeries::take(
+            &mut names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Remembered {
+                    variant: variant(i),
+                    labels: Spliced::whole(LabelSet::new([("__name__", *n)])),
+                    fingerprint: n.len() as u64,
+                })
+                .collect(),
+        )
     }
 
     /// A histogram point's series as the translation remembers them: `base` with each name
     /// (and `le`) put in.
     fn spliced(base: &[(&str, &str)], series: &[(&str, Option<&str>)]) -> PointSeries {
         let base = LabelSet::new(base.iter().copied());
-        series
+        let mut series = series
             .iter()
             .map(|(name, le)| Remembered {
                 variant: Variant {
@@ -460,15 +544,24 @@ mod tests {
                 .expect("no label of those names in the base"),
                 fingerprint: 0,
             })
-            .collect()
+            .collect();
+        PointSeries::take(&mut series)
     }
 
     fn names(c: &mut LabelCache, key: &[u8]) -> Option<Vec<String>> {
         let series = c.get(key)?;
         Some(
-            series
-                .iter()
-                .map(|r| r.labels.iter().next().unwrap_or_default().1.to_string())
+            (0..series.len())
+                .map(|i| {
+                    series
+                        .remembered(i)
+                        .labels
+                        .iter()
+                        .next()
+                        .unwrap_or_default()
+                        .1
+                        .to_string()
+                })
                 .collect(),
         )
     }
@@ -575,13 +668,52 @@ mod tests {
             want.write_v1(&mut b);
             assert_eq!(a, b, "the same v1 bytes");
             assert_eq!(held.get("job"), Some("j"));
-            assert_eq!(&SeriesLabels::from(p[i].labels.to_set()), want);
+            assert_eq!(&SeriesLabels::from(p.remembered(i).labels.to_set()), want);
         }
         assert_ne!(SeriesLabels::remembered(&p, 0), sum);
         // A point of one series hands on its own set.
         let one = point(&["n"]);
         let single = SeriesLabels::remembered(&one, 0);
-        assert!(matches!(&single.0, Held::Own(l) if LabelSet::ptr_eq(l, &one[0].labels.to_set())));
+        assert!(
+            matches!(&single.0, Held::Own(l) if LabelSet::ptr_eq(l, &one.remembered(0).labels.to_set()))
+        );
+    }
+
+    #[test]
+    fn a_number_is_kept_in_the_tables_slot_and_reads_as_its_one_series() {
+        let number = point(&["n"]);
+        let PointSeries::Number { fingerprint, .. } = number else {
+            panic!("one plain series with a set of its own: {number:?}");
+        };
+        assert_eq!(fingerprint, 1);
+        assert_eq!(number.len(), 1);
+        assert_eq!(number.fingerprint(0, Variant::PLAIN), Some(1));
+        assert_eq!(number.fingerprint(1, Variant::PLAIN), None);
+        let le = Variant {
+            extra: 1,
+            ..Variant::PLAIN
+        };
+        assert_eq!(number.fingerprint(0, le), None);
+        assert_eq!(
+            (number.position(Variant::PLAIN), number.position(le)),
+            (Some(0), None)
+        );
+        let r = number.remembered(0);
+        assert_eq!((r.variant, r.fingerprint), (Variant::PLAIN, 1));
+        assert_eq!(r.labels.to_set(), LabelSet::new([("__name__", "n")]));
+        // A slot holds its key's hash and a point in 48 bytes.
+        assert_eq!(std::mem::size_of::<(KeyHash, PointSeries)>(), 48);
+        // Not a number: one series of another variant, or of spliced labels; several series.
+        let summed = spliced(&[("a", "1")], &[("h_sum", None)]);
+        let several = point(&["a", "b"]);
+        for p in [&summed, &several] {
+            assert!(matches!(p, PointSeries::Many(_)), "{p:?}");
+        }
+        assert_eq!(several.position(several.remembered(1).variant), Some(1));
+        assert_eq!(
+            several.fingerprint(1, several.remembered(1).variant),
+            Some(1)
+        );
     }
 
     #[test]

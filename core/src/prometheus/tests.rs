@@ -656,6 +656,9 @@ fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
         bare(vec![hist(&[2.0])]),
         bare(vec![hist_with(&[1.0, 2.0], None)]),
         bare(vec![hist(&[1.0, 2.0])]),
+        // A number of the histogram's key (a number is kept apart from a list), and back.
+        bare(vec![gauge("h", "", vec![num(T0, 0, 1.0, vec![])])]),
+        bare(vec![hist(&[1.0, 2.0])]),
     ];
     let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
     for round in 0..2 {

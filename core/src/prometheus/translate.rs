@@ -313,6 +313,9 @@ enum Suffix {
     Bucket,
 }
 
+/// A number's series (no suffix, no extra label) is the variant the cache keeps in its slots.
+const _: () = assert!(Suffix::None as u8 == Variant::PLAIN.suffix && Variant::PLAIN.extra == 0);
+
 impl Suffix {
     fn variant(self, extra: Extra) -> Variant {
         let (tag, bits) = match extra {
@@ -899,7 +902,7 @@ impl<'a> Translator<'a, '_> {
             && point.missed
             && !self.series.is_empty()
         {
-            cache.remember_point(self.key_hash, self.series.drain(..).collect());
+            cache.remember_point(self.key_hash, PointSeries::take(&mut self.series));
         }
     }
 
@@ -925,19 +928,23 @@ impl<'a> Translator<'a, '_> {
         if let Some(cached) = point.cached.as_ref() {
             if !point.missed {
                 let i = point.next;
-                if let Some(r) = cached.get(i).filter(|r| r.variant == variant) {
+                if let Some(fingerprint) = cached.fingerprint(i, variant) {
                     point.next += 1;
-                    return (SeriesLabels::remembered(cached, i), r.fingerprint);
+                    return (SeriesLabels::remembered(cached, i), fingerprint);
                 }
                 // Out of the remembered order: the point's series are remembered anew.
                 point.missed = true;
-                self.series.extend_from_slice(&cached[..point.next]);
+                self.series
+                    .extend((0..point.next).map(|i| cached.remembered(i)));
             }
             // The point is remembered anew: its series hand on their own sets, so that they
             // do not keep the list the cache lets go of.
-            if let Some(r) = cached.iter().find(|r| r.variant == variant) {
-                self.series.push(r.clone());
-                return ((&r.labels).into(), r.fingerprint);
+            if let Some(i) = cached.position(variant) {
+                let r = cached.remembered(i);
+                let labels = (&r.labels).into();
+                let fingerprint = r.fingerprint;
+                self.series.push(r);
+                return (labels, fingerprint);
             }
         }
         self.base(point, shared);
