@@ -118,7 +118,10 @@ impl PointSeries {
                 fingerprint,
                 labels,
             } => Remembered {
-                variant: Variant::PLAIN,
+                variant: {
+                    debug_assert_eq!(i, 0, "a number has one series");
+                    Variant::PLAIN
+                },
                 fingerprint: *fingerprint,
                 labels: Spliced::whole(labels.clone()),
             },
@@ -147,11 +150,15 @@ enum Held {
 }
 
 impl SeriesLabels {
-    /// The labels of series `i` of a remembered point. A point of one series (a number) hands
-    /// its set on: holding the list would only add a step to every later read of it.
+    /// The labels of series `i` of a remembered point. A point of one series hands its set on:
+    /// a number has no list, and holding another point's list of one would only add a step to
+    /// every later read of it.
     pub(super) fn remembered(point: &PointSeries, i: usize) -> SeriesLabels {
         match point {
-            PointSeries::Number { labels, .. } => labels.clone().into(),
+            PointSeries::Number { labels, .. } => {
+                debug_assert_eq!(i, 0, "a number has one series");
+                labels.clone().into()
+            }
             PointSeries::Many(list) => match (&list[..], u32::try_from(i)) {
                 ([_, _, ..], Ok(at)) => SeriesLabels(Held::Remembered(list.clone(), at)),
                 _ => (&list[i].labels).into(),
@@ -701,14 +708,20 @@ mod tests {
         let r = number.remembered(0);
         assert_eq!((r.variant, r.fingerprint), (Variant::PLAIN, 1));
         assert_eq!(r.labels.to_set(), LabelSet::new([("__name__", "n")]));
-        // A slot holds its key's hash and a point in 48 bytes.
-        assert_eq!(std::mem::size_of::<(KeyHash, PointSeries)>(), 48);
+        // A slot holds its key's hash and a point in 48 bytes (on 64-bit targets).
+        assert!(std::mem::size_of::<(KeyHash, PointSeries)>() <= 48);
         // Not a number: one series of another variant, or of spliced labels; several series.
         let summed = spliced(&[("a", "1")], &[("h_sum", None)]);
+        let bucket = PointSeries::take(&mut vec![Remembered {
+            variant: le,
+            ..number.remembered(0)
+        }]);
         let several = point(&["a", "b"]);
-        for p in [&summed, &several] {
+        for p in [&summed, &bucket, &several] {
             assert!(matches!(p, PointSeries::Many(_)), "{p:?}");
         }
+        assert_eq!(bucket.fingerprint(0, Variant::PLAIN), None);
+        assert_eq!(bucket.fingerprint(0, le), Some(1));
         assert_eq!(several.position(several.remembered(1).variant), Some(1));
         assert_eq!(
             several.fingerprint(1, several.remembered(1).variant),
