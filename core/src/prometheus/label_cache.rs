@@ -117,14 +117,14 @@ impl PointSeries {
             PointSeries::Number {
                 fingerprint,
                 labels,
-            } => Remembered {
-                variant: {
-                    debug_assert_eq!(i, 0, "a number has one series");
-                    Variant::PLAIN
-                },
-                fingerprint: *fingerprint,
-                labels: Spliced::whole(labels.clone()),
-            },
+            } => {
+                debug_assert_eq!(i, 0, "a number has one series");
+                Remembered {
+                    variant: Variant::PLAIN,
+                    fingerprint: *fingerprint,
+                    labels: Spliced::whole(labels.clone()),
+                }
+            }
             PointSeries::Many(list) => list[i].clone(),
         }
     }
@@ -248,7 +248,7 @@ impl From<&Spliced> for SeriesLabels {
     fn from(labels: &Spliced) -> SeriesLabels {
         match labels.as_whole() {
             Some(set) => set.clone().into(),
-            None => SeriesLabels(Held::Spliced(Box::new(labels.clone()))),
+            None => labels.clone().into(),
         }
     }
 }
