@@ -111,6 +111,14 @@ impl PointSeries {
         }
     }
 
+    /// How many hold the point's set or list: a read of the count a clone increments.
+    fn references(&self) -> usize {
+        match self {
+            PointSeries::Number { labels, .. } => labels.references(),
+            PointSeries::Many(list) => Arc::strong_count(list),
+        }
+    }
+
     /// Series `i` (which must be one of the point's) as remembered.
     pub fn remembered(&self, i: usize) -> Remembered {
         match self {
@@ -444,6 +452,16 @@ impl LabelCache {
             self.remember(key, hit);
         }
         Some(hit)
+    }
+
+    /// Reads what [`Self::find`] of this hash will touch (the table's slot, the reference count
+    /// of the set or list it holds) without changing anything, so that a run of points' reads
+    /// from memory overlap rather than come one after the other (see `keys_ahead`).
+    pub(super) fn warm(&self, key: KeyHash) {
+        let found = self.current.points.get(&key);
+        if let Some(point) = found.or_else(|| self.previous.points.get(&key)) {
+            std::hint::black_box(point.references());
+        }
     }
 
     /// Remembers a point's series under its key's hash (replacing what was remembered there).

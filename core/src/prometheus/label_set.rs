@@ -39,6 +39,11 @@ impl LabelSet {
         Iter::new([&self.0, &[], &[], &[], &[]])
     }
 
+    /// How many hold this set (see `LabelCache::warm`).
+    pub(super) fn references(&self) -> usize {
+        Arc::strong_count(&self.0)
+    }
+
     /// The number of labels.
     pub fn len(&self) -> usize {
         let mut rest = &self.0[..];

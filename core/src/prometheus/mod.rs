@@ -6,6 +6,7 @@
 //! histograms as native histograms, and points flagged "no recorded value" as StaleNaN.
 
 mod delta;
+mod keys_ahead;
 mod label_cache;
 mod label_set;
 pub mod names;

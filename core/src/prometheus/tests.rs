@@ -604,6 +604,62 @@ fn attribute_values_are_stringified_per_the_attribute_spec() {
 // ---------------------------------------------------------------------------------------------
 // Translation per kind
 
+/// `n` gauge points of distinct attributes; every `missing`th after the first has no value (and
+/// is dropped).
+fn many_points(n: usize, missing: usize) -> Vec<NumberDataPoint> {
+    let mut points: Vec<_> = (0..n)
+        .map(|i| num(T0, 0, 1.0, vec![s("k", &i.to_string())]))
+        .collect();
+    if missing > 0 {
+        for p in points.iter_mut().step_by(missing).skip(1) {
+            p.value = None;
+        }
+    }
+    points
+}
+
+/// A histogram of `n` points of distinct attributes.
+fn many_histograms(n: usize) -> Metric {
+    let points = (0..n)
+        .map(|i| {
+            let mut p = hist_point(T0, T0 - SEC, &[1.0], &[1, 1], Some(1.0));
+            p.attributes = vec![s("k", &i.to_string())];
+            p
+        })
+        .collect();
+    histogram("many_h", "", AggregationTemporality::Cumulative, points)
+}
+
+#[test]
+fn a_metric_of_many_points_finds_each_in_the_label_cache_by_its_own_key() {
+    let b = bare(vec![
+        gauge("many", "", many_points(100, 7)),
+        many_histograms(45),
+    ]);
+    let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
+    let plain = super::translate(&b, &opts(), None);
+    let first = translate_cached(&b, &opts(), None, Some(&mut cache));
+    let second = translate_cached(&b, &opts(), None, Some(&mut cache));
+    // 100 gauge points of which 14 have no value (0, 7, ..., 91 but the first), 45 histograms.
+    let points = 100 - 14 + 45;
+    assert_eq!(dropped(&plain, reason::MISSING_VALUE), 14);
+    assert_eq!(
+        (first.label_cache_hits, first.label_cache_misses),
+        (0, points)
+    );
+    assert_eq!(
+        (second.label_cache_hits, second.label_cache_misses),
+        (points, 0)
+    );
+    for t in [&first, &second] {
+        assert_eq!(t.series.len(), plain.series.len());
+        for (a, b) in t.series.iter().zip(&plain.series) {
+            assert_eq!(a.labels.to_vec(), b.labels.to_vec());
+            assert_eq!(a.samples, b.samples);
+        }
+    }
+}
+
 #[test]
 fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
     // Batches that differ only in the resource, the scope, an attribute's type or value, or the
@@ -659,6 +715,12 @@ fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
         // A number of the histogram's key (a number is kept apart from a list), and back.
         bare(vec![gauge("h", "", vec![num(T0, 0, 1.0, vec![])])]),
         bare(vec![hist(&[1.0, 2.0])]),
+        // Metrics of more points than are hashed ahead at a time, with points dropped.
+        bare(vec![
+            gauge("many", "", many_points(70, 11)),
+            gauge("more", "", many_points(40, 0)),
+            many_histograms(40),
+        ]),
     ];
     let mut cache = LabelCache::new(LabelCache::DEFAULT_CAPACITY);
     for round in 0..2 {

@@ -33,9 +33,8 @@
 //!   value) and native histograms, and dropped on gauges and summaries (spec, "Exemplars").
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
-use super::label_cache::{
-    KeyHash, LabelCache, PointSeries, Remembered, Variant, put_str, put_value,
-};
+use super::keys_ahead::{Attributed, KeysAhead};
+use super::label_cache::{KeyHash, LabelCache, PointSeries, Remembered, Variant, put_str};
 use super::label_set::Spliced;
 use super::names::{self, NameKind};
 use super::native::ExpHist;
@@ -225,7 +224,7 @@ pub fn translate_cached(
         dropped: Vec::new(),
         label_names: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
-        key: Vec::new(),
+        ahead: KeysAhead::default(),
         key_hash: 0,
         series: Vec::new(),
         inserts: Vec::new(),
@@ -358,8 +357,8 @@ struct Translator<'a, 'o> {
     /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
     label_names: HashMap<&'a str, Option<Rc<str>>>,
     cache: Option<&'o mut LabelCache>,
-    /// The cache key of the point at hand, and its hash.
-    key: Vec<u8>,
+    /// The cache keys' hashes of the points at hand and the next ones, and of the point at hand.
+    ahead: KeysAhead,
     key_hash: KeyHash,
     /// The series of the point at hand, once it missed the cache.
     series: Vec<Remembered>,
@@ -578,18 +577,18 @@ impl<'a> Translator<'a, '_> {
             Data::Gauge(g) => self.numbers(&g.data_points, &family, false, shared, latest),
             Data::Sum(s) => self.numbers(&s.data_points, &family, s.is_monotonic, shared, latest),
             Data::Histogram(h) => {
-                for p in &h.data_points {
-                    self.histogram(p, &family, shared, latest);
+                for i in 0..h.data_points.len() {
+                    self.histogram(&h.data_points, i, &family, shared, latest);
                 }
             }
             Data::ExponentialHistogram(h) => {
-                for p in &h.data_points {
-                    self.exponential(p, &family, shared, latest);
+                for i in 0..h.data_points.len() {
+                    self.exponential(&h.data_points, i, &family, shared, latest);
                 }
             }
             Data::Summary(s) => {
-                for p in &s.data_points {
-                    self.summary(p, &family, shared, latest);
+                for i in 0..s.data_points.len() {
+                    self.summary(&s.data_points, i, &family, shared, latest);
                 }
             }
         }
@@ -604,7 +603,7 @@ impl<'a> Translator<'a, '_> {
         shared: &Shared,
         latest: &mut Option<u64>,
     ) {
-        for p in points {
+        for (i, p) in points.iter().enumerate() {
             let stale = p.flags & NO_RECORDED_VALUE != 0;
             let value = match p.value {
                 Some(number_data_point::Value::AsDouble(d)) => d,
@@ -615,7 +614,7 @@ impl<'a> Translator<'a, '_> {
                     continue;
                 }
             };
-            let (labels, fingerprint) = self.only_series(&p.attributes, shared, family);
+            let (labels, fingerprint) = self.only_series(points, i, shared, family);
             let (value, start_ns) = if stale {
                 (stale_nan(), p.start_time_unix_nano)
             } else if family.delta {
@@ -650,13 +649,15 @@ impl<'a> Translator<'a, '_> {
 
     fn histogram(
         &mut self,
-        p: &'a HistogramDataPoint,
+        points: &'a [HistogramDataPoint],
+        i: usize,
         family: &Family,
         shared: &Shared,
         latest: &mut Option<u64>,
     ) {
+        let p = &points[i];
         let stale = p.flags & NO_RECORDED_VALUE != 0;
-        let mut point = self.point(&p.attributes, shared, &family.name);
+        let mut point = self.point(points, i, shared, &family.name);
         let mut bounds = Cow::Borrowed(&p.explicit_bounds[..]);
         let mut counts = Cow::Borrowed(&p.bucket_counts[..]);
         let (mut count, mut sum, mut start_ns) = (p.count, p.sum, p.start_time_unix_nano);
@@ -749,17 +750,19 @@ impl<'a> Translator<'a, '_> {
 
     fn exponential(
         &mut self,
-        p: &'a ExponentialHistogramDataPoint,
+        points: &'a [ExponentialHistogramDataPoint],
+        i: usize,
         family: &Family,
         shared: &Shared,
         latest: &mut Option<u64>,
     ) {
+        let p = &points[i];
         let stale = p.flags & NO_RECORDED_VALUE != 0;
         let Some(mut hist) = ExpHist::from_point(p) else {
             self.drop_points(reason::INVALID_SCALE, 1);
             return;
         };
-        let (labels, fingerprint) = self.only_series(&p.attributes, shared, family);
+        let (labels, fingerprint) = self.only_series(points, i, shared, family);
         let mut start_ns = p.start_time_unix_nano;
         if family.delta && !stale {
             match self.accumulate(
@@ -806,13 +809,15 @@ impl<'a> Translator<'a, '_> {
 
     fn summary(
         &mut self,
-        p: &'a SummaryDataPoint,
+        points: &'a [SummaryDataPoint],
+        i: usize,
         family: &Family,
         shared: &Shared,
         latest: &mut Option<u64>,
     ) {
+        let p = &points[i];
         let stale = p.flags & NO_RECORDED_VALUE != 0;
-        let mut point = self.point(&p.attributes, shared, &family.name);
+        let mut point = self.point(points, i, shared, &family.name);
         let sample = |v: f64| Sample {
             timestamp_ms: ms(p.time_unix_nano),
             value: if stale { stale_nan() } else { v },
@@ -853,32 +858,33 @@ impl<'a> Translator<'a, '_> {
         i
     }
 
-    /// The labels of a point that is one series (a number or a native histogram).
-    fn only_series(
+    /// The labels of point `i`, one series (a number or a native histogram).
+    fn only_series<P: Attributed>(
         &mut self,
-        attrs: &'a [KeyValue],
+        points: &'a [P],
+        i: usize,
         shared: &Shared,
         family: &Family,
     ) -> (SeriesLabels, u64) {
-        let mut point = self.point(attrs, shared, &family.name);
+        let mut point = self.point(points, i, shared, &family.name);
         let labels =
             self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
         self.finish(point);
         labels
     }
 
-    /// Starts a point: its cache key, and its series as remembered.
-    fn point(&mut self, attrs: &'a [KeyValue], shared: &Shared, family_name: &str) -> Point<'a> {
+    /// Starts point `i` of a metric: its cache key's hash, and its series as remembered.
+    fn point<P: Attributed>(
+        &mut self,
+        points: &'a [P],
+        i: usize,
+        shared: &Shared,
+        family_name: &str,
+    ) -> Point<'a> {
+        let attrs = points[i].attributes();
         let mut cached = None;
         if let Some(cache) = self.cache.as_deref_mut() {
-            self.key.clear();
-            self.key.extend_from_slice(&shared.key);
-            put_str(&mut self.key, family_name);
-            for kv in attrs {
-                put_str(&mut self.key, &kv.key);
-                put_value(&mut self.key, kv.value.as_ref());
-            }
-            self.key_hash = cache.hash(&self.key);
+            self.key_hash = self.ahead.hash(cache, points, i, &shared.key, family_name);
             cached = cache.find(self.key_hash);
             match cached {
                 Some(_) => self.hits += 1,
