@@ -133,8 +133,9 @@ fn v1_direct_writer_matches_prost_for_remembered_series() {
             value: Some(Value::StringValue(v.into())),
         }),
     };
-    // Label names on both sides of `__name__` and of `le`.
-    let points = (0..3)
+    // Label names on both sides of `__name__` and of `le`; more series than the writer reads
+    // ahead at a time.
+    let points = (0..4)
         .map(|i| HistogramDataPoint {
             attributes: vec![
                 attr("Upper", "u"),
@@ -174,8 +175,8 @@ fn v1_direct_writer_matches_prost_for_remembered_series() {
     // The first translation hands its series on in parts too (they are new to the cache).
     let first = translate_cached(&batch, &opts, None, Some(&mut cache));
     let warm = translate_cached(&batch, &opts, None, Some(&mut cache));
-    assert_eq!(warm.label_cache_hits, 3);
-    assert_eq!(warm.series.len(), 3 * 5);
+    assert_eq!(warm.label_cache_hits, 4);
+    assert_eq!(warm.series.len(), 4 * 5);
     let write = |series: &[Series]| {
         let body = Encoder::default()
             .encode(series, Protocol::V1, true)
