@@ -45,6 +45,8 @@ attributed!(
 pub(super) struct KeysAhead {
     hashes: Vec<KeyHash>,
     /// The address of the metric's points, and the index of the run's first point among them.
+    /// One translation's batch is not changed while it is read, so an address stands for one
+    /// metric's points (an empty list is never asked about).
     points: usize,
     from: usize,
     /// A point's key, built to be hashed.

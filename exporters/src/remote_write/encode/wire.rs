@@ -8,54 +8,60 @@ use prost::encoding::{self, WireType, encode_key, encode_varint, encoded_len_var
 use sluice_core::prometheus::{Sample, Series};
 use sluice_core::proto::prometheus_v1 as v1;
 
-/// Series whose labels are read ahead at a time (see [`sluice_core::prometheus::SeriesLabels::warm`]): their labels
-/// (about five blocks of 64 bytes each) stay in the first-level cache until written.
+/// Series whose labels are read ahead at a time (see
+/// [`sluice_core::prometheus::SeriesLabels::warm`]): their labels (about five blocks of 64 bytes
+/// each) stay in the first-level cache until written.
 const RUN: usize = 16;
 
 /// Appends the encoded request for `series` to `out`.
 pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
-    for (i, s) in series.iter().enumerate() {
-        if i % RUN == 0 {
-            for ahead in &series[i..(i + RUN).min(series.len())] {
-                std::hint::black_box(ahead.labels.warm());
-            }
+    for run in series.chunks(RUN) {
+        for s in run {
+            std::hint::black_box(s.labels.warm());
         }
-        // Exemplars and native histograms are rare: they go through prost's messages.
-        let exemplars: Vec<v1::Exemplar> = s.exemplars().iter().map(super::exemplar_v1).collect();
-        let histograms: Vec<v1::Histogram> = s.histograms().iter().map(histogram_v1).collect();
-        let len = s.labels.v1_len()
-            + s.samples
-                .iter()
-                .map(|x| nested_len(sample_len(x)))
-                .sum::<usize>()
-            + encoding::message::encoded_len_repeated(3, &exemplars)
-            + encoding::message::encoded_len_repeated(4, &histograms);
-        encode_key(1, WireType::LengthDelimited, out);
-        encode_varint(len as u64, out);
-        s.labels.write_v1(out);
-        for x in &s.samples {
-            encode_key(2, WireType::LengthDelimited, out);
-            encode_varint(sample_len(x) as u64, out);
-            if x.value != 0.0 {
-                encode_key(1, WireType::SixtyFourBit, out);
-                out.extend_from_slice(&x.value.to_le_bytes());
-            }
-            if x.timestamp_ms != 0 {
-                encode_key(2, WireType::Varint, out);
-                encode_varint(x.timestamp_ms as u64, out);
-            }
-        }
-        for e in &exemplars {
-            encoding::message::encode(3, e, out);
-        }
-        for h in &histograms {
-            encoding::message::encode(4, h, out);
+        for s in run {
+            write_series(s, out);
         }
     }
     if send_metadata {
         for metadata in super::metadata_v1(series) {
             encoding::message::encode(3, &metadata, out);
         }
+    }
+}
+
+/// Appends one `TimeSeries` field.
+fn write_series(s: &Series, out: &mut Vec<u8>) {
+    // Exemplars and native histograms are rare: they go through prost's messages.
+    let exemplars: Vec<v1::Exemplar> = s.exemplars().iter().map(super::exemplar_v1).collect();
+    let histograms: Vec<v1::Histogram> = s.histograms().iter().map(histogram_v1).collect();
+    let len = s.labels.v1_len()
+        + s.samples
+            .iter()
+            .map(|x| nested_len(sample_len(x)))
+            .sum::<usize>()
+        + encoding::message::encoded_len_repeated(3, &exemplars)
+        + encoding::message::encoded_len_repeated(4, &histograms);
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+    s.labels.write_v1(out);
+    for x in &s.samples {
+        encode_key(2, WireType::LengthDelimited, out);
+        encode_varint(sample_len(x) as u64, out);
+        if x.value != 0.0 {
+            encode_key(1, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&x.value.to_le_bytes());
+        }
+        if x.timestamp_ms != 0 {
+            encode_key(2, WireType::Varint, out);
+            encode_varint(x.timestamp_ms as u64, out);
+        }
+    }
+    for e in &exemplars {
+        encoding::message::encode(3, e, out);
+    }
+    for h in &histograms {
+        encoding::message::encode(4, h, out);
     }
 }
 
