@@ -18,6 +18,7 @@
 
 use super::histogram::{self, HistogramLike, Native};
 use crate::keys::{Keys, push_string};
+use hashbrown::HashTable;
 use sluice_core::batch::metric_points;
 use sluice_core::prometheus::{MetricType, is_stale_nan};
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
@@ -27,6 +28,7 @@ use sluice_core::proto::otlp::metrics::v1::{
 };
 use sluice_core::proto::otlp::resource::v1::Resource;
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
 pub const FLAG_NO_RECORDED_VALUE: u32 = 1;
@@ -131,12 +133,6 @@ pub struct ExemplarIn<'a> {
     pub timestamp_ms: i64,
 }
 
-/// Room for a request's label-set keys: this many bytes per series (they grow past it).
-const LABEL_SET_BYTES: usize = 96;
-/// At most this much is reserved for them up front: a request may announce more series than it
-/// has labels for.
-const MAX_KEY_BYTES_RESERVED: usize = 1 << 20;
-
 /// How a series is represented in OTLP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -225,15 +221,16 @@ struct SeriesAcc {
 
 /// The series of one label set, by representation (a label set may carry samples and native
 /// histograms in different `TimeSeries` messages).
-#[derive(Default)]
-struct LabelSet {
+struct LabelSet<'a> {
+    /// The labels, sorted by name, as the request holds them.
+    labels: &'a [(&'a str, &'a str)],
     number: Option<usize>,
     exponential: Option<usize>,
     explicit: Option<usize>,
 }
 
-/// Builds the OTLP resources of one request.
-pub struct Builder {
+/// Builds the OTLP resources of one request, whose labels live for `'a`.
+pub struct Builder<'a> {
     resources: Vec<(Option<String>, Option<String>)>,
     resource_index: Keys,
     /// Metrics (without points yet) with their resource, in order of appearance.
@@ -246,8 +243,11 @@ pub struct Builder {
     last_resource: Option<usize>,
     last_metric: Option<(usize, Kind)>,
     series: Vec<SeriesAcc>,
-    label_sets: Vec<LabelSet>,
-    label_set_index: Keys,
+    label_sets: Vec<LabelSet<'a>>,
+    /// Label set hash -> index in `label_sets`: the request's own labels are compared, so that
+    /// finding a set copies none of them. Seeded per process: labels come from clients.
+    label_set_index: HashTable<usize>,
+    hasher: foldhash::fast::RandomState,
     /// Exemplars waiting for the end of the request: (label set, exemplar).
     exemplars: Vec<(usize, otlp::Exemplar)>,
     /// Reused for map keys, so that a known key costs no allocation.
@@ -260,10 +260,10 @@ pub struct Builder {
     pub rejected: Rejections,
 }
 
-impl Builder {
+impl<'a> Builder<'a> {
     /// A builder for a request of `series` series (its tables are sized for them at once rather
     /// than grown, which would copy them and touch fresh memory at every doubling).
-    pub fn new(bucket_budget: usize, strict_exemplars: bool, series: usize) -> Builder {
+    pub fn new(bucket_budget: usize, strict_exemplars: bool, series: usize) -> Builder<'a> {
         Builder {
             resources: Vec::new(),
             resource_index: Keys::default(),
@@ -273,10 +273,8 @@ impl Builder {
             last_metric: None,
             series: Vec::with_capacity(series),
             label_sets: Vec::with_capacity(series),
-            label_set_index: Keys::with_capacity(
-                series,
-                (series * LABEL_SET_BYTES).min(MAX_KEY_BYTES_RESERVED),
-            ),
+            label_set_index: HashTable::with_capacity(series),
+            hasher: Default::default(),
             exemplars: Vec::new(),
             key: String::new(),
             bucket_budget,
@@ -297,11 +295,12 @@ impl Builder {
         r.note(message);
     }
 
-    /// Adds one `TimeSeries`: labels (in any order), its Prometheus metadata, samples, native
-    /// histograms and exemplars. An invalid label set leaves the whole series out.
+    /// Adds one `TimeSeries`: labels (sorted by name: [`sort_labels`]), its Prometheus metadata,
+    /// samples, native histograms and exemplars. An invalid label set leaves the whole series
+    /// out.
     pub fn series<S: SampleLike, H: HistogramLike>(
         &mut self,
-        labels: &mut [(&str, &str)],
+        labels: &'a [(&'a str, &'a str)],
         meta: Meta<'_>,
         samples: &[S],
         histograms: &[H],
@@ -312,9 +311,7 @@ impl Builder {
             histograms: histograms.len() as u64,
             exemplars: exemplars.len() as u64,
         };
-        if !labels.is_sorted_by(|a, b| a.0 <= b.0) {
-            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        }
+        debug_assert!(labels.is_sorted_by(|a, b| a.0 <= b.0));
         let name = match check_labels(labels) {
             Ok(name) => name,
             Err(problem) => {
@@ -482,17 +479,26 @@ impl Builder {
         }
     }
 
-    fn label_set(&mut self, labels: &[(&str, &str)]) -> usize {
-        self.key.clear();
-        for (k, v) in labels {
-            push_string(&mut self.key, k);
-            push_string(&mut self.key, v);
+    fn label_set(&mut self, labels: &'a [(&'a str, &'a str)]) -> usize {
+        let hash = self.hasher.hash_one(labels);
+        let sets = &self.label_sets;
+        if let Some(&i) = self
+            .label_set_index
+            .find(hash, |&i| sets[i].labels == labels)
+        {
+            return i;
         }
-        let (number, new) = self.label_set_index.number(&self.key);
-        if new {
-            self.label_sets.push(LabelSet::default());
-        }
-        number
+        let i = self.label_sets.len();
+        self.label_sets.push(LabelSet {
+            labels,
+            number: None,
+            exponential: None,
+            explicit: None,
+        });
+        let (sets, hasher) = (&self.label_sets, &self.hasher);
+        self.label_set_index
+            .insert_unique(hash, i, |&j| hasher.hash_one(sets[j].labels));
+        i
     }
 
     fn resource(&mut self, labels: &[(&str, &str)]) -> usize {
@@ -588,6 +594,14 @@ fn exemplar_reason(reason: &'static str) -> &'static str {
         "invalid" => "exemplar_invalid",
         "without_sample" => "exemplar_without_sample",
         _ => "exemplar_invalid",
+    }
+}
+
+/// Sorts a series' labels by name, as [`Builder::series`] takes them (senders mostly send them
+/// sorted already).
+pub fn sort_labels(labels: &mut [(&str, &str)]) {
+    if !labels.is_sorted_by(|a, b| a.0 <= b.0) {
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
 }
 

@@ -1,12 +1,15 @@
 //! remote_write 1.0 (`prometheus.WriteRequest`) and 2.0 (`io.prometheus.write.v2.Request`)
 //! messages -> OTLP resources, with the checks each version's specification asks of receivers.
 
-use super::build::{Builder, Counts, ExemplarIn, Meta, Rejections, SampleLike, show_labels};
+use super::build::{
+    Builder, Counts, ExemplarIn, Meta, Rejections, SampleLike, show_labels, sort_labels,
+};
 use super::wire::Request;
 use hashbrown::HashMap;
 use sluice_core::prometheus::MetricType;
 use sluice_core::proto::otlp::metrics::v1::ResourceMetrics;
 use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
+use std::ops::Range;
 use std::sync::{PoisonError, RwLock};
 
 /// Families the metadata cache holds at most; metadata for more is not kept.
@@ -52,18 +55,21 @@ pub fn v1(req: &mut Request<'_>, cache: &MetadataCache, bucket_budget: usize) ->
         .families
         .read()
         .unwrap_or_else(PoisonError::into_inner);
-    let mut b = Builder::new(bucket_budget, false, req.series.len());
+    for ts in &req.series {
+        sort_labels(&mut req.labels[ts.labels.clone()]);
+    }
     let Request {
         series,
         labels,
         samples,
         ..
     } = req;
+    let mut b = Builder::new(bucket_budget, false, series.len());
     // Senders group a family's series together: the previous series' metadata is reused for the
     // next of the same name.
     let mut last: Option<(&str, Meta<'_>)> = None;
     for ts in series.iter() {
-        let labels = &mut labels[ts.labels.clone()];
+        let labels = &labels[ts.labels.clone()];
         let name = labels
             .iter()
             .find(|l| l.0 == "__name__")
@@ -117,19 +123,38 @@ pub fn v2(req: &v2::Request, bucket_budget: usize) -> Result<Decoded, String> {
             symbols.len()
         )
     };
+    // Every series' labels are resolved into one array first, so that the builder may keep
+    // them all for the whole request.
+    let mut all_labels: Vec<(&str, &str)> = Vec::new();
+    let resolved: Vec<Result<Range<usize>, String>> = req
+        .timeseries
+        .iter()
+        .map(|ts| {
+            let start = all_labels.len();
+            let r = resolve(&ts.labels_refs, &sym, &bad_ref, &mut all_labels);
+            if r.is_err() {
+                all_labels.truncate(start);
+            }
+            r.map(|()| start..all_labels.len())
+        })
+        .collect();
+    for range in resolved.iter().flatten() {
+        sort_labels(&mut all_labels[range.clone()]);
+    }
     let mut b = Builder::new(bucket_budget, true, req.timeseries.len());
-    let mut labels: Vec<(&str, &str)> = Vec::new();
-    for ts in &req.timeseries {
+    for (ts, range) in req.timeseries.iter().zip(resolved) {
         let all = Counts {
             samples: ts.samples.len() as u64,
             histograms: ts.histograms.len() as u64,
             exemplars: ts.exemplars.len() as u64,
         };
-        labels.clear();
-        if let Err(problem) = resolve(&ts.labels_refs, &sym, &bad_ref, &mut labels) {
-            b.reject(all, "invalid", format!("a series' labels_refs: {problem}"));
-            continue;
-        }
+        let labels = match range {
+            Ok(range) => &all_labels[range],
+            Err(problem) => {
+                b.reject(all, "invalid", format!("a series' labels_refs: {problem}"));
+                continue;
+            }
+        };
         let md = ts.metadata.unwrap_or_default();
         let (Some(help), Some(unit)) = (sym(md.help_ref), sym(md.unit_ref)) else {
             let r = if sym(md.help_ref).is_none() {
@@ -137,7 +162,7 @@ pub fn v2(req: &v2::Request, bucket_budget: usize) -> Result<Decoded, String> {
             } else {
                 md.unit_ref
             };
-            let message = format!("series {}: metadata {}", show_labels(&labels), bad_ref(r));
+            let message = format!("series {}: metadata {}", show_labels(labels), bad_ref(r));
             b.reject(all, "invalid", message);
             continue;
         };
@@ -162,13 +187,13 @@ pub fn v2(req: &v2::Request, bucket_budget: usize) -> Result<Decoded, String> {
                     };
                     let message = format!(
                         "series {}: an exemplar's labels_refs: {problem}",
-                        show_labels(&labels)
+                        show_labels(labels)
                     );
                     b.reject(one, "invalid", message);
                 }
             }
         }
-        b.series(&mut labels, meta, &ts.samples, &ts.histograms, exemplars);
+        b.series(labels, meta, &ts.samples, &ts.histograms, exemplars);
     }
     Ok(finish(b))
 }

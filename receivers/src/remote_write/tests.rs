@@ -494,6 +494,55 @@ async fn series_whose_values_hold_separators_stay_apart() {
     assert!(jobs.contains(&Some("a".to_string())), "{jobs:?}");
 }
 
+// Guarantees: a label set sent in several `TimeSeries` of one request (its labels in any order,
+// with other series and, in 2.0, a series of bad references between) is one series: its samples
+// are the points of one series, together, in both versions.
+#[tokio::test]
+async fn a_label_set_sent_twice_in_one_request_is_one_series() {
+    let r = start().await;
+    let (ab, ba) = (
+        [("__name__", "m"), ("a", "1"), ("b", "2")],
+        [("b", "2"), ("__name__", "m"), ("a", "1")],
+    );
+    let other = [("__name__", "m"), ("a", "1"), ("b", "3")];
+    let v1_req = v1::WriteRequest {
+        timeseries: vec![
+            series(&ab, &[(1.0, T0)]),
+            series(&other, &[(2.0, T0)]),
+            series(&ba, &[(3.0, T0 + 1)]),
+        ],
+        metadata: vec![],
+    };
+    let mut v2_req = V2::new();
+    let gauge = v2::metadata::MetricType::Gauge;
+    for (pairs, value, t) in [(&ab, 1.0, T0), (&other, 2.0, T0), (&ba, 3.0, T0 + 1)] {
+        v2_req.series(pairs, gauge, "", "").samples = vec![v2::Sample {
+            value,
+            timestamp: t,
+            start_timestamp: 0,
+        }];
+        if value == 2.0 {
+            v2_req.req.timeseries.push(v2::TimeSeries {
+                labels_refs: vec![1, 999],
+                samples: vec![v2::Sample::default()],
+                ..Default::default()
+            });
+        }
+    }
+    assert_eq!(r.post_v1(&v1_req).await.status, 204);
+    assert_eq!(r.post_v2(&v2_req.req).await.status, 400);
+    let taken = r.taken();
+    assert_eq!(taken.len(), 2, "{taken:#?}");
+    for rm in taken {
+        let rms = [rm];
+        let points = number_points(metric(&rms, "m"));
+        let b: Vec<Option<String>> = points.iter().map(|p| attr(&p.attributes, "b")).collect();
+        let values: Vec<f64> = points.iter().map(value).collect();
+        assert_eq!(values, [1.0, 3.0, 2.0], "{points:#?}");
+        assert_eq!(b, [Some("2".into()), Some("2".into()), Some("3".into())]);
+    }
+}
+
 // Guarantees: Prometheus sends 1.0 metadata in requests of its own; the receiver remembers it, so
 // that the samples of later requests are typed by it.
 #[tokio::test]
