@@ -8,7 +8,7 @@
 //! are first read one after the other with nothing in between ([`LabelCache::warm`]), so that
 //! their reads from memory overlap, and each point's own lookup then finds its memory in cache.
 
-use super::label_cache::{KeyHash, LabelCache, put_str, put_value};
+use super::label_cache::{KeyHash, KeyStart, LabelCache, put_str, put_value};
 use crate::proto::otlp::common::v1::KeyValue;
 use crate::proto::otlp::metrics::v1::{
     ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
@@ -49,7 +49,8 @@ pub(super) struct KeysAhead {
     /// metric's points (an empty list is never asked about).
     points: usize,
     from: usize,
-    /// A point's key, built to be hashed.
+    /// A point's key after the scope's part and the family name (the same for every point of
+    /// the metric, hashed once per run), built to be hashed.
     key: Vec<u8>,
 }
 
@@ -72,14 +73,11 @@ impl KeysAhead {
             _ => {
                 (self.points, self.from) = (address, i);
                 self.hashes.clear();
+                let family_len = (family_name.len() as u32).to_le_bytes();
+                let start = cache.key_start(&[prefix, &family_len, family_name.as_bytes()]);
                 for p in points[i..].iter().take(RUN) {
-                    self.hashes.push(key_hash(
-                        cache,
-                        &mut self.key,
-                        prefix,
-                        family_name,
-                        p.attributes(),
-                    ));
+                    self.hashes
+                        .push(key_hash(start, &mut self.key, p.attributes()));
                 }
                 // A run of one has nothing to overlap with: its lookup reads the memory itself.
                 if self.hashes.len() > 1 {
@@ -93,23 +91,19 @@ impl KeysAhead {
     }
 }
 
-/// A point's key (the exact input of its translation: the scope's part, the family name, the
-/// attributes in their order), hashed.
-fn key_hash(
-    cache: &LabelCache,
-    key: &mut Vec<u8>,
-    prefix: &[u8],
-    family_name: &str,
-    attrs: &[KeyValue],
-) -> KeyHash {
+/// A point's key (the exact input of its translation: the scope's part and the family name,
+/// hashed in `start`, then the attributes in their order), hashed.
+fn key_hash(start: KeyStart, key: &mut Vec<u8>, attrs: &[KeyValue]) -> KeyHash {
     key.clear();
-    key.extend_from_slice(prefix);
-    put_str(key, family_name);
+    put_attributes(key, attrs);
+    start.hash(key)
+}
+
+fn put_attributes(key: &mut Vec<u8>, attrs: &[KeyValue]) {
     for kv in attrs {
         put_str(key, &kv.key);
         put_value(key, kv.value.as_ref());
     }
-    cache.hash(key)
 }
 
 #[cfg(test)]
@@ -135,31 +129,32 @@ mod tests {
         let points: Vec<NumberDataPoint> =
             (0..RUN * 2 + 5).map(|i| point(&i.to_string())).collect();
         let other: Vec<NumberDataPoint> = (0..3).map(|i| point(&i.to_string())).collect();
+        // The whole key, hashed at once.
         let own = |points: &[NumberDataPoint], i: usize, prefix: &[u8], family: &str| {
-            key_hash(
-                &cache,
-                &mut Vec::new(),
-                prefix,
-                family,
-                points[i].attributes(),
-            )
+            let mut key = prefix.to_vec();
+            put_str(&mut key, family);
+            put_attributes(&mut key, points[i].attributes());
+            cache.hash(&key)
         };
-        let mut ahead = KeysAhead::default();
-        // In order, across runs; then back, skipping, and on another metric's points (whose
-        // keys differ by family) at the same indices.
-        let order = (0..points.len()).chain([3, RUN + 1, 0, points.len() - 1, 7]);
-        for i in order {
-            assert_eq!(
-                ahead.hash(&cache, &points, i, b"s", "a"),
-                own(&points, i, b"s", "a")
-            );
-        }
-        for i in [0, 2, 1] {
-            assert_eq!(
-                ahead.hash(&cache, &other, i, b"s", "b"),
-                own(&other, i, b"s", "b")
-            );
-            assert_ne!(own(&other, i, b"s", "b"), own(&points, i, b"s", "a"));
+        // Scope parts of less and more than one word of the hash.
+        for (prefix, family) in [(&b"s"[..], "a"), (b"a longer scope part: 26 B", "family")] {
+            let mut ahead = KeysAhead::default();
+            // In order, across runs; then back, skipping, and on another metric's points (whose
+            // keys differ by family) at the same indices.
+            let order = (0..points.len()).chain([3, RUN + 1, 0, points.len() - 1, 7]);
+            for i in order {
+                assert_eq!(
+                    ahead.hash(&cache, &points, i, prefix, family),
+                    own(&points, i, prefix, family)
+                );
+            }
+            for i in [0, 2, 1] {
+                assert_eq!(
+                    ahead.hash(&cache, &other, i, prefix, "b"),
+                    own(&other, i, prefix, "b")
+                );
+                assert_ne!(own(&other, i, prefix, "b"), own(&points, i, prefix, family));
+            }
         }
     }
 }

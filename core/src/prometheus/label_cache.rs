@@ -24,7 +24,7 @@ use super::LabelSet;
 use super::label_set::{Chunks, Iter, Spliced};
 use crate::proto::otlp::common::v1::{AnyValue, any_value::Value};
 use hashbrown::HashMap;
-use siphasher::sip128::SipHasher13;
+use siphasher::sip128::{Hasher128, SipHasher13};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -315,6 +315,19 @@ impl<'a> IntoIterator for &'a SeriesLabels {
 /// A key's 128-bit hash: what the cache keeps of it.
 pub(super) type KeyHash = u128;
 
+/// A key's hashing after its start (see [`LabelCache::key_start`]).
+#[derive(Clone, Copy)]
+pub(super) struct KeyStart(SipHasher13);
+
+impl KeyStart {
+    /// The hash of the key made of the start and `rest`: the same as the whole key's hashed at
+    /// once.
+    pub(super) fn hash(mut self, rest: &[u8]) -> KeyHash {
+        self.0.write(rest);
+        self.0.finish128().as_u128()
+    }
+}
+
 /// Hashes a [`KeyHash`] for the table by taking its low 64 bits (it is a hash already).
 #[derive(Clone, Copy, Debug, Default)]
 struct Low64(u64);
@@ -428,9 +441,21 @@ impl LabelCache {
     }
 
     /// What the cache keeps of a point's key: hashed once per point, for [`Self::find`] and,
-    /// on a miss, [`Self::remember_point`].
+    /// on a miss, [`Self::remember_point`]. Translation hashes keys in two steps
+    /// ([`Self::key_start`]), to the same hash.
+    #[cfg(test)]
     pub(super) fn hash(&self, key: &[u8]) -> KeyHash {
         self.hasher.hash(key).as_u128()
+    }
+
+    /// The hashing of keys that start with `start`, taken once for many keys: a key's hash is
+    /// then [`KeyStart::hash`] of the rest of it.
+    pub(super) fn key_start(&self, start: &[&[u8]]) -> KeyStart {
+        let mut hasher = self.hasher;
+        for part in start {
+            hasher.write(part);
+        }
+        KeyStart(hasher)
     }
 
     /// The series remembered for the point with this key.
