@@ -159,3 +159,26 @@ fn invalid_utf8_in_a_label_is_refused_with_a_message() {
     let message = decode(&bytes).unwrap_err();
     assert!(message.contains("UTF-8"), "{message}");
 }
+
+// A series' labels are checked as one string: a label name cut inside a character that the
+// bytes after it (an unknown field of the label) complete is still refused, as prost refuses it;
+// labels after a long one (a two-byte length) are checked on their own, and read alike.
+#[test]
+fn labels_checked_together_are_refused_and_read_as_prost_does() {
+    let cut = [0x0a, 0x01, 0xc3, 0x82, 0x01, 0x00, 0x12, 0x01, b'v'];
+    let mut series = vec![0x0a, cut.len() as u8];
+    series.extend_from_slice(&cut);
+    let bytes = [&[0x0a, series.len() as u8][..], &series].concat();
+    same(&bytes);
+    assert!(decode(&bytes).unwrap_err().contains("UTF-8"));
+
+    let mut req = request();
+    let long = "é".repeat(100);
+    req.timeseries[0].labels.insert(1, label("long", &long));
+    req.timeseries[0].labels.push(label("ü", "ö"));
+    let bytes = req.encode_to_vec();
+    same(&bytes);
+    let ours = decode(&bytes).unwrap();
+    assert_eq!(ours.labels[1], ("long", long.as_str()));
+    assert_eq!(ours.labels[4], ("ü", "ö"));
+}
