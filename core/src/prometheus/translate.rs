@@ -936,7 +936,17 @@ impl<'a> Translator<'a, '_> {
                 let i = point.next;
                 if let Some(fingerprint) = cached.fingerprint(i, variant) {
                     point.next += 1;
-                    return (SeriesLabels::remembered(cached, i), fingerprint);
+                    let labels = match point.cached.take().expect("a remembered point") {
+                        // A number's one series takes the lookup's hold on its set rather
+                        // than count another.
+                        PointSeries::Number { labels, .. } => labels.into(),
+                        many => {
+                            let labels = SeriesLabels::remembered(&many, i);
+                            point.cached = Some(many);
+                            labels
+                        }
+                    };
+                    return (labels, fingerprint);
                 }
                 // Out of the remembered order: the point's series are remembered anew.
                 point.missed = true;
