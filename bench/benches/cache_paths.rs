@@ -10,14 +10,8 @@ use sluice_core::{Batch, Context};
 use std::hint::black_box;
 use std::time::Duration;
 
-const SIZES: Sizes = Sizes {
-    samples: 10_000,
-    series: 10_000,
-    per_request: 2000,
-};
-
 fn paths(c: &mut Criterion) {
-    let w = Workload::build(Format::Otlp, SIZES, 1_700_000_000_000);
+    let w = Workload::build(Format::Otlp, Sizes::ONE_ROUND, 1_700_000_000_000);
     let opts = TranslateOptions::default();
     let batches: Vec<Batch> = w
         .bodies

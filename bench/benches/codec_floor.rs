@@ -22,15 +22,8 @@ use sluice_core::{Batch, Context};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// One round of 10k series in requests of 2000: five bodies holding every kind of series.
-const SIZES: Sizes = Sizes {
-    samples: 10_000,
-    series: 10_000,
-    per_request: 2000,
-};
-
 fn workload(format: Format) -> Workload {
-    Workload::build(format, SIZES, 1_700_000_000_000)
+    Workload::build(format, Sizes::ONE_ROUND, 1_700_000_000_000)
 }
 
 fn snappy_decompress(b: &[u8]) -> Vec<u8> {

@@ -11,15 +11,8 @@ use sluice_receivers::remote_write::fuzzing::{MetadataCache, decode_v1, v1};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// One round of 10k series in requests of 2000, as in `codec_floor`.
-const SIZES: Sizes = Sizes {
-    samples: 10_000,
-    series: 10_000,
-    per_request: 2000,
-};
-
 fn receive(c: &mut Criterion) {
-    let w = Workload::build(Format::RemoteWrite, SIZES, 1_700_000_000_000);
+    let w = Workload::build(Format::RemoteWrite, Sizes::ONE_ROUND, 1_700_000_000_000);
     let raws: Vec<Vec<u8>> = w
         .bodies
         .iter()

@@ -44,6 +44,12 @@ impl Sizes {
         series: 10_000,
         per_request: 2000,
     };
+    /// One round of the quick size's 10k series, in five requests of 2000 holding every kind
+    /// of series: the criterion micro-benchmarks' payloads.
+    pub const ONE_ROUND: Sizes = Sizes {
+        samples: 10_000,
+        ..Sizes::QUICK
+    };
 
     pub fn rounds(&self) -> u64 {
         self.samples.div_ceil(self.series as u64)
