@@ -326,6 +326,13 @@ impl<'a> Builder<'a> {
         if !samples.is_empty() {
             let (kind, prometheus_type) = number_kind(name, meta.metric_type);
             let s = self.series_for(set, resource, labels, name, kind, prometheus_type, meta);
+            // A series' samples mostly come in one message: its list holds exactly them (grown
+            // from empty, a list of one sample would take room for four).
+            if let Points::Number(p) = &mut self.series[s].points
+                && p.is_empty()
+            {
+                p.reserve_exact(samples.len());
+            }
             for sample in samples {
                 let Some(time) = ms_to_ns(sample.timestamp_ms()) else {
                     self.reject(
