@@ -228,8 +228,10 @@ pub trait Exporter: Send + Sync {
     /// sure to take the batch, so that what it changes in the exporter (a label cache, delta sums)
     /// is changed once. The queue then frees the batch's points, keeps its context, and the engine
     /// sends with [`Exporter::send_prepared`], retries included. Only called for an exporter
-    /// whose [`Exporter::prepares`] is true; `None`: the batch is queued as it is.
-    fn prepare(&self, _batch: &Batch) -> Option<Prepared> {
+    /// whose [`Exporter::prepares`] is true; `None`: the batch is queued as it is. With the form
+    /// comes its size in bytes, what the queue's `sluice_exporter_queue_bytes` counts for the batch
+    /// (so that the queue need not walk the points to size them).
+    fn prepare(&self, _batch: &Batch) -> Option<(Prepared, usize)> {
         None
     }
     /// Whether the exporter prepares the batches of its memory queue (default false): the queue

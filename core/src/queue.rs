@@ -344,15 +344,22 @@ impl Queue {
     /// under `drop_oldest` dropping the oldest queued batches (counted) frees enough segments.
     pub fn try_push(&self, batch: Batch) -> Result<(), Box<Returned>> {
         let Some(disk) = &self.disk else {
-            let bytes = batch_bytes(&batch);
             // A memory queue always takes the batch: it is prepared once, here.
             let Some(preparer) = &self.preparer else {
+                let bytes = batch_bytes(&batch);
                 self.insert(batch, bytes, None, Some(Vec::new()), None);
                 return Ok(());
             };
             let _order = self.preparing.lock();
-            let prepared = preparer.prepare(&batch);
-            self.insert(batch, bytes, None, Some(Vec::new()), prepared);
+            match preparer.prepare(&batch) {
+                Some((prepared, bytes)) => {
+                    self.insert(batch, bytes, None, Some(Vec::new()), Some(prepared));
+                }
+                None => {
+                    let bytes = batch_bytes(&batch);
+                    self.insert(batch, bytes, None, Some(Vec::new()), None);
+                }
+            }
             return Ok(());
         };
         let refuse = |e: &dyn std::fmt::Display, batch: Batch| {

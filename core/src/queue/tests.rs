@@ -160,6 +160,52 @@ async fn push_pop_release_account_points_and_bytes_in_fifo_order() {
     assert_eq!(q.tenant_count(), 0);
 }
 
+/// Prepares a batch as its tag, sized 1,000 bytes a point.
+struct TagPreparer;
+
+impl crate::component::Exporter for TagPreparer {
+    fn send<'a>(
+        &'a self,
+        _batch: &'a Batch,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<crate::component::Delivered, crate::component::SendError>,
+    > {
+        unreachable!("a prepared batch is sent prepared")
+    }
+
+    fn prepare(&self, batch: &Batch) -> Option<(Prepared, usize)> {
+        let tag = batch.resource_metrics[0].scope_metrics[0].metrics[0]
+            .name
+            .clone();
+        Some((Box::new(tag), 1000 * batch.point_count()))
+    }
+
+    fn prepares(&self) -> bool {
+        true
+    }
+}
+
+// Guarantees: a memory queue that prepares its batches counts each batch's bytes as its exporter
+// sized the prepared form (not the points it no longer holds), and gives them back on release.
+#[tokio::test]
+async fn a_prepared_batch_counts_the_bytes_of_its_prepared_form() {
+    let (q, t) = queue(10, FullPolicy::Block);
+    let q = q.with_preparer(Arc::new(TagPreparer));
+    q.push(batch(None, "a", 4));
+    q.push(batch(None, "b", 2));
+    assert_eq!(queued_bytes(&t), 6000.0);
+    let e = pop(&q).await.unwrap();
+    assert_eq!((e.points, e.bytes), (4, 4000));
+    let prepared = e.prepared.as_ref().and_then(|p| p.downcast_ref::<String>());
+    assert_eq!(prepared.map(String::as_str), Some("a"));
+    q.release(&e);
+    assert_eq!(queued_bytes(&t), 2000.0);
+    let e = pop(&q).await.unwrap();
+    q.release(&e);
+    assert_eq!(queued_bytes(&t), 0.0);
+}
+
 #[tokio::test]
 async fn batch_larger_than_capacity_is_taken_when_empty_only() {
     let (q, _t) = queue(5, FullPolicy::Block);

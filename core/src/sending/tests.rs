@@ -120,10 +120,12 @@ impl Exporter for FakeExporter {
         Box::pin(async move { self.attempt(&encoded.tenant, tag) })
     }
 
-    fn prepare(&self, batch: &Batch) -> Option<crate::component::Prepared> {
+    fn prepare(&self, batch: &Batch) -> Option<(crate::component::Prepared, usize)> {
         self.prepares.then(|| {
             *self.prepared.lock() += 1;
-            Box::new(tag_of(batch)) as crate::component::Prepared
+            let tag = tag_of(batch);
+            let bytes = tag.len();
+            (Box::new(tag) as crate::component::Prepared, bytes)
         })
     }
 

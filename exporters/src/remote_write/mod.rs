@@ -18,6 +18,7 @@ mod tenants;
 
 pub use config::{Protocol, QueueConfig, RemoteWriteConfig};
 pub use encode::Encoder;
+use encode::estimated_bytes;
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
@@ -88,9 +89,12 @@ impl Exporter for RemoteWriteExporter {
     }
 
     /// Translates the batch as it enters a memory queue: its series take a fraction of the room
-    /// of its decoded points while it waits for the shards.
-    fn prepare(&self, batch: &Batch) -> Option<Prepared> {
-        Some(Box::new(self.translate(batch)))
+    /// of its decoded points while it waits for the shards. Its size is that of its series in a
+    /// request, as `max_bytes_per_send` estimates it.
+    fn prepare(&self, batch: &Batch) -> Option<(Prepared, usize)> {
+        let translation = self.translate(batch);
+        let bytes = translation.series.iter().map(estimated_bytes).sum();
+        Some((Box::new(translation), bytes))
     }
 
     /// Not with `sample_age_limit`, whose points are judged when they are sent.
