@@ -27,7 +27,6 @@ use sluice_core::proto::otlp::metrics::v1::{
     ResourceMetrics, ScopeMetrics, metric::Data, number_data_point,
 };
 use sluice_core::proto::otlp::resource::v1::Resource;
-use smallvec::SmallVec;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 
@@ -158,9 +157,7 @@ impl Kind {
 }
 
 enum Points {
-    /// A series' samples mostly come one to a request (a sender's shard sends each series'
-    /// newest): one is kept in place, without a list of its own.
-    Number(SmallVec<[NumberDataPoint; 1]>),
+    Number(Vec<NumberDataPoint>),
     Exponential(Vec<ExponentialHistogramDataPoint>),
     Explicit(Vec<HistogramDataPoint>),
 }
@@ -168,7 +165,7 @@ enum Points {
 impl Points {
     fn for_kind(kind: Kind) -> Points {
         match kind {
-            Kind::Gauge | Kind::Counter => Points::Number(SmallVec::new()),
+            Kind::Gauge | Kind::Counter => Points::Number(Vec::new()),
             Kind::Exponential => Points::Exponential(Vec::new()),
             Kind::Explicit => Points::Explicit(Vec::new()),
         }
@@ -330,7 +327,7 @@ impl<'a> Builder<'a> {
             let (kind, prometheus_type) = number_kind(name, meta.metric_type);
             let s = self.series_for(set, resource, labels, name, kind, prometheus_type, meta);
             // A series' samples mostly come in one message: its list holds exactly them (grown
-            // from empty, a list of several samples would take room for more).
+            // from empty, a list of one sample would take room for four).
             if let Points::Number(p) = &mut self.series[s].points
                 && p.is_empty()
             {
@@ -775,14 +772,13 @@ fn reserve_points(m: &mut Metric, n: usize) {
 /// Moves a series' points into its metric, each with the series' attributes.
 fn push_points(m: &mut Metric, points: Points, attributes: Vec<KeyValue>) {
     fn with_attrs<P>(
-        points: impl IntoIterator<Item = P, IntoIter: ExactSizeIterator>,
+        points: Vec<P>,
         attributes: Vec<KeyValue>,
         set: impl Fn(&mut P, Vec<KeyValue>),
     ) -> impl Iterator<Item = P> {
-        let points = points.into_iter();
         let n = points.len();
         let mut attributes = Some(attributes);
-        points.enumerate().map(move |(i, mut p)| {
+        points.into_iter().enumerate().map(move |(i, mut p)| {
             let a = if i + 1 == n {
                 attributes.take().unwrap_or_default()
             } else {
