@@ -593,7 +593,7 @@ fn vmagent_relabel() -> String {
 
 /// Sluice's processors in W1, W2 and W5: names and label keys into Sluice's convention, then a
 /// static label and the domain from the first word of `service.name`.
-fn sluice_processors() -> String {
+pub fn sluice_processors() -> String {
     let (key, value) = BENCH_LABEL;
     format!(
         "processors:\n  normalize: {{}}\n  labels:\n    static: {{ {key}: {value} }}\n    \
