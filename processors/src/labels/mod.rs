@@ -152,7 +152,8 @@ fn apply(attrs: &mut Vec<KeyValue>, writes: &[Write]) {
         }
         if let Some(v) = &w.value {
             attrs.push(KeyValue {
-                key: w.key.to_string(),
+                // From the `str`: `to_string` on an `Arc<str>` would go through `Display`.
+                key: String::from(&*w.key),
                 value: Some(string_value(v)),
             });
         }
