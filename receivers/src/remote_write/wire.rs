@@ -5,7 +5,7 @@
 //! exactly what prost's decoding of the same message does (the tests compare the two).
 
 use prost::Message;
-use prost::encoding::{self, DecodeContext, WireType, decode_key, decode_varint, skip_field};
+use prost::encoding::{self, DecodeContext, WireType, decode_varint, skip_field};
 use sluice_core::proto::prometheus_v1 as v1;
 use std::ops::Range;
 
@@ -39,7 +39,7 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, String> {
     };
     let mut buf = body;
     while !buf.is_empty() {
-        let (tag, wire) = decode_key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf).map_err(message)?;
         match tag {
             1 => {
                 let bytes = delimited(wire, &mut buf, "WriteRequest.timeseries")?;
@@ -63,13 +63,13 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, String> {
 fn count(body: &[u8]) -> (usize, usize, usize) {
     let (mut series, mut labels, mut samples) = (0, 0, 0);
     let mut buf = body;
-    while let Ok((tag, wire)) = decode_key(&mut buf) {
+    while let Ok((tag, wire)) = key(&mut buf) {
         let Ok(bytes) = field(tag, wire, &mut buf) else {
             break;
         };
         if let (1, Some(mut inner)) = (tag, bytes) {
             series += 1;
-            while let Ok((tag, wire)) = decode_key(&mut inner) {
+            while let Ok((tag, wire)) = key(&mut inner) {
                 match field(tag, wire, &mut inner) {
                     Ok(_) if tag == 1 => labels += 1,
                     Ok(_) if tag == 2 => samples += 1,
@@ -98,7 +98,7 @@ fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series, String
         ..Default::default()
     };
     while !buf.is_empty() {
-        let (tag, wire) = decode_key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf).map_err(message)?;
         match tag {
             1 => {
                 let bytes = delimited(wire, &mut buf, "labels")?;
@@ -148,7 +148,7 @@ fn leading_labels(buf: &[u8]) -> &str {
 fn label<'a>(mut buf: &'a [u8], checked: &'a str) -> Result<(&'a str, &'a str), String> {
     let (mut name, mut value) = ("", "");
     while !buf.is_empty() {
-        let (tag, wire) = decode_key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf).map_err(message)?;
         match tag {
             1 => name = string(wire, &mut buf, "Label.name", checked)?,
             2 => value = string(wire, &mut buf, "Label.value", checked)?,
@@ -161,7 +161,7 @@ fn label<'a>(mut buf: &'a [u8], checked: &'a str) -> Result<(&'a str, &'a str), 
 fn sample(mut buf: &[u8]) -> Result<v1::Sample, String> {
     let mut s = v1::Sample::default();
     while !buf.is_empty() {
-        let (tag, wire) = decode_key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf).map_err(message)?;
         let ctx = DecodeContext::default();
         match tag {
             1 => encoding_err(
@@ -182,14 +182,50 @@ fn encoding_err(r: Result<(), prost::DecodeError>, field: &str) -> Result<(), St
     r.map_err(|e| format!("{field}: {e}"))
 }
 
+/// A field's key, read in place when it is one byte (field numbers under 16, as every field here
+/// has), else by prost, whose errors it gives.
+#[inline(always)]
+fn key(buf: &mut &[u8]) -> Result<(u32, WireType), prost::DecodeError> {
+    if let [b, rest @ ..] = *buf
+        && *b < 0x80
+        && *b >= 8
+    {
+        let wire = match b & 7 {
+            0 => WireType::Varint,
+            1 => WireType::SixtyFourBit,
+            2 => WireType::LengthDelimited,
+            3 => WireType::StartGroup,
+            4 => WireType::EndGroup,
+            5 => WireType::ThirtyTwoBit,
+            _ => return encoding::decode_key(buf),
+        };
+        *buf = rest;
+        return Ok((u32::from(b >> 3), wire));
+    }
+    encoding::decode_key(buf)
+}
+
+/// A varint, read in place when it is one byte (most lengths here), else by prost.
+#[inline(always)]
+fn varint(buf: &mut &[u8]) -> Result<u64, prost::DecodeError> {
+    if let [b, rest @ ..] = *buf
+        && *b < 0x80
+    {
+        *buf = rest;
+        return Ok(u64::from(*b));
+    }
+    decode_varint(buf)
+}
+
 /// The bytes of a length-delimited field.
+#[inline(always)]
 fn delimited<'a>(wire: WireType, buf: &mut &'a [u8], field: &str) -> Result<&'a [u8], String> {
     if wire != WireType::LengthDelimited {
         let expected = WireType::LengthDelimited;
         let problem = format_args!("invalid wire type: {wire:?} (expected {expected:?})");
         return Err(of_field(field, problem));
     }
-    let len = decode_varint(buf).map_err(|e| of_field(field, e))?;
+    let len = varint(buf).map_err(|e| of_field(field, e))?;
     if len > buf.len() as u64 {
         return Err(of_field(field, "buffer underflow"));
     }
@@ -200,6 +236,7 @@ fn delimited<'a>(wire: WireType, buf: &mut &'a [u8], field: &str) -> Result<&'a 
 
 /// A string field. When its bytes lie in `checked` (valid UTF-8 as a whole), they are valid
 /// on their own exactly when they start and end on its character boundaries.
+#[inline(always)]
 fn string<'a>(
     wire: WireType,
     buf: &mut &'a [u8],
