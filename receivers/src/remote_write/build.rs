@@ -17,6 +17,7 @@
 //! - Exemplars go to the point of their series (in the same request) closest in time.
 
 use super::histogram::{self, HistogramLike, Native};
+use super::wire::canonical_labels;
 use crate::keys::{Keys, push_string};
 use hashbrown::HashTable;
 use sluice_core::batch::metric_points;
@@ -224,6 +225,8 @@ struct SeriesAcc {
 struct LabelSet<'a> {
     /// The labels, sorted by name, as the request holds them.
     labels: &'a [(&'a str, &'a str)],
+    /// The hash of their canonical encoding (`wire::canonical_labels`).
+    hash: u64,
     number: Option<usize>,
     exponential: Option<usize>,
     explicit: Option<usize>,
@@ -252,6 +255,8 @@ pub struct Builder<'a> {
     exemplars: Vec<(usize, otlp::Exemplar)>,
     /// Reused for map keys, so that a known key costs no allocation.
     key: String,
+    /// Reused for label sets written out to be hashed.
+    encoded: Vec<u8>,
     /// Histogram buckets that may still be expanded in this request.
     bucket_budget: usize,
     /// Whether an exemplar without a sample makes the answer a 400 (remote_write 2.0).
@@ -277,6 +282,7 @@ impl<'a> Builder<'a> {
             hasher: Default::default(),
             exemplars: Vec::new(),
             key: String::new(),
+            encoded: Vec::new(),
             bucket_budget,
             strict_exemplars,
             written: Counts::default(),
@@ -295,12 +301,14 @@ impl<'a> Builder<'a> {
         r.note(message);
     }
 
-    /// Adds one `TimeSeries`: labels (sorted by name: [`sort_labels`]), its Prometheus metadata,
-    /// samples, native histograms and exemplars. An invalid label set leaves the whole series
-    /// out.
+    /// Adds one `TimeSeries`: labels (sorted by name: [`sort_labels`]) with their canonical
+    /// encoding when the request holds them so (else empty: see `wire::Series::canonical`), its
+    /// Prometheus metadata, samples, native histograms and exemplars. An invalid label set leaves
+    /// the whole series out.
     pub fn series<S: SampleLike, H: HistogramLike>(
         &mut self,
         labels: &'a [(&'a str, &'a str)],
+        canonical: &[u8],
         meta: Meta<'_>,
         samples: &[S],
         histograms: &[H],
@@ -320,7 +328,7 @@ impl<'a> Builder<'a> {
                 return;
             }
         };
-        let set = self.label_set(labels);
+        let set = self.label_set(labels, canonical);
         let resource = self.resource(labels);
 
         if !samples.is_empty() {
@@ -486,8 +494,17 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn label_set(&mut self, labels: &'a [(&'a str, &'a str)]) -> usize {
-        let hash = self.hasher.hash_one(labels);
+    /// The request's label set of these labels. A set is found by the hash of its canonical
+    /// encoding, which most senders' requests hold as it is (hashed in one pass over it instead
+    /// of a step per name and value), and by its labels compared.
+    fn label_set(&mut self, labels: &'a [(&'a str, &'a str)], canonical: &[u8]) -> usize {
+        let hash = if canonical.is_empty() {
+            self.encoded.clear();
+            canonical_labels(labels, &mut self.encoded);
+            self.hasher.hash_one(&self.encoded[..])
+        } else {
+            self.hasher.hash_one(canonical)
+        };
         let sets = &self.label_sets;
         if let Some(&i) = self
             .label_set_index
@@ -498,13 +515,14 @@ impl<'a> Builder<'a> {
         let i = self.label_sets.len();
         self.label_sets.push(LabelSet {
             labels,
+            hash,
             number: None,
             exponential: None,
             explicit: None,
         });
-        let (sets, hasher) = (&self.label_sets, &self.hasher);
+        let sets = &self.label_sets;
         self.label_set_index
-            .insert_unique(hash, i, |&j| hasher.hash_one(sets[j].labels));
+            .insert_unique(hash, i, |&j| sets[j].hash);
         i
     }
 
@@ -605,11 +623,13 @@ fn exemplar_reason(reason: &'static str) -> &'static str {
 }
 
 /// Sorts a series' labels by name, as [`Builder::series`] takes them (senders mostly send them
-/// sorted already).
-pub fn sort_labels(labels: &mut [(&str, &str)]) {
-    if !labels.is_sorted_by(|a, b| a.0 <= b.0) {
+/// sorted already); whether they were.
+pub fn sort_labels(labels: &mut [(&str, &str)]) -> bool {
+    let sorted = labels.is_sorted_by(|a, b| a.0 <= b.0);
+    if !sorted {
         labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
+    sorted
 }
 
 /// The metric name, or what is wrong with the labels. Labels must be sorted by name.

@@ -55,15 +55,18 @@ pub fn v1(req: &mut Request<'_>, cache: &MetadataCache, bucket_budget: usize) ->
         .families
         .read()
         .unwrap_or_else(PoisonError::into_inner);
-    for ts in &req.series {
-        sort_labels(&mut req.labels[ts.labels.clone()]);
-    }
     let Request {
         series,
         labels,
         samples,
         ..
     } = req;
+    for ts in series.iter_mut() {
+        // Labels out of order are not in their canonical encoding.
+        if !sort_labels(&mut labels[ts.labels.clone()]) {
+            ts.canonical = &[];
+        }
+    }
     let mut b = Builder::new(bucket_budget, false, series.len());
     // Senders group a family's series together: the previous series' metadata is reused for the
     // next of the same name.
@@ -97,6 +100,7 @@ pub fn v1(req: &mut Request<'_>, cache: &MetadataCache, bucket_budget: usize) ->
             .collect();
         b.series(
             labels,
+            ts.canonical,
             meta,
             &samples[ts.samples.clone()],
             &ts.histograms,
@@ -139,7 +143,7 @@ pub fn v2(req: &v2::Request, bucket_budget: usize) -> Result<Decoded, String> {
         })
         .collect();
     for range in resolved.iter().flatten() {
-        sort_labels(&mut all_labels[range.clone()]);
+        let _sorted = sort_labels(&mut all_labels[range.clone()]);
     }
     let mut b = Builder::new(bucket_budget, true, req.timeseries.len());
     for (ts, range) in req.timeseries.iter().zip(resolved) {
@@ -193,7 +197,7 @@ pub fn v2(req: &v2::Request, bucket_budget: usize) -> Result<Decoded, String> {
                 }
             }
         }
-        b.series(labels, meta, &ts.samples, &ts.histograms, exemplars);
+        b.series(labels, &[], meta, &ts.samples, &ts.histograms, exemplars);
     }
     Ok(finish(b))
 }

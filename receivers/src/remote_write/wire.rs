@@ -12,15 +12,20 @@ use std::ops::Range;
 /// A decoded request; each series indexes into `labels` and `samples`.
 #[derive(Debug, Default)]
 pub struct Request<'a> {
-    pub series: Vec<Series>,
+    pub series: Vec<Series<'a>>,
     pub labels: Vec<(&'a str, &'a str)>,
     pub samples: Vec<v1::Sample>,
     pub metadata: Vec<v1::MetricMetadata>,
 }
 
 #[derive(Debug, Default)]
-pub struct Series {
+pub struct Series<'a> {
     pub labels: Range<usize>,
+    /// The series' labels as the request holds them when those bytes can be their canonical
+    /// encoding ([`canonical_labels`]): first in the series, each name and value not empty and
+    /// every length one byte. Empty otherwise. They are that encoding only when the labels are
+    /// also sorted by name, which the caller checks (and empties this when they are not).
+    pub canonical: &'a [u8],
     pub samples: Range<usize>,
     pub exemplars: Vec<v1::Exemplar>,
     pub histograms: Vec<v1::Histogram>,
@@ -90,8 +95,10 @@ fn field<'a>(tag: u32, wire: WireType, buf: &mut &'a [u8]) -> Result<Option<&'a 
     skip(tag, wire, buf).map(|()| None).map_err(drop)
 }
 
-fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series, String> {
-    let checked = leading_labels(buf);
+fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series<'a>, String> {
+    let whole = buf;
+    let leading = leading_labels(buf);
+    let checked = leading.text;
     let mut s = Series {
         labels: req.labels.len()..req.labels.len(),
         samples: req.samples.len()..req.samples.len(),
@@ -125,7 +132,42 @@ fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series, String
     }
     s.labels.end = req.labels.len();
     s.samples.end = req.samples.len();
+    // Every label of the series among its leading ones, each in canonical form.
+    if leading.canonical && leading.labels == s.labels.len() && !checked.is_empty() {
+        s.canonical = &whole[..checked.len()];
+    }
     Ok(s)
+}
+
+/// Whether a `Label` message is [`canonical_labels`]' encoding of its name and value: the name,
+/// then the value, both not empty, every length one byte.
+fn is_canonical_label(m: &[u8]) -> bool {
+    let [0x0a, n, ..] = *m else { return false };
+    let n = usize::from(n);
+    n > 0
+        && matches!(m.get(2 + n..4 + n), Some(&[0x12, v])
+            if v > 0 && m.len() == 4 + n + usize::from(v))
+}
+
+/// The canonical encoding of sorted labels, as `labels` fields of a `TimeSeries`: each a
+/// `Label` message of its name and value (both written, even empty), lengths as varints. A
+/// request's labels that are already in this form ([`Series::canonical`]) are hashed as they
+/// are; others are written out by this, so that the same labels hash the same either way.
+pub fn canonical_labels(labels: &[(&str, &str)], out: &mut Vec<u8>) {
+    fn varint(n: usize, out: &mut Vec<u8>) {
+        encoding::encode_varint(n as u64, out);
+    }
+    for (name, value) in labels {
+        let field = |s: &str| 1 + encoding::encoded_len_varint(s.len() as u64) + s.len();
+        out.push(0x0a);
+        varint(field(name) + field(value), out);
+        out.push(0x0a);
+        varint(name.len(), out);
+        out.extend_from_slice(name.as_bytes());
+        out.push(0x12);
+        varint(value.len(), out);
+        out.extend_from_slice(value.as_bytes());
+    }
 }
 
 /// A series' leading labels as one string, when they are valid UTF-8 together: each label name
@@ -133,15 +175,30 @@ fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series, String
 /// series' labels instead of two per label). Empty when the series does not start with labels
 /// of short (one-byte) lengths, or when they are not valid together; its labels are then
 /// checked one by one.
-fn leading_labels(buf: &[u8]) -> &str {
-    let mut end = 0;
+fn leading_labels(buf: &[u8]) -> Leading<'_> {
+    let (mut end, mut labels, mut canonical) = (0, 0, true);
     while let [0x0a, len, ..] = buf[end..]
         && len < 0x80
         && end + 2 + usize::from(len) <= buf.len()
     {
+        canonical &= is_canonical_label(&buf[end + 2..end + 2 + usize::from(len)]);
         end += 2 + usize::from(len);
+        labels += 1;
     }
-    std::str::from_utf8(&buf[..end]).unwrap_or_default()
+    Leading {
+        text: std::str::from_utf8(&buf[..end]).unwrap_or_default(),
+        labels,
+        canonical,
+    }
+}
+
+/// A series' leading labels ([`leading_labels`]).
+struct Leading<'a> {
+    /// Their bytes, when valid UTF-8 together; else empty.
+    text: &'a str,
+    labels: usize,
+    /// Whether each is a canonical `Label` message ([`is_canonical_label`]).
+    canonical: bool,
 }
 
 /// A `Label` message; its strings are taken from `checked` when they lie in it.

@@ -182,3 +182,49 @@ fn labels_checked_together_are_refused_and_read_as_prost_does() {
     assert_eq!(ours.labels[1], ("long", long.as_str()));
     assert_eq!(ours.labels[4], ("ü", "ö"));
 }
+
+// Guarantees: a series whose labels the request holds in canonical form (first, short, not
+// empty) carries those bytes, which are what `canonical_labels` writes for the same labels (when
+// sorted: the order is the caller's to check); labels after another field or with an empty value
+// carry none.
+#[test]
+fn canonical_labels_are_found_as_the_request_holds_them() {
+    let sorted = [("__name__", "up"), ("instance", "a:1"), ("job", "j")];
+    let series = |labels: &[(&str, &str)], samples_first: bool| {
+        let mut ts = v1::TimeSeries {
+            labels: labels.iter().map(|(n, v)| label(n, v)).collect(),
+            samples: vec![v1::Sample {
+                value: 1.0,
+                timestamp: 5,
+            }],
+            ..Default::default()
+        };
+        if samples_first {
+            // Samples, then labels: prost writes fields in order, so build the bytes by hand.
+            let mut body = Vec::new();
+            for s in &ts.samples {
+                encoding::message::encode(2, s, &mut body);
+            }
+            for l in &ts.labels {
+                encoding::message::encode(1, l, &mut body);
+            }
+            ts.labels.clear();
+            return body;
+        }
+        ts.encode_to_vec()
+    };
+    let canonical = |ts_bytes: Vec<u8>| {
+        let mut body = Vec::new();
+        encoding::bytes::encode(1, &ts_bytes, &mut body);
+        let req = decode(&body).expect("valid");
+        req.series[0].canonical.to_vec()
+    };
+    let mut expected = Vec::new();
+    canonical_labels(&sorted, &mut expected);
+    assert!(!expected.is_empty());
+    assert_eq!(canonical(series(&sorted, false)), expected);
+
+    assert!(canonical(series(&sorted, true)).is_empty());
+    let empty_value = [("__name__", "up"), ("job", "")];
+    assert!(canonical(series(&empty_value, false)).is_empty());
+}
