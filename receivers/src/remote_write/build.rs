@@ -601,13 +601,19 @@ impl<'a> Builder<'a> {
                 metric
             }
         };
-        self.series.push(SeriesAcc {
-            metric,
-            attributes: labels
+        // Room for as many attributes as labels: `__name__`, `job` and `instance` are not among
+        // them, which leaves room for the few labels a `labels` processor adds without growing
+        // the list (collected, it would take room for four, and grow for a fifth).
+        let mut attributes = Vec::with_capacity(labels.len());
+        attributes.extend(
+            labels
                 .iter()
                 .filter(|(k, v)| !v.is_empty() && !matches!(*k, "__name__" | "job" | "instance"))
-                .map(|(k, v)| string_kv(k, v))
-                .collect(),
+                .map(|(k, v)| string_kv(k, v)),
+        );
+        self.series.push(SeriesAcc {
+            metric,
+            attributes,
             points: Points::for_kind(kind),
         });
         i
