@@ -96,6 +96,13 @@ fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series<'a>, St
         samples: req.samples.len()..req.samples.len(),
         ..Default::default()
     };
+    // (`checked` is empty when the leading labels are not valid UTF-8 together.)
+    if leading.canonical
+        && !checked.is_empty()
+        && canonical_pairs(checked, leading.labels, &mut req.labels)
+    {
+        buf = &buf[checked.len()..];
+    }
     while !buf.is_empty() {
         let (tag, wire) = key(&mut buf).map_err(message)?;
         match tag {
@@ -129,6 +136,29 @@ fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series<'a>, St
         s.canonical = &whole[..checked.len()];
     }
     Ok(s)
+}
+
+/// Takes `count` labels in canonical form ([`is_canonical_label`]) from `text`, where their
+/// layout says where each name and value lies, without reading their fields one by one: the same
+/// pairs as [`label`] reads from them. `false` (and nothing taken) if a name or value does not
+/// lie on `text`'s character boundaries, which the ASCII keys and lengths around them make
+/// impossible in valid UTF-8; the labels are then read field by field.
+fn canonical_pairs<'a>(text: &'a str, count: usize, out: &mut Vec<(&'a str, &'a str)>) -> bool {
+    let (bytes, start) = (text.as_bytes(), out.len());
+    let mut at = 0;
+    for _ in 0..count {
+        // [0x0a, len, 0x0a, n, name, 0x12, v, value]
+        let (len, n) = (usize::from(bytes[at + 1]), usize::from(bytes[at + 3]));
+        let name = text.get(at + 4..at + 4 + n);
+        let value = text.get(at + 6 + n..at + 2 + len);
+        let (Some(name), Some(value)) = (name, value) else {
+            out.truncate(start);
+            return false;
+        };
+        out.push((name, value));
+        at += 2 + len;
+    }
+    true
 }
 
 /// Whether a `Label` message is [`canonical_labels`]' encoding of its name and value: the name,
