@@ -1,16 +1,18 @@
-//! W1's work in one process, without the HTTP server, the queue's threads or the network: each
-//! remote_write 1.0 body (already decompressed) read and built by the receiver, passed through the
-//! `normalize` and `labels` processors configured as in W1, taken by the `prometheus_remote_write`
-//! exporter's memory queue (which has the exporter translate it), and written as a compressed
-//! request. The exporter's label cache is warm after the first iteration, as in W1, where every
-//! series comes back each round. It runs on Sluice's allocator (mimalloc), as the binary does: the
-//! path allocates and frees many small strings.
+//! W1's and W2's work in one process, without the servers, the queue's threads or the network:
+//! each body read by the receiver (W1: a remote_write 1.0 body, already decompressed, read and
+//! built into OTLP resources; W2: an OTLP request decoded by prost, as the OTLP receiver's codec
+//! does), passed through the `normalize` and `labels` processors configured as in W1 and W2,
+//! taken by the `prometheus_remote_write` exporter's memory queue (which has the exporter translate
+//! it), and written as a compressed request. The exporter's label cache is warm after the first
+//! round, as in the scenarios, where every series comes back each round. It runs on Sluice's
+//! allocator (mimalloc), as the binary does: the paths allocate and free many small strings.
 //!
-//! A change on W1's path shows here to a percent or two, where a W1 run swings by five to ten from
-//! the machine's drift. Throughput is in elements = samples of the input.
+//! A change on these paths shows here to a percent or two, where a run swings by five to ten from
+//! the machine's drift. Throughput is in elements: W1's samples, W2's data points.
 
 use criterion::{Criterion, Throughput, criterion_group};
 use parking_lot::Mutex;
+use prost::Message;
 use sluice_bench::scenarios::sluice_processors;
 use sluice_bench::workload::{Format, Sizes, Workload};
 use sluice_core::component::{
@@ -19,6 +21,7 @@ use sluice_core::component::{
 };
 use sluice_core::config::{LoadContext, component_node};
 use sluice_core::prometheus::Translation;
+use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice_core::queue::{FullPolicy, Queue};
 use sluice_core::telemetry::Telemetry;
 use sluice_core::{Batch, Context};
@@ -97,7 +100,15 @@ fn processor(
 }
 
 /// W1's bodies and the pipeline they go through.
+/// Which scenario's path.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    W1,
+    W2,
+}
+
 struct Setup {
+    path: Path,
     raws: Vec<Vec<u8>>,
     samples: u64,
     cache: MetadataCache,
@@ -107,15 +118,20 @@ struct Setup {
 }
 
 impl Setup {
-    fn new() -> Setup {
-        let w = Workload::build(Format::RemoteWrite, Sizes::ONE_ROUND, 1_700_000_000_000);
+    fn new(path: Path) -> Setup {
+        let format = match path {
+            Path::W1 => Format::RemoteWrite,
+            Path::W2 => Format::Otlp,
+        };
+        let w = Workload::build(format, Sizes::ONE_ROUND, 1_700_000_000_000);
         let raws: Vec<Vec<u8>> = w
             .bodies
             .iter()
-            .map(|b| {
-                snap::raw::Decoder::new()
+            .map(|b| match path {
+                Path::W1 => snap::raw::Decoder::new()
                     .decompress_vec(b)
-                    .expect("valid snappy")
+                    .expect("valid snappy"),
+                Path::W2 => b.to_vec(),
             })
             .collect();
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
@@ -145,6 +161,7 @@ impl Setup {
         let labels = processor(&processors, "labels", end, &telemetry);
         let first = processor(&processors, "normalize", labels, &telemetry);
         Setup {
+            path,
             raws,
             samples: w.points,
             cache: MetadataCache::default(),
@@ -157,15 +174,23 @@ impl Setup {
     fn round(&self) {
         let _entered = self.runtime.enter();
         for r in &self.raws {
-            let mut req = decode_v1(r).expect("valid");
-            let decoded = v1(&mut req, &self.cache, r.len());
-            let batch = Batch::new(Context::default(), decoded.resource_metrics);
+            let batch = match self.path {
+                Path::W1 => {
+                    let mut req = decode_v1(r).expect("valid");
+                    let decoded = v1(&mut req, &self.cache, r.len());
+                    Batch::new(Context::default(), decoded.resource_metrics)
+                }
+                Path::W2 => Batch::from_request(
+                    Context::default(),
+                    ExportMetricsServiceRequest::decode(r.as_slice()).expect("valid"),
+                ),
+            };
             self.first.consume(batch).expect("taken");
         }
     }
 }
 
-/// `rounds` rounds, for an instruction count (`W1_PATH_ROUNDS`, see `main`).
+/// `rounds` rounds, for an instruction count (`W1_PATH_ROUNDS`, `W2_PATH_ROUNDS`: see `main`).
 #[inline(never)]
 fn counted_rounds(setup: &Setup, rounds: u64) {
     for _ in 0..rounds {
@@ -174,11 +199,13 @@ fn counted_rounds(setup: &Setup, rounds: u64) {
 }
 
 fn pipeline(c: &mut Criterion) {
-    let setup = Setup::new();
-    let mut g = c.benchmark_group("w1_path");
-    g.throughput(Throughput::Elements(setup.samples));
-    g.bench_function("pipeline", |b| b.iter(|| setup.round()));
-    g.finish();
+    for (path, group) in [(Path::W1, "w1_path"), (Path::W2, "w2_path")] {
+        let setup = Setup::new(path);
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(setup.samples));
+        g.bench_function("pipeline", |b| b.iter(|| setup.round()));
+        g.finish();
+    }
 }
 
 criterion_group! {
@@ -189,18 +216,18 @@ criterion_group! {
     targets = pipeline
 }
 
-/// With `W1_PATH_ROUNDS=n`, one warming round and then `n` rounds in `counted_rounds`, and no
-/// timing: for counting instructions, which the machine's drift does not move, e.g.
-/// `W1_PATH_ROUNDS=3 valgrind --tool=callgrind --toggle-collect='*counted_rounds*' <bench binary>`.
+/// With `W1_PATH_ROUNDS=n` (or `W2_PATH_ROUNDS=n`), that path's one warming round and then `n`
+/// rounds in `counted_rounds`, and no timing: for counting instructions, which the machine's
+/// drift does not move, e.g.
+/// `W1_PATH_ROUNDS=2 valgrind --tool=callgrind --toggle-collect='*counted_rounds*' <bench binary>`.
 fn main() {
-    if let Some(rounds) = std::env::var("W1_PATH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        let setup = Setup::new();
-        setup.round();
-        counted_rounds(&setup, rounds);
-        return;
+    for (path, var) in [(Path::W1, "W1_PATH_ROUNDS"), (Path::W2, "W2_PATH_ROUNDS")] {
+        if let Some(rounds) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+            let setup = Setup::new(path);
+            setup.round();
+            counted_rounds(&setup, rounds);
+            return;
+        }
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
