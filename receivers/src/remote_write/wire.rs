@@ -35,13 +35,16 @@ pub struct Series<'a> {
 pub fn decode(body: &[u8]) -> Result<Request<'_>, String> {
     // The arrays are sized once, from the series a first pass over the request's own fields
     // counts: a series mostly has up to `LABELS` labels and one sample (more grow the arrays).
-    // Grown from empty instead, they would cost a copy and fresh pages at every doubling.
+    // Grown from empty instead, they would cost a copy and fresh pages at every doubling. Never
+    // for more than the body can hold, though: a label or a sample takes at least two bytes
+    // after the two of its series' key and length (a body of empty series reserves nothing).
     const LABELS: usize = 8;
     let n_series = count_series(body);
+    let room = body.len().saturating_sub(2 * n_series) / 2;
     let mut req = Request {
         series: Vec::with_capacity(n_series),
-        labels: Vec::with_capacity(n_series * LABELS),
-        samples: Vec::with_capacity(n_series),
+        labels: Vec::with_capacity((n_series * LABELS).min(room)),
+        samples: Vec::with_capacity(n_series.min(room)),
         metadata: Vec::new(),
     };
     let mut buf = body;

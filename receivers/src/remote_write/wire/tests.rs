@@ -228,3 +228,13 @@ fn canonical_labels_are_found_as_the_request_holds_them() {
     let empty_value = [("__name__", "up"), ("job", "")];
     assert!(canonical(series(&empty_value, false)).is_empty());
 }
+
+// Guarantees: the reader's arrays are sized by what the body can hold: a body of empty series
+// (two bytes each) reserves no room for labels or samples, however many series it counts.
+#[test]
+fn room_is_reserved_only_for_what_the_body_can_hold() {
+    let empty = [0x0a, 0x00].repeat(10_000);
+    let req = decode(&empty).expect("valid");
+    assert_eq!(req.series.len(), 10_000);
+    assert_eq!((req.labels.capacity(), req.samples.capacity()), (0, 0));
+}
