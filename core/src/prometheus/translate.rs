@@ -223,6 +223,7 @@ pub fn translate_cached(
         out: SeriesSet::with_capacity(series_estimate(batch)),
         dropped: Vec::new(),
         label_names: HashMap::new(),
+        metric_names: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
         ahead: KeysAhead::default(),
         key_hash: 0,
@@ -356,6 +357,9 @@ struct Translator<'a, 'o> {
     dropped: Vec<(&'static str, u64)>,
     /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
     label_names: HashMap<&'a str, Option<Rc<str>>>,
+    /// Metric names made from (name, unit, kind), per call (a batch's resources mostly carry the
+    /// same metrics).
+    metric_names: HashMap<(&'a str, &'a str, NameKind), Option<String>>,
     cache: Option<&'o mut LabelCache>,
     /// The cache keys' hashes of the points at hand and the next ones, and of the point at hand.
     ahead: KeysAhead,
@@ -554,8 +558,13 @@ impl<'a> Translator<'a, '_> {
                 return;
             }
         };
-        let Some(name) = names::metric_name(&m.name, &m.unit, kind, self.opts.add_metric_suffixes)
-        else {
+        let suffixes = self.opts.add_metric_suffixes;
+        let name = self
+            .metric_names
+            .entry((m.name.as_str(), m.unit.as_str(), kind))
+            .or_insert_with(|| names::metric_name(&m.name, &m.unit, kind, suffixes))
+            .clone();
+        let Some(name) = name else {
             self.drop_points(reason::INVALID_NAME, metric_points(m));
             return;
         };
