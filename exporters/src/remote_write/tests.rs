@@ -72,7 +72,7 @@ fn bodies_from_a_threads_shared_buffers_hold_only_their_own_request() {
 
 // The v1 body is written straight from the series: byte for byte what prost writes for the same
 // request, with exemplars, native histograms, empty label values, zero and negative values and
-// timestamps, NaN, and metadata on and off.
+// timestamps (repeated and not), NaN, and metadata on and off.
 #[test]
 fn v1_direct_writer_matches_prost() {
     let mut a = series(
@@ -101,8 +101,14 @@ fn v1_direct_writer_matches_prost() {
         positive_deltas: vec![1, -1],
         ..Default::default()
     }];
-    let long = series("b", &[("v", &"x".repeat(300))], &[(1, 1.0)]);
-    let all = [a, h, long, Series::default()];
+    // Timestamps repeated, within a series and across series, and back to an earlier one.
+    let long = series(
+        "b",
+        &[("v", &"x".repeat(300))],
+        &[(1, 1.0), (1, 2.0), (-5, 3.0)],
+    );
+    let again = series("c", &[], &[(-5, 1.0), (1_700_000_000_000, 2.0)]);
+    let all = [a, h, long, again, Series::default()];
     for metadata in [true, false] {
         for n in 0..=all.len() {
             let direct = Encoder::default()

@@ -4,7 +4,7 @@
 //! check against [`super::to_v1`].
 
 use super::histogram_v1;
-use prost::encoding::{self, WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::{self, WireType, encode_key, encoded_len_varint};
 use sluice_core::prometheus::{Sample, Series};
 use sluice_core::proto::prometheus_v1 as v1;
 
@@ -15,12 +15,13 @@ const RUN: usize = 16;
 
 /// Appends the encoded request for `series` to `out`.
 pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
+    let mut stamp = Stamp::default();
     for run in series.chunks(RUN) {
         for s in run {
             std::hint::black_box(s.labels.warm());
         }
         for s in run {
-            write_series(s, out);
+            write_series(s, &mut stamp, out);
         }
     }
     if send_metadata {
@@ -30,8 +31,9 @@ pub fn write_v1(series: &[Series], send_metadata: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends one `TimeSeries` field.
-fn write_series(s: &Series, out: &mut Vec<u8>) {
+/// Appends one `TimeSeries` field. `stamp` is the last timestamp written, kept encoded: a
+/// request's samples mostly share a few (all the series of a histogram point share its one).
+fn write_series(s: &Series, stamp: &mut Stamp, out: &mut Vec<u8>) {
     // Exemplars and native histograms are rare: they go through prost's messages.
     let exemplars: Vec<v1::Exemplar> = s.exemplars().iter().map(super::exemplar_v1).collect();
     let histograms: Vec<v1::Histogram> = s.histograms().iter().map(histogram_v1).collect();
@@ -43,18 +45,21 @@ fn write_series(s: &Series, out: &mut Vec<u8>) {
         + encoding::message::encoded_len_repeated(3, &exemplars)
         + encoding::message::encoded_len_repeated(4, &histograms);
     encode_key(1, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    varint(len as u64, out);
     s.labels.write_v1(out);
     for x in &s.samples {
         encode_key(2, WireType::LengthDelimited, out);
-        encode_varint(sample_len(x) as u64, out);
+        varint(sample_len(x) as u64, out);
         if x.value != 0.0 {
             encode_key(1, WireType::SixtyFourBit, out);
             out.extend_from_slice(&x.value.to_le_bytes());
         }
         if x.timestamp_ms != 0 {
+            if stamp.ms != x.timestamp_ms {
+                *stamp = Stamp::new(x.timestamp_ms);
+            }
             encode_key(2, WireType::Varint, out);
-            encode_varint(x.timestamp_ms as u64, out);
+            out.extend_from_slice(stamp.bytes());
         }
     }
     for e in &exemplars {
@@ -73,6 +78,62 @@ fn sample_len(x: &Sample) -> usize {
         0
     };
     value + timestamp
+}
+
+/// A timestamp and its varint.
+#[derive(Default)]
+struct Stamp {
+    ms: i64,
+    varint: Varint,
+}
+
+impl Stamp {
+    fn new(ms: i64) -> Stamp {
+        Stamp {
+            ms,
+            varint: Varint::of(ms as u64),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.varint.bytes()
+    }
+}
+
+/// A varint's bytes.
+#[derive(Default)]
+struct Varint {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl Varint {
+    fn of(mut n: u64) -> Varint {
+        let mut v = Varint::default();
+        while n >= 0x80 {
+            v.bytes[v.len] = n as u8 | 0x80;
+            n >>= 7;
+            v.len += 1;
+        }
+        v.bytes[v.len] = n as u8;
+        v.len += 1;
+        v
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Appends a varint whole (prost's `encode_varint` appends it a byte at a time, each through
+/// `BufMut`'s checks); one byte in place.
+#[inline(always)]
+fn varint(n: u64, out: &mut Vec<u8>) {
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        out.extend_from_slice(Varint::of(n).bytes());
+    }
 }
 
 /// A nested message of `len` bytes with a one-byte key (field numbers below 16) and its length.
