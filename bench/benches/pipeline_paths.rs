@@ -1,7 +1,7 @@
 //! W1's and W2's work in one process, without the servers, the queue's threads or the network:
 //! each body read by the receiver (W1: a remote_write 1.0 body, already decompressed, read and
-//! built into OTLP resources; W2: an OTLP request decoded by prost, as the OTLP receiver's codec
-//! does), passed through the `normalize` and `labels` processors configured as in W1 and W2,
+//! built into OTLP resources; W2: an OTLP request decoded as the OTLP receiver decodes it, by
+//! `sluice_core::otlp_protobuf`), passed through the `normalize` and `labels` processors configured as in W1 and W2,
 //! taken by the `prometheus_remote_write` exporter's memory queue (which has the exporter translate
 //! it), and written as a compressed request. The exporter's label cache is warm after the first
 //! round, as in the scenarios, where every series comes back each round. It runs on Sluice's
@@ -12,7 +12,6 @@
 
 use criterion::{Criterion, Throughput, criterion_group};
 use parking_lot::Mutex;
-use prost::Message;
 use sluice_bench::scenarios::sluice_processors;
 use sluice_bench::workload::{Format, Sizes, Workload};
 use sluice_core::component::{
@@ -20,8 +19,8 @@ use sluice_core::component::{
     ProcessorContext, Refusal, parse_config,
 };
 use sluice_core::config::{LoadContext, component_node};
+use sluice_core::otlp_protobuf::decode_metrics;
 use sluice_core::prometheus::Translation;
-use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice_core::queue::{FullPolicy, Queue};
 use sluice_core::telemetry::Telemetry;
 use sluice_core::{Batch, Context};
@@ -182,7 +181,7 @@ impl Setup {
                 }
                 Path::W2 => Batch::from_request(
                     Context::default(),
-                    ExportMetricsServiceRequest::decode(r.as_slice()).expect("valid"),
+                    decode_metrics(r.as_slice()).expect("valid"),
                 ),
             };
             self.first.consume(batch).expect("taken");

@@ -2,7 +2,10 @@
 //! way: a message that does not decode is the client's fault, so it is answered INVALID_ARGUMENT
 //! ("malformed protobuf: ...") rather than INTERNAL.
 
+use crate::otlp_protobuf::decode_metrics;
+use crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
+use std::any::Any;
 use std::marker::PhantomData;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -78,18 +81,31 @@ impl Message for Encoded {
 
 pub struct MessageDecoder<U>(PhantomData<U>);
 
-impl<U: Message + Default> Decoder for MessageDecoder<U> {
+impl<U: Message + Default + 'static> Decoder for MessageDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        // Taken out as one contiguous block (without a copy) and decoded from a slice: prost then
-        // reads fields straight from memory, where through `DecodeBuf` every step of every field
-        // goes through its length bookkeeping.
+        // Taken out as one contiguous block (without a copy) and decoded from a slice: the
+        // fields are then read straight from memory, where through `DecodeBuf` every step of
+        // every field goes through its length bookkeeping.
         use prost::bytes::Buf;
         let message = buf.copy_to_bytes(buf.remaining());
-        U::decode(message.as_ref())
+        decode_message(&message)
             .map(Some)
             .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
     }
+}
+
+/// A message from its bytes: an OTLP metrics request by [`crate::otlp_protobuf`], any other by
+/// prost.
+fn decode_message<U: Message + Default + 'static>(bytes: &[u8]) -> Result<U, String> {
+    let mut metrics: Option<U> = None;
+    if let Some(slot) =
+        (&mut metrics as &mut dyn Any).downcast_mut::<Option<ExportMetricsServiceRequest>>()
+    {
+        *slot = Some(decode_metrics(bytes)?);
+        return Ok(metrics.expect("the request was just decoded"));
+    }
+    U::decode(bytes).map_err(|e| e.to_string())
 }

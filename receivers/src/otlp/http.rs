@@ -11,6 +11,7 @@ use axum::routing::post;
 use prost::Message;
 use sluice_core::component::{BoxError, Refusal, RefusalKind};
 use sluice_core::compression::{DecompressError, decompress};
+use sluice_core::otlp_protobuf::decode_metrics;
 use sluice_core::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
 use sluice_core::tenancy::Denied;
 use std::sync::Arc;
@@ -156,8 +157,9 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         }
     };
     let request = match enc {
-        Encoding::Protobuf => ExportMetricsServiceRequest::decode(data.as_slice())
-            .map_err(|e| format!("malformed protobuf: {e}")),
+        Encoding::Protobuf => {
+            decode_metrics(data.as_slice()).map_err(|e| format!("malformed protobuf: {e}"))
+        }
         Encoding::Json => serde_json::from_slice::<ExportMetricsServiceRequest>(&data)
             .map_err(|e| format!("malformed OTLP/JSON: {e}")),
     };

@@ -5,8 +5,9 @@
 //! exactly what prost's decoding of the same message does (the tests compare the two).
 
 use prost::Message;
-use prost::encoding::{self, DecodeContext, WireType, decode_varint, skip_field};
+use prost::encoding::{self, DecodeContext, WireType};
 use sluice_core::proto::prometheus_v1 as v1;
+use sluice_core::protowire::{delimited, key, of_field, skip};
 use std::ops::Range;
 
 /// A decoded request; each series indexes into `labels` and `samples`.
@@ -49,7 +50,7 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, String> {
     };
     let mut buf = body;
     while !buf.is_empty() {
-        let (tag, wire) = key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf)?;
         match tag {
             1 => {
                 let bytes = delimited(wire, &mut buf, "WriteRequest.timeseries")?;
@@ -107,7 +108,7 @@ fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series<'a>, St
         buf = &buf[checked.len()..];
     }
     while !buf.is_empty() {
-        let (tag, wire) = key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf)?;
         match tag {
             1 => {
                 let bytes = delimited(wire, &mut buf, "labels")?;
@@ -230,7 +231,7 @@ struct Leading<'a> {
 fn label<'a>(mut buf: &'a [u8], checked: &'a str) -> Result<(&'a str, &'a str), String> {
     let (mut name, mut value) = ("", "");
     while !buf.is_empty() {
-        let (tag, wire) = key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf)?;
         match tag {
             1 => name = string(wire, &mut buf, "Label.name", checked)?,
             2 => value = string(wire, &mut buf, "Label.value", checked)?,
@@ -243,7 +244,7 @@ fn label<'a>(mut buf: &'a [u8], checked: &'a str) -> Result<(&'a str, &'a str), 
 fn sample(mut buf: &[u8]) -> Result<v1::Sample, String> {
     let mut s = v1::Sample::default();
     while !buf.is_empty() {
-        let (tag, wire) = key(&mut buf).map_err(message)?;
+        let (tag, wire) = key(&mut buf)?;
         let ctx = DecodeContext::default();
         match tag {
             1 => encoding_err(
@@ -262,58 +263,6 @@ fn sample(mut buf: &[u8]) -> Result<v1::Sample, String> {
 
 fn encoding_err(r: Result<(), prost::DecodeError>, field: &str) -> Result<(), String> {
     r.map_err(|e| format!("{field}: {e}"))
-}
-
-/// A field's key, read in place when it is one byte (field numbers under 16, as every field here
-/// has), else by prost, whose errors it gives.
-#[inline(always)]
-fn key(buf: &mut &[u8]) -> Result<(u32, WireType), prost::DecodeError> {
-    if let [b, rest @ ..] = *buf
-        && *b < 0x80
-        && *b >= 8
-    {
-        let wire = match b & 7 {
-            0 => WireType::Varint,
-            1 => WireType::SixtyFourBit,
-            2 => WireType::LengthDelimited,
-            3 => WireType::StartGroup,
-            4 => WireType::EndGroup,
-            5 => WireType::ThirtyTwoBit,
-            _ => return encoding::decode_key(buf),
-        };
-        *buf = rest;
-        return Ok((u32::from(b >> 3), wire));
-    }
-    encoding::decode_key(buf)
-}
-
-/// A varint, read in place when it is one byte (most lengths here), else by prost.
-#[inline(always)]
-fn varint(buf: &mut &[u8]) -> Result<u64, prost::DecodeError> {
-    if let [b, rest @ ..] = *buf
-        && *b < 0x80
-    {
-        *buf = rest;
-        return Ok(u64::from(*b));
-    }
-    decode_varint(buf)
-}
-
-/// The bytes of a length-delimited field.
-#[inline(always)]
-fn delimited<'a>(wire: WireType, buf: &mut &'a [u8], field: &str) -> Result<&'a [u8], String> {
-    if wire != WireType::LengthDelimited {
-        let expected = WireType::LengthDelimited;
-        let problem = format_args!("invalid wire type: {wire:?} (expected {expected:?})");
-        return Err(of_field(field, problem));
-    }
-    let len = varint(buf).map_err(|e| of_field(field, e))?;
-    if len > buf.len() as u64 {
-        return Err(of_field(field, "buffer underflow"));
-    }
-    let (bytes, rest) = buf.split_at(len as usize);
-    *buf = rest;
-    Ok(bytes)
 }
 
 /// A string field. When its bytes lie in `checked` (valid UTF-8 as a whole), they are valid
@@ -335,24 +284,6 @@ fn string<'a>(
     }
     std::str::from_utf8(bytes)
         .map_err(|_| of_field(field, "invalid string value: data is not UTF-8 encoded"))
-}
-
-// Errors are made out of line, so that the functions that read every field stay small.
-
-#[cold]
-#[inline(never)]
-fn message(e: prost::DecodeError) -> String {
-    e.to_string()
-}
-
-#[cold]
-#[inline(never)]
-fn of_field(field: &str, problem: impl std::fmt::Display) -> String {
-    format!("{field}: {problem}")
-}
-
-fn skip(tag: u32, wire: WireType, buf: &mut &[u8]) -> Result<(), String> {
-    skip_field(wire, tag, buf, DecodeContext::default()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
