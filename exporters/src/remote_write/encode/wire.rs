@@ -59,7 +59,7 @@ fn write_series(s: &Series, stamp: &mut Stamp, out: &mut Vec<u8>) {
                 *stamp = Stamp::new(x.timestamp_ms);
             }
             encode_key(2, WireType::Varint, out);
-            out.extend_from_slice(stamp.bytes());
+            stamp.varint.write(out);
         }
     }
     for e in &exemplars {
@@ -94,10 +94,6 @@ impl Stamp {
             varint: Varint::of(ms as u64),
         }
     }
-
-    fn bytes(&self) -> &[u8] {
-        self.varint.bytes()
-    }
 }
 
 /// A varint's bytes.
@@ -120,8 +116,13 @@ impl Varint {
         v
     }
 
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+    /// Appends the varint: all ten bytes at once, which the compiler copies without a call (a
+    /// slice of a length not known would be a call to `memcpy`), and those past its length taken
+    /// back.
+    #[inline(always)]
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+        out.truncate(out.len() - self.bytes.len() + self.len);
     }
 }
 
@@ -132,7 +133,7 @@ fn varint(n: u64, out: &mut Vec<u8>) {
     if n < 0x80 {
         out.push(n as u8);
     } else {
-        out.extend_from_slice(Varint::of(n).bytes());
+        Varint::of(n).write(out);
     }
 }
 
