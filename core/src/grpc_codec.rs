@@ -1,6 +1,7 @@
-//! The protobuf codec of Sluice's gRPC services and clients. It differs from tonic's default in one
-//! way: a message that does not decode is the client's fault, so it is answered INVALID_ARGUMENT
-//! ("malformed protobuf: ...") rather than INTERNAL.
+//! The protobuf codec of Sluice's gRPC services and clients. It differs from tonic's default in two
+//! ways: a message that does not decode is the client's fault, so it is answered INVALID_ARGUMENT
+//! ("malformed protobuf: ...") rather than INTERNAL; and an OTLP metrics request is decoded by
+//! [`crate::otlp_protobuf`], as the OTLP/HTTP receiver decodes it.
 
 use crate::otlp_protobuf::decode_metrics;
 use crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;

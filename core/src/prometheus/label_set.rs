@@ -26,12 +26,7 @@ impl LabelSet {
             .map(|(k, v)| nested_len(string_len(k) + string_len(v)))
             .sum();
         let mut out = Vec::with_capacity(len);
-        for (k, v) in pairs {
-            out.push(FIELD_1);
-            encode_varint((string_len(k) + string_len(v)) as u64, &mut out);
-            string(FIELD_1, k, &mut out);
-            string(FIELD_2, v, &mut out);
-        }
+        write_v1_labels(pairs, &mut out);
         LabelSet(out.into())
     }
 
@@ -83,6 +78,18 @@ impl LabelSet {
     /// Whether both are the same shared block (then they are equal; the converse need not hold).
     pub fn ptr_eq(a: &LabelSet, b: &LabelSet) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+/// Appends `pairs` as the `labels` field of a remote_write 1.0 `TimeSeries`, the bytes a
+/// [`LabelSet`] of them holds: each a `Label` message under its key and length, empty names and
+/// values left out (as proto3 writes them).
+pub fn write_v1_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
+    for (k, v) in pairs {
+        out.push(FIELD_1);
+        encode_varint((string_len(k) + string_len(v)) as u64, out);
+        string(FIELD_1, k, out);
+        string(FIELD_2, v, out);
     }
 }
 

@@ -19,7 +19,7 @@ mod tests;
 
 pub use delta::{DEFAULT_MAX_IDLE, DEFAULT_MAX_SERIES};
 pub use label_cache::{LabelCache, SeriesLabels};
-pub use label_set::LabelSet;
+pub use label_set::{LabelSet, write_v1_labels};
 pub use translate::{
     DeltaPolicy, DeltaToCumulative, TranslateOptions, Translation, TranslationState, reason,
     translate, translate_cached,

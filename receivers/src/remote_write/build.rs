@@ -17,11 +17,10 @@
 //! - Exemplars go to the point of their series (in the same request) closest in time.
 
 use super::histogram::{self, HistogramLike, Native};
-use super::wire::canonical_labels;
 use crate::keys::{Keys, push_string};
 use hashbrown::HashTable;
 use sluice_core::batch::metric_points;
-use sluice_core::prometheus::{MetricType, is_stale_nan};
+use sluice_core::prometheus::{MetricType, is_stale_nan, write_v1_labels};
 use sluice_core::proto::otlp::common::v1::{AnyValue, KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{
     self as otlp, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
@@ -225,7 +224,8 @@ struct SeriesAcc {
 struct LabelSet<'a> {
     /// The labels, sorted by name, as the request holds them.
     labels: &'a [(&'a str, &'a str)],
-    /// The hash of their canonical encoding (`wire::canonical_labels`).
+    /// The hash of their canonical encoding (`write_v1_labels`: what a remote_write `TimeSeries`
+    /// holds, and what a request's canonical leading labels already are).
     hash: u64,
     number: Option<usize>,
     exponential: Option<usize>,
@@ -500,7 +500,7 @@ impl<'a> Builder<'a> {
     fn label_set(&mut self, labels: &'a [(&'a str, &'a str)], canonical: &[u8]) -> usize {
         let hash = if canonical.is_empty() {
             self.encoded.clear();
-            canonical_labels(labels, &mut self.encoded);
+            write_v1_labels(labels.iter().copied(), &mut self.encoded);
             self.hasher.hash_one(&self.encoded[..])
         } else {
             self.hasher.hash_one(canonical)

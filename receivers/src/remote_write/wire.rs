@@ -7,7 +7,7 @@
 use prost::Message;
 use prost::encoding::{self, DecodeContext, WireType};
 use sluice_core::proto::prometheus_v1 as v1;
-use sluice_core::protowire::{delimited, key, of_field, skip};
+use sluice_core::protowire::{delimited, key, skip, utf8};
 use std::ops::Range;
 
 /// A decoded request; each series indexes into `labels` and `samples`.
@@ -23,7 +23,7 @@ pub struct Request<'a> {
 pub struct Series<'a> {
     pub labels: Range<usize>,
     /// The series' labels as the request holds them when those bytes can be their canonical
-    /// encoding ([`canonical_labels`]): first in the series, each name and value not empty and
+    /// encoding ([`sluice_core::prometheus::write_v1_labels`]): first in the series, each name and value not empty and
     /// every length one byte. Empty otherwise. They are that encoding only when the labels are
     /// also sorted by name, which the caller checks (and empties this when they are not).
     pub canonical: &'a [u8],
@@ -165,7 +165,8 @@ fn canonical_pairs<'a>(text: &'a str, count: usize, out: &mut Vec<(&'a str, &'a 
     true
 }
 
-/// Whether a `Label` message is [`canonical_labels`]' encoding of its name and value: the name,
+/// Whether a `Label` message is the canonical encoding of its name and value
+/// ([`sluice_core::prometheus::write_v1_labels`]): the name,
 /// then the value, both not empty, every length one byte.
 fn is_canonical_label(m: &[u8]) -> bool {
     let [0x0a, n, ..] = *m else { return false };
@@ -173,27 +174,6 @@ fn is_canonical_label(m: &[u8]) -> bool {
     n > 0
         && matches!(m.get(2 + n..4 + n), Some(&[0x12, v])
             if v > 0 && m.len() == 4 + n + usize::from(v))
-}
-
-/// The canonical encoding of sorted labels, as `labels` fields of a `TimeSeries`: each a
-/// `Label` message of its name and value (both written, even empty), lengths as varints. A
-/// request's labels that are already in this form ([`Series::canonical`]) are hashed as they
-/// are; others are written out by this, so that the same labels hash the same either way.
-pub fn canonical_labels(labels: &[(&str, &str)], out: &mut Vec<u8>) {
-    fn varint(n: usize, out: &mut Vec<u8>) {
-        encoding::encode_varint(n as u64, out);
-    }
-    for (name, value) in labels {
-        let field = |s: &str| 1 + encoding::encoded_len_varint(s.len() as u64) + s.len();
-        out.push(0x0a);
-        varint(field(name) + field(value), out);
-        out.push(0x0a);
-        varint(name.len(), out);
-        out.extend_from_slice(name.as_bytes());
-        out.push(0x12);
-        varint(value.len(), out);
-        out.extend_from_slice(value.as_bytes());
-    }
 }
 
 /// A series' leading labels as one string, when they are valid UTF-8 together: each label name
@@ -282,8 +262,7 @@ fn string<'a>(
     {
         return Ok(s);
     }
-    std::str::from_utf8(bytes)
-        .map_err(|_| of_field(field, "invalid string value: data is not UTF-8 encoded"))
+    utf8(bytes, field)
 }
 
 #[cfg(test)]

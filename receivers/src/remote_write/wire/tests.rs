@@ -2,6 +2,7 @@
 //! same inputs refused.
 
 use super::*;
+use sluice_core::prometheus::write_v1_labels;
 use sluice_core::proto::prometheus_v1 as v1;
 
 /// The decoded request as prost's message, to compare.
@@ -220,7 +221,7 @@ fn canonical_labels_are_found_as_the_request_holds_them() {
         req.series[0].canonical.to_vec()
     };
     let mut expected = Vec::new();
-    canonical_labels(&sorted, &mut expected);
+    write_v1_labels(sorted, &mut expected);
     assert!(!expected.is_empty());
     assert_eq!(canonical(series(&sorted, false)), expected);
 
