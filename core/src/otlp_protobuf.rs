@@ -23,57 +23,42 @@ use crate::protowire::{delimited, key, message, of_field, run_len, utf8};
 use prost::Message;
 use prost::encoding::{DecodeContext, WireType};
 
-const RESOURCE_METRICS: &str = "ExportMetricsServiceRequest.resource_metrics";
-const SCOPE_METRICS: &str = "ResourceMetrics.scope_metrics";
-const METRICS: &str = "ScopeMetrics.metrics";
-
 /// Decodes an OTLP metrics request; the error says where it is malformed.
 pub fn decode_metrics(body: &[u8]) -> Result<ExportMetricsServiceRequest, String> {
     let mut req = ExportMetricsServiceRequest::default();
-    let mut buf = body;
-    while !buf.is_empty() {
-        let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (1, WireType::LengthDelimited) => {
-                let bytes = delimited(wire, &mut buf, RESOURCE_METRICS)?;
-                let rm = resource_metrics(bytes).map_err(within(RESOURCE_METRICS))?;
-                push(&mut req.resource_metrics, at, rm);
-            }
-            _ => by_prost(&mut req, tag, wire, &mut buf)?,
-        }
-    }
+    let list = (1, "ExportMetricsServiceRequest.resource_metrics");
+    with_list(
+        body,
+        &mut req,
+        list,
+        |r| &mut r.resource_metrics,
+        resource_metrics,
+    )?;
     Ok(req)
 }
 
-fn resource_metrics(mut buf: &[u8]) -> Result<ResourceMetrics, String> {
+fn resource_metrics(buf: &[u8]) -> Result<ResourceMetrics, String> {
     let mut rm = ResourceMetrics::default();
-    while !buf.is_empty() {
-        let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (2, WireType::LengthDelimited) => {
-                let bytes = delimited(wire, &mut buf, SCOPE_METRICS)?;
-                let sm = scope_metrics(bytes).map_err(within(SCOPE_METRICS))?;
-                push(&mut rm.scope_metrics, at, sm);
-            }
-            _ => by_prost(&mut rm, tag, wire, &mut buf)?,
-        }
-    }
+    let list = (2, "ResourceMetrics.scope_metrics");
+    with_list(
+        buf,
+        &mut rm,
+        list,
+        |rm| &mut rm.scope_metrics,
+        scope_metrics,
+    )?;
     Ok(rm)
 }
 
-fn scope_metrics(mut buf: &[u8]) -> Result<ScopeMetrics, String> {
+fn scope_metrics(buf: &[u8]) -> Result<ScopeMetrics, String> {
     let mut sm = ScopeMetrics::default();
-    while !buf.is_empty() {
-        let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (2, WireType::LengthDelimited) => {
-                let bytes = delimited(wire, &mut buf, METRICS)?;
-                let m = metric(bytes).map_err(within(METRICS))?;
-                push(&mut sm.metrics, at, m);
-            }
-            _ => by_prost(&mut sm, tag, wire, &mut buf)?,
-        }
-    }
+    with_list(
+        buf,
+        &mut sm,
+        (2, "ScopeMetrics.metrics"),
+        |sm| &mut sm.metrics,
+        metric,
+    )?;
     Ok(sm)
 }
 
@@ -121,52 +106,34 @@ fn metric(mut buf: &[u8]) -> Result<Metric, String> {
     Ok(m)
 }
 
-fn gauge(mut buf: &[u8], g: &mut Gauge) -> Result<(), String> {
-    while !buf.is_empty() {
-        let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (1, WireType::LengthDelimited) => {
-                let field = "Gauge.data_points";
-                let bytes = delimited(wire, &mut buf, field)?;
-                let p = number_point(bytes).map_err(within(field))?;
-                push(&mut g.data_points, at, p);
-            }
-            _ => by_prost(g, tag, wire, &mut buf)?,
-        }
-    }
-    Ok(())
+fn gauge(buf: &[u8], g: &mut Gauge) -> Result<(), String> {
+    with_list(
+        buf,
+        g,
+        (1, "Gauge.data_points"),
+        |g| &mut g.data_points,
+        number_point,
+    )
 }
 
-fn sum(mut buf: &[u8], s: &mut Sum) -> Result<(), String> {
-    while !buf.is_empty() {
-        let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (1, WireType::LengthDelimited) => {
-                let field = "Sum.data_points";
-                let bytes = delimited(wire, &mut buf, field)?;
-                let p = number_point(bytes).map_err(within(field))?;
-                push(&mut s.data_points, at, p);
-            }
-            _ => by_prost(s, tag, wire, &mut buf)?,
-        }
-    }
-    Ok(())
+fn sum(buf: &[u8], s: &mut Sum) -> Result<(), String> {
+    with_list(
+        buf,
+        s,
+        (1, "Sum.data_points"),
+        |s| &mut s.data_points,
+        number_point,
+    )
 }
 
-fn histogram(mut buf: &[u8], h: &mut Histogram) -> Result<(), String> {
-    while !buf.is_empty() {
-        let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (1, WireType::LengthDelimited) => {
-                let field = "Histogram.data_points";
-                let bytes = delimited(wire, &mut buf, field)?;
-                let p = histogram_point(bytes).map_err(within(field))?;
-                push(&mut h.data_points, at, p);
-            }
-            _ => by_prost(h, tag, wire, &mut buf)?,
-        }
-    }
-    Ok(())
+fn histogram(buf: &[u8], h: &mut Histogram) -> Result<(), String> {
+    with_list(
+        buf,
+        h,
+        (1, "Histogram.data_points"),
+        |h| &mut h.data_points,
+        histogram_point,
+    )
 }
 
 fn number_point(mut buf: &[u8]) -> Result<NumberDataPoint, String> {
@@ -266,6 +233,29 @@ fn any_value(mut buf: &[u8], v: &mut AnyValue) -> Result<(), String> {
                 v.value = Some(any_value::Value::StringValue(s));
             }
             _ => by_prost(v, tag, wire, &mut buf)?,
+        }
+    }
+    Ok(())
+}
+
+/// Reads `buf`'s fields into `m`, whose one field read here is the list `field` (its number and
+/// name), each item read by `read`; prost reads the others.
+#[inline(always)]
+fn with_list<M: Message, T>(
+    mut buf: &[u8],
+    m: &mut M,
+    (tag_of_list, field): (u32, &'static str),
+    list: fn(&mut M) -> &mut Vec<T>,
+    read: fn(&[u8]) -> Result<T, String>,
+) -> Result<(), String> {
+    while !buf.is_empty() {
+        let (at, (tag, wire)) = (buf, key(&mut buf)?);
+        if tag == tag_of_list && wire == WireType::LengthDelimited {
+            let bytes = delimited(wire, &mut buf, field)?;
+            let item = read(bytes).map_err(within(field))?;
+            push(list(m), at, item);
+        } else {
+            by_prost(m, tag, wire, &mut buf)?;
         }
     }
     Ok(())
