@@ -11,7 +11,7 @@
 //! Accepts and refuses exactly what prost's decoding of the whole message does, into the same
 //! message (the tests and the `otlp_protobuf` fuzz target compare the two), but for one bound:
 //! prost refuses messages nested more than 100 deep, and the fields handed to it here start its
-//! count afresh, so a value (an array or a map in an attribute) may nest about ten levels deeper
+//! count afresh, so a value (an array or a map in an attribute) may nest up to eight levels deeper
 //! than prost alone would take.
 
 use crate::proto::otlp::collector::metrics::v1::ExportMetricsServiceRequest;
