@@ -20,7 +20,7 @@ use crate::proto::otlp::metrics::v1::{
     Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
     Sum, metric::Data, number_data_point,
 };
-use crate::protowire::{delimited, key, message, of_field, run_len, utf8};
+use crate::protowire::{delimited, key, message, of_field, run, string};
 use prost::Message;
 use prost::encoding::{DecodeContext, WireType};
 
@@ -69,9 +69,9 @@ fn metric(mut buf: &[u8]) -> Result<Metric, String> {
         let (tag, wire) = key(&mut buf)?;
         let ld = wire == WireType::LengthDelimited;
         match tag {
-            1 if ld => m.name = string(&mut buf, "Metric.name")?,
-            2 if ld => m.description = string(&mut buf, "Metric.description")?,
-            3 if ld => m.unit = string(&mut buf, "Metric.unit")?,
+            1 if ld => m.name = owned(&mut buf, "Metric.name")?,
+            2 if ld => m.description = owned(&mut buf, "Metric.description")?,
+            3 if ld => m.unit = owned(&mut buf, "Metric.unit")?,
             // A oneof: a second field of the same kind merges into the first, of another kind
             // replaces it (as prost does).
             5 if ld => {
@@ -139,12 +139,15 @@ fn histogram(buf: &[u8], h: &mut Histogram) -> Result<(), String> {
 
 fn number_point(mut buf: &[u8]) -> Result<NumberDataPoint, String> {
     let mut p = NumberDataPoint::default();
+    // The run of attributes at hand, when valid UTF-8 as a whole (see `room_for_run`).
+    let mut checked = "";
     while !buf.is_empty() {
         let (at, (tag, wire)) = (buf, key(&mut buf)?);
         match (tag, wire) {
             (7, WireType::LengthDelimited) => {
-                let kv = attribute(&mut buf, "NumberDataPoint.attributes")?;
-                push(&mut p.attributes, at, kv);
+                checked = room_for_run(&mut p.attributes, at).unwrap_or(checked);
+                let kv = attribute(&mut buf, "NumberDataPoint.attributes", checked)?;
+                p.attributes.push(kv);
             }
             (2, WireType::SixtyFourBit) if buf.len() >= 8 => {
                 p.start_time_unix_nano = fixed64(&mut buf);
@@ -166,13 +169,16 @@ fn number_point(mut buf: &[u8]) -> Result<NumberDataPoint, String> {
 
 fn histogram_point(mut buf: &[u8]) -> Result<HistogramDataPoint, String> {
     let mut p = HistogramDataPoint::default();
+    // The run of attributes at hand, when valid UTF-8 as a whole (see `room_for_run`).
+    let mut checked = "";
     while !buf.is_empty() {
         let (at, (tag, wire)) = (buf, key(&mut buf)?);
         let fixed = wire == WireType::SixtyFourBit && buf.len() >= 8;
         match tag {
             9 if wire == WireType::LengthDelimited => {
-                let kv = attribute(&mut buf, "HistogramDataPoint.attributes")?;
-                push(&mut p.attributes, at, kv);
+                checked = room_for_run(&mut p.attributes, at).unwrap_or(checked);
+                let kv = attribute(&mut buf, "HistogramDataPoint.attributes", checked)?;
+                p.attributes.push(kv);
             }
             2 if fixed => p.start_time_unix_nano = fixed64(&mut buf),
             3 if fixed => p.time_unix_nano = fixed64(&mut buf),
@@ -200,24 +206,31 @@ fn histogram_point(mut buf: &[u8]) -> Result<HistogramDataPoint, String> {
     Ok(p)
 }
 
-/// A point's attribute (a `KeyValue` field).
+/// A point's attribute (a `KeyValue` field); its strings are taken from `checked` when they lie
+/// in it.
 #[inline(always)]
-fn attribute(buf: &mut &[u8], field: &'static str) -> Result<KeyValue, String> {
+fn attribute<'a>(
+    buf: &mut &'a [u8],
+    field: &'static str,
+    checked: &'a str,
+) -> Result<KeyValue, String> {
     let bytes = delimited(WireType::LengthDelimited, buf, field)?;
-    key_value(bytes).map_err(within(field))
+    key_value(bytes, checked).map_err(within(field))
 }
 
-fn key_value(mut buf: &[u8]) -> Result<KeyValue, String> {
+fn key_value<'a>(mut buf: &'a [u8], checked: &'a str) -> Result<KeyValue, String> {
     let mut kv = KeyValue::default();
     while !buf.is_empty() {
         let (tag, wire) = key(&mut buf)?;
         match (tag, wire) {
-            (1, WireType::LengthDelimited) => kv.key = string(&mut buf, "KeyValue.key")?,
+            (1, WireType::LengthDelimited) => {
+                kv.key = string(wire, &mut buf, "KeyValue.key", checked)?.to_owned();
+            }
             // A second value merges into the first, as for any message field.
             (2, WireType::LengthDelimited) => {
                 let bytes = delimited(wire, &mut buf, "KeyValue.value")?;
                 let value = kv.value.get_or_insert_with(AnyValue::default);
-                any_value(bytes, value).map_err(within("KeyValue.value"))?;
+                any_value(bytes, value, checked).map_err(within("KeyValue.value"))?;
             }
             _ => by_prost(&mut kv, tag, wire, &mut buf)?,
         }
@@ -225,18 +238,32 @@ fn key_value(mut buf: &[u8]) -> Result<KeyValue, String> {
     Ok(kv)
 }
 
-fn any_value(mut buf: &[u8], v: &mut AnyValue) -> Result<(), String> {
+fn any_value<'a>(mut buf: &'a [u8], v: &mut AnyValue, checked: &'a str) -> Result<(), String> {
     while !buf.is_empty() {
         let (tag, wire) = key(&mut buf)?;
         match (tag, wire) {
             (1, WireType::LengthDelimited) => {
-                let s = string(&mut buf, "AnyValue.string_value")?;
-                v.value = Some(any_value::Value::StringValue(s));
+                let s = string(wire, &mut buf, "AnyValue.string_value", checked)?;
+                v.value = Some(any_value::Value::StringValue(s.to_owned()));
             }
             _ => by_prost(v, tag, wire, &mut buf)?,
         }
     }
     Ok(())
+}
+
+/// Room in a point's attribute list for the run of attributes whose first field's key starts at
+/// `at`, when the list is full; and then the run's bytes as one string when they are valid
+/// UTF-8 together, as a run of string attributes is (keys and short lengths are ASCII): each
+/// key and value is then taken from it rather than checked on its own.
+#[inline(always)]
+fn room_for_run<'a>(list: &mut Vec<KeyValue>, at: &'a [u8]) -> Option<&'a str> {
+    if list.len() < list.capacity() {
+        return None;
+    }
+    let (n, len) = run(at);
+    list.reserve_exact(n.max(1));
+    Some(std::str::from_utf8(&at[..len]).unwrap_or_default())
 }
 
 /// Reads `buf`'s fields into `m`, whose one field read here is the list `field` (its number and
@@ -267,16 +294,15 @@ fn with_list<M: Message, T>(
 #[inline(always)]
 fn push<T>(list: &mut Vec<T>, at: &[u8], item: T) {
     if list.len() == list.capacity() {
-        list.reserve_exact(run_len(at).max(1));
+        list.reserve_exact(run(at).0.max(1));
     }
     list.push(item);
 }
 
 /// A string field's value.
 #[inline(always)]
-fn string(buf: &mut &[u8], field: &str) -> Result<String, String> {
-    let bytes = delimited(WireType::LengthDelimited, buf, field)?;
-    utf8(bytes, field).map(str::to_owned)
+fn owned(buf: &mut &[u8], field: &str) -> Result<String, String> {
+    string(WireType::LengthDelimited, buf, field, "").map(str::to_owned)
 }
 
 /// A fixed64 (or double) field's bits; `buf` holds at least 8 bytes.

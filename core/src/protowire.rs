@@ -65,12 +65,13 @@ pub fn utf8<'a>(bytes: &'a [u8], field: &str) -> Result<&'a str, String> {
 }
 
 /// How many fields with the one-byte key `at[0]` follow one another from `at` on, the first
-/// included: the room a repeated field needs, when its occurrences are together as encoders write
-/// them. 0 when `at` does not start with a one-byte key.
+/// included, and how many bytes they take: the room a repeated field needs, when its
+/// occurrences are together as encoders write them. None when `at` does not start with a
+/// one-byte key.
 #[inline(always)]
-pub fn run_len(at: &[u8]) -> usize {
+pub fn run(at: &[u8]) -> (usize, usize) {
     let Some(&key) = at.first().filter(|&&k| k < 0x80) else {
-        return 0;
+        return (0, 0);
     };
     let (mut n, mut buf) = (0, at);
     while let [k, rest @ ..] = buf
@@ -83,7 +84,28 @@ pub fn run_len(at: &[u8]) -> usize {
         }
         n += 1;
     }
-    n
+    (n, at.len() - buf.len())
+}
+
+/// A string field. When its bytes lie in `checked` (valid UTF-8 as a whole), they are valid
+/// on their own exactly when they start and end on its character boundaries, and are not
+/// checked again.
+#[inline(always)]
+pub fn string<'a>(
+    wire: WireType,
+    buf: &mut &'a [u8],
+    field: &str,
+    checked: &'a str,
+) -> Result<&'a str, String> {
+    let bytes = delimited(wire, buf, field)?;
+    let start = (bytes.as_ptr() as usize).wrapping_sub(checked.as_ptr() as usize);
+    if let Some(s) = start
+        .checked_add(bytes.len())
+        .and_then(|end| checked.get(start..end))
+    {
+        return Ok(s);
+    }
+    utf8(bytes, field)
 }
 
 /// Steps over a field that is not read.

@@ -60,6 +60,7 @@ fn rich() -> ExportMetricsServiceRequest {
     };
     let values = vec![
         text("method", "GET"),
+        text("ünïcode", "日本語"),
         text("", ""),
         attr("int", Value::IntValue(-3)),
         attr("bool", Value::BoolValue(true)),

@@ -7,7 +7,7 @@
 use prost::Message;
 use prost::encoding::{self, DecodeContext, WireType};
 use sluice_core::proto::prometheus_v1 as v1;
-use sluice_core::protowire::{delimited, key, skip, utf8};
+use sluice_core::protowire::{delimited, key, skip, string};
 use std::ops::Range;
 
 /// A decoded request; each series indexes into `labels` and `samples`.
@@ -243,26 +243,6 @@ fn sample(mut buf: &[u8]) -> Result<v1::Sample, String> {
 
 fn encoding_err(r: Result<(), prost::DecodeError>, field: &str) -> Result<(), String> {
     r.map_err(|e| format!("{field}: {e}"))
-}
-
-/// A string field. When its bytes lie in `checked` (valid UTF-8 as a whole), they are valid
-/// on their own exactly when they start and end on its character boundaries.
-#[inline(always)]
-fn string<'a>(
-    wire: WireType,
-    buf: &mut &'a [u8],
-    field: &str,
-    checked: &'a str,
-) -> Result<&'a str, String> {
-    let bytes = delimited(wire, buf, field)?;
-    let start = (bytes.as_ptr() as usize).wrapping_sub(checked.as_ptr() as usize);
-    if let Some(s) = start
-        .checked_add(bytes.len())
-        .and_then(|end| checked.get(start..end))
-    {
-        return Ok(s);
-    }
-    utf8(bytes, field)
 }
 
 #[cfg(test)]
