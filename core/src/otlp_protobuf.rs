@@ -143,21 +143,20 @@ fn number_point(mut buf: &[u8]) -> Result<NumberDataPoint, String> {
     let mut checked = "";
     while !buf.is_empty() {
         let (at, (tag, wire)) = (buf, key(&mut buf)?);
-        match (tag, wire) {
-            (7, WireType::LengthDelimited) => {
+        let fixed = wire == WireType::SixtyFourBit && buf.len() >= 8;
+        match tag {
+            7 if wire == WireType::LengthDelimited => {
                 checked = room_for_run(&mut p.attributes, at).unwrap_or(checked);
                 let kv = attribute(&mut buf, "NumberDataPoint.attributes", checked)?;
                 p.attributes.push(kv);
             }
-            (2, WireType::SixtyFourBit) if buf.len() >= 8 => {
-                p.start_time_unix_nano = fixed64(&mut buf);
-            }
-            (3, WireType::SixtyFourBit) if buf.len() >= 8 => p.time_unix_nano = fixed64(&mut buf),
-            (4, WireType::SixtyFourBit) if buf.len() >= 8 => {
+            2 if fixed => p.start_time_unix_nano = fixed64(&mut buf),
+            3 if fixed => p.time_unix_nano = fixed64(&mut buf),
+            4 if fixed => {
                 let v = f64::from_bits(fixed64(&mut buf));
                 p.value = Some(number_data_point::Value::AsDouble(v));
             }
-            (6, WireType::SixtyFourBit) if buf.len() >= 8 => {
+            6 if fixed => {
                 let v = fixed64(&mut buf) as i64;
                 p.value = Some(number_data_point::Value::AsInt(v));
             }
