@@ -185,7 +185,7 @@ fn labels_checked_together_are_refused_and_read_as_prost_does() {
 }
 
 // Guarantees: a series whose labels the request holds in canonical form (first, short, not
-// empty) carries those bytes, which are what `canonical_labels` writes for the same labels (when
+// empty) carries those bytes, which are what `write_v1_labels` writes for the same labels (when
 // sorted: the order is the caller's to check); labels after another field or with an empty value
 // carry none.
 #[test]
