@@ -66,7 +66,7 @@ pub fn utf8<'a>(bytes: &'a [u8], field: &str) -> Result<&'a str, String> {
 
 /// How many fields with the one-byte key `at[0]` follow one another from `at` on, the first
 /// included, and how many bytes they take: the room a repeated field needs, when its
-/// occurrences are together as encoders write them. None when `at` does not start with a
+/// occurrences are together as encoders write them. Nothing when `at` does not start with a
 /// one-byte key.
 #[inline(always)]
 pub fn run(at: &[u8]) -> (usize, usize) {
