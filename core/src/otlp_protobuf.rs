@@ -252,17 +252,12 @@ fn any_value<'a>(mut buf: &'a [u8], v: &mut AnyValue, checked: &'a str) -> Resul
 }
 
 /// Room in a point's attribute list for the run of attributes whose first field's key starts at
-/// `at`, when the list is full; and then the run's bytes as one string when they are valid
-/// UTF-8 together, as a run of string attributes is (keys and short lengths are ASCII): each
-/// key and value is then taken from it rather than checked on its own.
+/// `at`, when the list is full ([`room`]); and then the run's bytes as one string when they are
+/// valid UTF-8 together, as a run of string attributes is (keys and short lengths are ASCII):
+/// each key and value is then taken from it rather than checked on its own.
 #[inline(always)]
 fn room_for_run<'a>(list: &mut Vec<KeyValue>, at: &'a [u8]) -> Option<&'a str> {
-    if list.len() < list.capacity() {
-        return None;
-    }
-    let (n, len) = run(at);
-    list.reserve_exact(n.max(1));
-    Some(std::str::from_utf8(&at[..len]).unwrap_or_default())
+    room(list, at).map(|len| std::str::from_utf8(&at[..len]).unwrap_or_default())
 }
 
 /// Reads `buf`'s fields into `m`, whose one field read here is the list `field` (its number and
@@ -288,14 +283,23 @@ fn with_list<M: Message, T>(
     Ok(())
 }
 
-/// Appends `item`, read from the field whose key starts at `at`; a full list first gets room
-/// for the run of fields that starts there.
+/// Appends `item`, read from the field whose key starts at `at` ([`room`] first).
 #[inline(always)]
 fn push<T>(list: &mut Vec<T>, at: &[u8], item: T) {
-    if list.len() == list.capacity() {
-        list.reserve_exact(run(at).0.max(1));
-    }
+    room(list, at);
     list.push(item);
+}
+
+/// When `list` is full, room in it for the run of fields that starts at `at` (the field at hand
+/// and those of the same key right after it), and the run's length in bytes.
+#[inline(always)]
+fn room<T>(list: &mut Vec<T>, at: &[u8]) -> Option<usize> {
+    if list.len() < list.capacity() {
+        return None;
+    }
+    let (n, len) = run(at);
+    list.reserve_exact(n.max(1));
+    Some(len)
 }
 
 /// A string field's value.

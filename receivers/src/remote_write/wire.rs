@@ -5,9 +5,9 @@
 //! exactly what prost's decoding of the same message does (the tests compare the two).
 
 use prost::Message;
-use prost::encoding::{self, DecodeContext, WireType};
+use prost::encoding::{self, DecodeContext};
 use sluice_core::proto::prometheus_v1 as v1;
-use sluice_core::protowire::{delimited, key, skip, string};
+use sluice_core::protowire::{delimited, key, run, skip, string};
 use std::ops::Range;
 
 /// A decoded request; each series indexes into `labels` and `samples`.
@@ -23,9 +23,10 @@ pub struct Request<'a> {
 pub struct Series<'a> {
     pub labels: Range<usize>,
     /// The series' labels as the request holds them when those bytes can be their canonical
-    /// encoding ([`sluice_core::prometheus::write_v1_labels`]): first in the series, each name and value not empty and
-    /// every length one byte. Empty otherwise. They are that encoding only when the labels are
-    /// also sorted by name, which the caller checks (and empties this when they are not).
+    /// encoding ([`sluice_core::prometheus::write_v1_labels`]): first in the series, each name
+    /// and value not empty and every length one byte. Empty otherwise. They are that encoding
+    /// only when the labels are also sorted by name, which the caller checks (and empties this
+    /// when they are not).
     pub canonical: &'a [u8],
     pub samples: Range<usize>,
     pub exemplars: Vec<v1::Exemplar>,
@@ -34,13 +35,18 @@ pub struct Series<'a> {
 
 /// Decodes `body`; the error says where it is malformed.
 pub fn decode(body: &[u8]) -> Result<Request<'_>, String> {
-    // The arrays are sized once, from the series a first pass over the request's own fields
-    // counts: a series mostly has up to `LABELS` labels and one sample (more grow the arrays).
-    // Grown from empty instead, they would cost a copy and fresh pages at every doubling. Never
-    // for more than the body can hold, though: a label or a sample takes at least two bytes
-    // after the two of its series' key and length (a body of empty series reserves nothing).
+    // The arrays are sized once, from the run of series fields the request starts with (as
+    // senders write it, metadata after them): a series mostly has up to `LABELS` labels and one
+    // sample (more grow the arrays). Grown from empty instead, they would cost a copy and fresh
+    // pages at every doubling. Never for more than the body can hold, though: a label or a
+    // sample takes at least two bytes after the two of its series' key and length (a body of
+    // empty series reserves nothing).
     const LABELS: usize = 8;
-    let n_series = count_series(body);
+    let n_series = if body.first() == Some(&0x0a) {
+        run(body).0
+    } else {
+        0
+    };
     let room = body.len().saturating_sub(2 * n_series) / 2;
     let mut req = Request {
         series: Vec::with_capacity(n_series),
@@ -67,28 +73,6 @@ pub fn decode(body: &[u8]) -> Result<Request<'_>, String> {
         }
     }
     Ok(req)
-}
-
-/// How many series `body` holds (as far as it can be read: a malformed body is refused by the
-/// decoding that follows).
-fn count_series(body: &[u8]) -> usize {
-    let mut series = 0;
-    let mut buf = body;
-    while let Ok((tag, wire)) = key(&mut buf) {
-        if field(tag, wire, &mut buf).is_err() {
-            break;
-        }
-        series += usize::from(tag == 1);
-    }
-    series
-}
-
-/// Steps over one field; the bytes of a length-delimited one.
-fn field<'a>(tag: u32, wire: WireType, buf: &mut &'a [u8]) -> Result<Option<&'a [u8]>, ()> {
-    if wire == WireType::LengthDelimited {
-        return delimited(wire, buf, "").map(Some).map_err(drop);
-    }
-    skip(tag, wire, buf).map(|()| None).map_err(drop)
 }
 
 fn series<'a>(mut buf: &'a [u8], req: &mut Request<'a>) -> Result<Series<'a>, String> {
