@@ -69,3 +69,23 @@ pub fn gauge_batch(name: &str, n: usize) -> Batch {
         }],
     )
 }
+
+/// An attribute of this value.
+pub fn kv(
+    key: &str,
+    value: crate::proto::otlp::common::v1::any_value::Value,
+) -> crate::proto::otlp::common::v1::KeyValue {
+    use crate::proto::otlp::common::v1::{AnyValue, KeyValue};
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+/// A string attribute.
+pub fn string_kv(key: &str, value: &str) -> crate::proto::otlp::common::v1::KeyValue {
+    kv(
+        key,
+        crate::proto::otlp::common::v1::any_value::Value::StringValue(value.into()),
+    )
+}

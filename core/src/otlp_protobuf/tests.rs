@@ -10,6 +10,7 @@ use crate::proto::otlp::metrics::v1::{
     summary_data_point::ValueAtQuantile,
 };
 use crate::proto::otlp::resource::v1::Resource;
+use crate::test_util::{kv as attr, string_kv as text};
 use prost::Message;
 
 /// Our reading and prost's agree: both refuse, or both give the same message (compared by their
@@ -26,17 +27,6 @@ fn agree(bytes: &[u8]) {
             prost.as_ref().err()
         ),
     }
-}
-
-fn attr(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-    }
-}
-
-fn text(key: &str, value: &str) -> KeyValue {
-    attr(key, Value::StringValue(value.into()))
 }
 
 /// A field: its one-byte key (wire type 2) and length, then `bytes`.

@@ -55,16 +55,7 @@ fn translate(
 const T0: u64 = 1_700_000_000_000_000_000;
 const SEC: u64 = 1_000_000_000;
 
-fn kv(key: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-    }
-}
-
-fn s(key: &str, v: &str) -> KeyValue {
-    kv(key, Value::StringValue(v.into()))
-}
+use crate::test_util::{kv, string_kv as s};
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = pairs
