@@ -112,10 +112,11 @@ impl fmt::Display for Refusal {
 pub trait Consumer: Send + Sync {
     fn consume(&self, batch: Batch) -> Result<(), Refusal>;
 
-    /// Whether a batch of this context would be refused now for lack of room: a cheap probe that
-    /// receivers make before reading a request's body, so that a request the pipeline cannot take
-    /// costs no decoding. `Ok` promises nothing; `consume` still decides.
-    fn ready(&self, _context: &crate::batch::Context) -> Result<(), Refusal> {
+    /// Whether a batch of this context, of about `points` points, would be refused now for lack
+    /// of room: a cheap probe that receivers make before reading a request's body, so that a
+    /// request the pipeline cannot take costs no decoding. `Ok` promises nothing; `consume` still
+    /// decides.
+    fn ready(&self, _context: &crate::batch::Context, _points: usize) -> Result<(), Refusal> {
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use crate::component::{Consumer, Refusal};
 use crate::telemetry::{ReceiverReasonLabels, Telemetry};
 use crate::tenancy::{Authenticator, Denied};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct Ingress {
     name: String,
@@ -17,6 +18,8 @@ pub struct Ingress {
     metadata_keys: Vec<String>,
     /// How the tenant is decided; `None`: requests have no tenant.
     tenancy: Option<Arc<Authenticator>>,
+    /// The points of the last request handed on: how much room [`Ingress::ready`] asks for.
+    expected_points: AtomicUsize,
 }
 
 impl Ingress {
@@ -36,6 +39,7 @@ impl Ingress {
             telemetry,
             metadata_keys,
             tenancy: None,
+            expected_points: AtomicUsize::new(1),
         }
     }
 
@@ -93,10 +97,15 @@ impl Ingress {
     /// Whether the pipeline has room for this context's tenant now ([`Consumer::ready`]), asked
     /// before a request is decoded so that a request the pipeline would refuse costs no decoding:
     /// HTTP receivers once the body is read, before it is decompressed; OTLP/gRPC before the
-    /// message is read, then reading it undecoded ([`discard_body`]), since a body left unread
-    /// reaches clients as a reset stream. A refusal is counted as a refused request.
+    /// message is read, answering at once. A refusal is counted as a refused request.
+    ///
+    /// The room asked for is that of the receiver's last request: asking for room for one point
+    /// would let a request in whenever the queue is not quite full, to be decoded, processed and
+    /// then refused whole when it does not fit, the work thrown away just when the pipeline is
+    /// the busiest.
     pub fn ready(&self, context: &Context) -> Result<(), Refusal> {
-        self.count_unread(context, self.next.ready(context))
+        let points = self.expected_points.load(Ordering::Relaxed);
+        self.count_unread(context, self.next.ready(context, points))
     }
 
     fn count_unread(&self, context: &Context, result: Result<(), Refusal>) -> Result<(), Refusal> {
@@ -127,6 +136,8 @@ impl Ingress {
         if points == 0 {
             return Ok(0);
         }
+        self.expected_points
+            .store(points as usize, Ordering::Relaxed);
         let tenant = batch.context.tenant_label().to_string();
         match crate::memory::admit(&batch.context).and_then(|()| self.next.consume(batch)) {
             Ok(()) => {

@@ -579,9 +579,13 @@ impl crate::component::Consumer for Fanout {
         self.offer(batch).map_err(|returned| returned.refusal)
     }
 
-    fn ready(&self, context: &crate::batch::Context) -> Result<(), crate::component::Refusal> {
+    fn ready(
+        &self,
+        context: &crate::batch::Context,
+        points: usize,
+    ) -> Result<(), crate::component::Refusal> {
         let probe = crate::batch::Batch::new(context.clone(), Vec::new());
-        room(self.queues.iter(), &probe, 1)
+        room(self.queues.iter(), &probe, points)
     }
 
     /// A batch refused (for room, or by a disk write) comes back uncopied. Disk queues are written

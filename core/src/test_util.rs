@@ -7,11 +7,13 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Records every batch it takes; refuses with `Refusal::full` while `refuse` is set.
+/// Records every batch it takes; refuses with `Refusal::full` while `refuse` is set, and says it
+/// has no room ([`Consumer::ready`]) while `unready` is set.
 #[derive(Default)]
 pub struct Capture {
     pub batches: Mutex<Vec<Batch>>,
     pub refuse: AtomicBool,
+    pub unready: AtomicBool,
 }
 
 impl Capture {
@@ -38,6 +40,13 @@ impl Consumer for Capture {
             return Err(Refusal::full("capture told to refuse"));
         }
         self.batches.lock().push(batch);
+        Ok(())
+    }
+
+    fn ready(&self, _context: &crate::batch::Context, _points: usize) -> Result<(), Refusal> {
+        if self.unready.load(Ordering::SeqCst) {
+            return Err(Refusal::full("capture told it has no room"));
+        }
         Ok(())
     }
 }

@@ -50,8 +50,8 @@ impl Consumer for PipelinesFanout {
         last.consume(batch)
     }
 
-    fn ready(&self, context: &crate::batch::Context) -> Result<(), Refusal> {
-        self.0.iter().try_for_each(|p| p.ready(context))
+    fn ready(&self, context: &crate::batch::Context, points: usize) -> Result<(), Refusal> {
+        self.0.iter().try_for_each(|p| p.ready(context, points))
     }
 }
 

@@ -397,3 +397,39 @@ fn offer_hands_a_refused_batch_back_whole() {
         returned.refusal
     );
 }
+
+// A receiver asks for room for a request as large as its last one before reading the next: a
+// queue with room left for part of such a request refuses it unread, instead of taking it to be
+// decoded and processed, then refused whole.
+#[test]
+fn a_receiver_asks_for_room_for_a_request_as_large_as_its_last() {
+    let telemetry = Arc::new(Telemetry::new());
+    let queue = Arc::new(Queue::new(
+        EXPORTER.into(),
+        3000,
+        crate::queue::FullPolicy::Block,
+        telemetry.clone(),
+    ));
+    let fanout = Arc::new(Fanout {
+        queues: vec![queue.clone()],
+    });
+    let ingress = crate::ingress::Ingress::new("otlp".into(), fanout, telemetry.clone(), &[]);
+    let context = batch("a", "first", 0).context;
+    ingress.ready(&context).expect("an empty queue has room");
+    assert_eq!(ingress.deliver(batch("a", "first", 2000)), Ok(2000));
+    // Room for 1,000 more points: not for another request of 2,000.
+    let refusal = ingress
+        .ready(&context)
+        .expect_err("no room for 2,000 points");
+    assert!(refusal.to_string().contains("is full"), "{refusal}");
+    assert_eq!(
+        telemetry.value(
+            "sluice_receiver_refused_requests_total",
+            &[("receiver", "otlp"), ("reason", "queue_full")]
+        ),
+        1.0
+    );
+    // A smaller request that fits teaches the receiver its size.
+    assert_eq!(ingress.deliver(batch("a", "second", 500)), Ok(500));
+    ingress.ready(&context).expect("room for 500 more");
+}

@@ -206,8 +206,8 @@ impl Consumer for BatchProcessor {
 
     /// Ready while the tenant's pending points are under `max_pending_points`: the processor holds
     /// what the exporters cannot take yet.
-    fn ready(&self, context: &Context) -> Result<(), Refusal> {
-        self.room(&self.state.lock(), context, 1)
+    fn ready(&self, context: &Context, points: usize) -> Result<(), Refusal> {
+        self.room(&self.state.lock(), context, points)
     }
 }
 

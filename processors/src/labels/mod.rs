@@ -209,8 +209,8 @@ impl Consumer for LabelsProcessor {
         self.next.consume(batch)
     }
 
-    fn ready(&self, context: &sluice_core::batch::Context) -> Result<(), Refusal> {
-        self.next.ready(context)
+    fn ready(&self, context: &sluice_core::batch::Context, points: usize) -> Result<(), Refusal> {
+        self.next.ready(context, points)
     }
 }
 

@@ -250,8 +250,8 @@ impl Consumer for LimitsProcessor {
         self.consume_at(batch, Instant::now())
     }
 
-    fn ready(&self, context: &sluice_core::batch::Context) -> Result<(), Refusal> {
-        self.next.ready(context)
+    fn ready(&self, context: &sluice_core::batch::Context, points: usize) -> Result<(), Refusal> {
+        self.next.ready(context, points)
     }
 }
 

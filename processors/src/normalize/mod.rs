@@ -465,8 +465,8 @@ impl Consumer for NormalizeProcessor {
         self.next.consume(batch)
     }
 
-    fn ready(&self, context: &sluice_core::batch::Context) -> Result<(), Refusal> {
-        self.next.ready(context)
+    fn ready(&self, context: &sluice_core::batch::Context, points: usize) -> Result<(), Refusal> {
+        self.next.ready(context, points)
     }
 }
 

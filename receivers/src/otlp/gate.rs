@@ -1,12 +1,13 @@
 //! The OTLP/gRPC receiver's gate: decides a request's tenant and context from its metadata, and
-//! whether the process and the pipeline can take it now, before the message is decoded. A request
-//! refused here has its body read and thrown away (not decoded) before the answer, so that a
-//! client still sending it gets the status, not a reset stream; a refusal costs no decoding.
+//! whether the process and the pipeline can take it now, before the message is read. A request
+//! refused here is answered at once and its message left unread: once the answer is sent, HTTP/2
+//! ends the stream with NO_ERROR (RFC 9113 §8.1), so the client reads the status and stops sending
+//! the rest of the body. A refusal costs neither reading nor decoding.
 
 use super::Shared;
 use super::grpc::{denied, status};
 use futures::future::BoxFuture;
-use sluice_core::ingress::{discard_body, header_lookup};
+use sluice_core::ingress::header_lookup;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use tonic::Status;
@@ -55,12 +56,10 @@ where
                 req.extensions_mut().insert(context);
                 Box::pin(self.inner.call(req))
             }
+            // Answered at once, the body unread (see the module's comment).
             Err(refusal) => {
-                let limit = self.shared.max_decompressed_bytes;
-                Box::pin(async move {
-                    discard_body(axum::body::Body::new(req.into_body()), limit).await;
-                    Ok(refusal.into_http())
-                })
+                drop(req);
+                Box::pin(async move { Ok(refusal.into_http()) })
             }
         }
     }

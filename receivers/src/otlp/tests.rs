@@ -355,6 +355,45 @@ async fn refusal_is_a_retryable_status_and_is_counted() {
     assert_eq!(r.capture.points(), 2);
 }
 
+// Guarantees: a gRPC request refused before its message is read (no room in the pipeline) gets
+// UNAVAILABLE with RetryInfo even when its body is far larger than HTTP/2's flow-control window
+// (the client is still sending it when the answer comes), the refusal is counted as a refused
+// request, and the connection carries the next request.
+#[tokio::test]
+async fn a_large_request_refused_unread_gets_its_status_and_the_connection_goes_on() {
+    let r = start(&[]).await;
+    let mut client = r.grpc_client().await;
+    // About 2 MiB, thirty times HTTP/2's initial window.
+    let big = gauge_batch("g", 100_000).into_request();
+    assert!(big.encoded_len() > 30 * 65_535, "{}", big.encoded_len());
+    r.capture
+        .unready
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        let status = within("gRPC export", client.export(big.clone()))
+            .await
+            .expect_err("the export is refused");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.get_details_retry_info().is_some(), "{status:?}");
+    }
+    assert_eq!(
+        r.counter(
+            "sluice_receiver_refused_requests_total",
+            &[("reason", "queue_full")]
+        ),
+        3.0
+    );
+    assert!(r.capture.take().is_empty());
+
+    r.capture
+        .unready
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    within("gRPC export", client.export(big))
+        .await
+        .expect("the export is taken once there is room");
+    assert_eq!(r.capture.points(), 100_000);
+}
+
 // Guarantees: cancelling the shutdown token ends the receiver's task (even with client connections
 // still open) and releases both listening ports.
 #[tokio::test]
