@@ -7,8 +7,12 @@ use crate::batch::{Batch, Context};
 use crate::component::{Consumer, Refusal};
 use crate::telemetry::{ReceiverReasonLabels, Telemetry};
 use crate::tenancy::{Authenticator, Denied};
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How many tenants' request sizes an [`Ingress`] remembers.
+const REMEMBERED_TENANTS: usize = 4096;
 
 pub struct Ingress {
     name: String,
@@ -18,8 +22,8 @@ pub struct Ingress {
     metadata_keys: Vec<String>,
     /// How the tenant is decided; `None`: requests have no tenant.
     tenancy: Option<Arc<Authenticator>>,
-    /// The points of the last request handed on: how much room [`Ingress::ready`] asks for.
-    expected_points: AtomicUsize,
+    /// Each tenant's last request, in points: how much room [`Ingress::ready`] asks for.
+    expected_points: Mutex<HashMap<Option<Arc<str>>, usize>>,
 }
 
 impl Ingress {
@@ -39,7 +43,7 @@ impl Ingress {
             telemetry,
             metadata_keys,
             tenancy: None,
-            expected_points: AtomicUsize::new(1),
+            expected_points: Mutex::default(),
         }
     }
 
@@ -99,13 +103,28 @@ impl Ingress {
     /// HTTP receivers once the body is read, before it is decompressed; OTLP/gRPC before the
     /// message is read, answering at once. A refusal is counted as a refused request.
     ///
-    /// The room asked for is that of the receiver's last request: asking for room for one point
-    /// would let a request in whenever the queue is not quite full, to be decoded, processed and
-    /// then refused whole when it does not fit, the work thrown away just when the pipeline is
-    /// the busiest.
+    /// The room asked for is that of the tenant's last request (one point before its first):
+    /// asking for room for one point would let a request in whenever the queue is not quite
+    /// full, to be decoded, processed and then refused whole when it does not fit, the work
+    /// thrown away just when the pipeline is the busiest.
     pub fn ready(&self, context: &Context) -> Result<(), Refusal> {
-        let points = self.expected_points.load(Ordering::Relaxed);
+        let points = self
+            .expected_points
+            .lock()
+            .get(&context.tenant)
+            .copied()
+            .unwrap_or(1);
         self.count_unread(context, self.next.ready(context, points))
+    }
+
+    /// Remembers a tenant's request size for [`Ingress::ready`]; the sizes of at most
+    /// `REMEMBERED_TENANTS` tenants are kept (all are forgotten when a new one would pass it).
+    fn expect(&self, context: &Context, points: usize) {
+        let mut sizes = self.expected_points.lock();
+        if sizes.len() >= REMEMBERED_TENANTS && !sizes.contains_key(&context.tenant) {
+            sizes.clear();
+        }
+        sizes.insert(context.tenant.clone(), points);
     }
 
     fn count_unread(&self, context: &Context, result: Result<(), Refusal>) -> Result<(), Refusal> {
@@ -136,8 +155,7 @@ impl Ingress {
         if points == 0 {
             return Ok(0);
         }
-        self.expected_points
-            .store(points as usize, Ordering::Relaxed);
+        self.expect(&batch.context, points as usize);
         let tenant = batch.context.tenant_label().to_string();
         match crate::memory::admit(&batch.context).and_then(|()| self.next.consume(batch)) {
             Ok(()) => {

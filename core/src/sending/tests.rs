@@ -398,11 +398,11 @@ fn offer_hands_a_refused_batch_back_whole() {
     );
 }
 
-// A receiver asks for room for a request as large as its last one before reading the next: a
-// queue with room left for part of such a request refuses it unread, instead of taking it to be
-// decoded and processed, then refused whole.
+// A receiver asks for room for a request as large as the tenant's last one before reading the
+// next: a queue with room left for part of such a request refuses it unread, instead of taking it
+// to be decoded and processed, then refused whole. Another tenant's sizes do not count.
 #[test]
-fn a_receiver_asks_for_room_for_a_request_as_large_as_its_last() {
+fn a_receiver_asks_for_room_for_a_request_as_large_as_the_tenants_last() {
     let telemetry = Arc::new(Telemetry::new());
     let queue = Arc::new(Queue::new(
         EXPORTER.into(),
@@ -429,7 +429,14 @@ fn a_receiver_asks_for_room_for_a_request_as_large_as_its_last() {
         ),
         1.0
     );
-    // A smaller request that fits teaches the receiver its size.
+    // Tenant b sends requests of 100 points and has room for one more; a's last request (500
+    // points) does not make b's next one wait.
+    for _ in 0..29 {
+        assert_eq!(ingress.deliver(batch("b", "small", 100)), Ok(100));
+    }
     assert_eq!(ingress.deliver(batch("a", "second", 500)), Ok(500));
-    ingress.ready(&context).expect("room for 500 more");
+    ingress
+        .ready(&batch("b", "small", 0).context)
+        .expect("room for b's 100 more");
+    ingress.ready(&context).expect("room for a's 500 more");
 }
