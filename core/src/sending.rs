@@ -585,7 +585,10 @@ impl crate::component::Consumer for Fanout {
         points: usize,
     ) -> Result<(), crate::component::Refusal> {
         let probe = crate::batch::Batch::new(context.clone(), Vec::new());
-        room(self.queues.iter(), &probe, points)
+        match self.queues.iter().find(|q| !q.ready_for(&probe, points)) {
+            Some(q) => Err(full(q)),
+            None => Ok(()),
+        }
     }
 
     /// A batch refused (for room, or by a disk write) comes back uncopied. Disk queues are written
@@ -638,12 +641,16 @@ fn room<'q>(
     points: usize,
 ) -> Result<(), crate::component::Refusal> {
     match queues.find(|q| !q.has_room_for(batch, points)) {
-        Some(q) => Err(crate::component::Refusal::full(format!(
-            "the queue of exporter {} is full; retry later",
-            q.exporter()
-        ))),
+        Some(q) => Err(full(q)),
         None => Ok(()),
     }
+}
+
+fn full(q: &Queue) -> crate::component::Refusal {
+    crate::component::Refusal::full(format!(
+        "the queue of exporter {} is full; retry later",
+        q.exporter()
+    ))
 }
 
 #[cfg(test)]

@@ -900,3 +900,40 @@ async fn only_tiers_over_their_share_of_the_total_are_asked_to_yield() {
     assert!(!q.should_yield_oldest("b"));
     q.release(&b1);
 }
+
+// Once a receiver's probe finds a tenant's part full, receivers wait until it has drained to nine
+// tenths before reading that tenant's requests again, rather than taking one request each time a
+// send frees a little room; a batch already decoded is taken whenever it fits, and the wait is the
+// tenant's own.
+#[tokio::test]
+async fn receivers_wait_for_a_full_part_to_drain_to_nine_tenths() {
+    let (q, _t) = queue(100, FullPolicy::Block);
+    for tag in ["a", "b", "c", "d", "e"] {
+        q.push(batch(Some("t1"), tag, 19));
+    }
+    q.push(batch(Some("t1"), "f", 5));
+    let probe = batch(Some("t1"), "probe", 0);
+    let other = batch(Some("t2"), "probe", 0);
+    assert!(!q.ready_for(&probe, 10), "100 held: no room for 10");
+    assert!(q.ready_for(&other, 10), "t2's part is empty");
+    assert_eq!(pop_release(&q).await.unwrap(), ("a".to_string(), 19));
+    // 81 held: room for 10 more, and nine tenths drained to, so requests are read again.
+    assert!(room(&q, &batch(Some("t1"), "g", 10)));
+    assert!(q.ready_for(&probe, 10));
+    assert!(
+        q.ready_for(&probe, 10),
+        "the wait is over until the part is full again"
+    );
+
+    // Full again at 100; a release to 95 lets a decoded batch of 5 in, but no request is read.
+    q.push(batch(Some("t1"), "g", 19));
+    assert!(!q.ready_for(&probe, 10));
+    let (tag, points) = pop_release(&q).await.unwrap();
+    assert_eq!((tag.as_str(), points), ("b", 19));
+    q.push(batch(Some("t1"), "h", 14));
+    assert_eq!(q.len_points(), 95);
+    assert!(room(&q, &batch(Some("t1"), "i", 5)));
+    assert!(!q.ready_for(&probe, 5), "95 held: over nine tenths");
+    pop_release(&q).await.unwrap();
+    assert!(q.ready_for(&probe, 5), "76 held");
+}
