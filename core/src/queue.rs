@@ -271,8 +271,12 @@ impl Queue {
     /// Whether `batch` (of `points` points) would be taken now. A batch larger than a tenant's
     /// part is taken when that part is empty, so that no batch is refused forever.
     pub fn has_room_for(&self, batch: &Batch, points: usize) -> bool {
+        self.room_in(&self.state.lock(), batch, points)
+    }
+
+    /// [`Queue::has_room_for`] on the state, locked by the caller.
+    fn room_in(&self, s: &State, batch: &Batch, points: usize) -> bool {
         let rank = tier_rank(batch.context.sla_tier());
-        let s = self.state.lock();
         if s.closed {
             return false;
         }
@@ -304,20 +308,19 @@ impl Queue {
     /// others, every step finds its data out of the caches. A batch already decoded is still
     /// taken whenever it fits ([`Queue::has_room_for`]).
     pub fn ready_for(&self, batch: &Batch, points: usize) -> bool {
-        let tenant = batch.context.tenant_label();
-        if !self.has_room_for(batch, points) {
-            if let Some(t) = self.state.lock().tenants.get_mut(tenant) {
-                t.draining = true;
-            }
-            return false;
-        }
         let mut s = self.state.lock();
-        match s.tenants.get_mut(tenant) {
+        let room = self.room_in(&s, batch, points);
+        let resume_at = self.resume_at();
+        match s.tenants.get_mut(batch.context.tenant_label()) {
+            Some(t) if !room => {
+                t.draining = true;
+                false
+            }
             Some(t) if t.draining => {
-                t.draining = t.points > self.resume_at();
+                t.draining = t.points > resume_at;
                 !t.draining
             }
-            _ => true,
+            _ => room,
         }
     }
 

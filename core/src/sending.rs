@@ -585,10 +585,7 @@ impl crate::component::Consumer for Fanout {
         points: usize,
     ) -> Result<(), crate::component::Refusal> {
         let probe = crate::batch::Batch::new(context.clone(), Vec::new());
-        match self.queues.iter().find(|q| !q.ready_for(&probe, points)) {
-            Some(q) => Err(full(q)),
-            None => Ok(()),
-        }
+        room(self.queues.iter(), |q| q.ready_for(&probe, points))
     }
 
     /// A batch refused (for room, or by a disk write) comes back uncopied. Disk queues are written
@@ -601,7 +598,7 @@ impl crate::component::Consumer for Fanout {
             return Ok(());
         }
         let mut chosen = self.chosen(&batch);
-        if let Err(refusal) = room(chosen.iter().copied(), &batch, points) {
+        if let Err(refusal) = room(chosen.iter().copied(), |q| q.has_room_for(&batch, points)) {
             return Err(Box::new(crate::component::Returned { refusal, batch }));
         }
         chosen.sort_by_key(|q| q.disk().is_none());
@@ -634,23 +631,18 @@ impl Fanout {
     }
 }
 
-/// Whether every one of `queues` has room for `points` more of `batch`'s tenant.
+/// Refuses, naming the first of `queues` without room (as `has_room` says), if any.
 fn room<'q>(
     mut queues: impl Iterator<Item = &'q Arc<Queue>>,
-    batch: &crate::batch::Batch,
-    points: usize,
+    has_room: impl Fn(&Queue) -> bool,
 ) -> Result<(), crate::component::Refusal> {
-    match queues.find(|q| !q.has_room_for(batch, points)) {
-        Some(q) => Err(full(q)),
+    match queues.find(|q| !has_room(q)) {
+        Some(q) => Err(crate::component::Refusal::full(format!(
+            "the queue of exporter {} is full; retry later",
+            q.exporter()
+        ))),
         None => Ok(()),
     }
-}
-
-fn full(q: &Queue) -> crate::component::Refusal {
-    crate::component::Refusal::full(format!(
-        "the queue of exporter {} is full; retry later",
-        q.exporter()
-    ))
 }
 
 #[cfg(test)]

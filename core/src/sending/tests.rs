@@ -370,21 +370,27 @@ async fn shutdown_deadline_drops_and_counts_batches_waiting_for_a_retry() {
     assert_eq!(queue.len_points(), 0);
 }
 
+/// A fan-out to one memory queue of `capacity` points per tenant, and its telemetry.
+fn fanout_of_one_queue(capacity: usize) -> (Fanout, Arc<Telemetry>) {
+    let telemetry = Arc::new(Telemetry::new());
+    let queue = Queue::new(
+        EXPORTER.into(),
+        capacity,
+        crate::queue::FullPolicy::Block,
+        telemetry.clone(),
+    );
+    let fanout = Fanout {
+        queues: vec![Arc::new(queue)],
+    };
+    (fanout, telemetry)
+}
+
 // The fan-out hands a batch refused for room back whole (the batch processor keeps it without
 // copying it first), and takes it once there is room.
 #[test]
 fn offer_hands_a_refused_batch_back_whole() {
     use crate::component::Consumer;
-    let telemetry = Arc::new(Telemetry::new());
-    let queue = Arc::new(Queue::new(
-        EXPORTER.into(),
-        10,
-        crate::queue::FullPolicy::Block,
-        telemetry,
-    ));
-    let fanout = Fanout {
-        queues: vec![queue.clone()],
-    };
+    let (fanout, _) = fanout_of_one_queue(10);
     fanout.offer(batch("a", "first", 10)).expect("room for 10");
     let returned = fanout
         .offer(batch("a", "second", 3))
@@ -403,17 +409,9 @@ fn offer_hands_a_refused_batch_back_whole() {
 // to be decoded and processed, then refused whole. Another tenant's sizes do not count.
 #[test]
 fn a_receiver_asks_for_room_for_a_request_as_large_as_the_tenants_last() {
-    let telemetry = Arc::new(Telemetry::new());
-    let queue = Arc::new(Queue::new(
-        EXPORTER.into(),
-        3000,
-        crate::queue::FullPolicy::Block,
-        telemetry.clone(),
-    ));
-    let fanout = Arc::new(Fanout {
-        queues: vec![queue.clone()],
-    });
-    let ingress = crate::ingress::Ingress::new("otlp".into(), fanout, telemetry.clone(), &[]);
+    let (fanout, telemetry) = fanout_of_one_queue(3000);
+    let ingress =
+        crate::ingress::Ingress::new("otlp".into(), Arc::new(fanout), telemetry.clone(), &[]);
     let context = batch("a", "first", 0).context;
     ingress.ready(&context).expect("an empty queue has room");
     assert_eq!(ingress.deliver(batch("a", "first", 2000)), Ok(2000));
