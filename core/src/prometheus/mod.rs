@@ -11,6 +11,7 @@ mod label_cache;
 mod label_set;
 pub mod names;
 mod native;
+pub mod series_lists;
 mod translate;
 mod values;
 

@@ -621,6 +621,31 @@ fn many_histograms(n: usize) -> Metric {
     histogram("many_h", "", AggregationTemporality::Cumulative, points)
 }
 
+/// A translation's series index is its thread's, kept between translations: each finds only
+/// its own batch's series in it, and points of one series in a batch still make one series.
+#[test]
+fn translations_one_after_another_on_a_thread_each_index_only_their_own_series() {
+    let first = bare(vec![gauge("many", "", many_points(3000, 0))]);
+    let t = super::translate(&first, &opts(), None);
+    assert_eq!(t.series.len(), 3000);
+    let twice: Vec<NumberDataPoint> = many_points(2, 0)
+        .into_iter()
+        .chain(many_points(2, 0).into_iter().map(|mut p| {
+            p.time_unix_nano += SEC;
+            p
+        }))
+        .collect();
+    let second = bare(vec![gauge("many", "", twice)]);
+    let t = super::translate(&second, &opts(), None);
+    let got: Vec<_> = t
+        .series
+        .iter()
+        .map(|s| (s.labels.to_vec(), s.samples.len()))
+        .collect();
+    let want = |k: &str| (labels(&[("__name__", "many"), ("k", k)]), 2);
+    assert_eq!(got, vec![want("0"), want("1")]);
+}
+
 #[test]
 fn a_metric_of_many_points_finds_each_in_the_label_cache_by_its_own_key() {
     let b = bare(vec![

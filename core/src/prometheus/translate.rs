@@ -236,6 +236,7 @@ pub fn translate_cached(
         t.resource(rm);
     }
     let mut series = std::mem::take(&mut t.out.series);
+    std::mem::take(&mut t.out.index).give_back();
     for s in &mut series {
         s.sort_by_time();
         if s.metadata.family == TARGET_INFO && s.name() == TARGET_INFO {
@@ -1215,12 +1216,48 @@ fn set_label<'n, K: AsRef<str> + From<&'n str>, V>(
 #[derive(Default)]
 struct SeriesSet {
     series: Vec<Series>,
-    /// Label-set hash -> the latest series with that hash; `chain` links to earlier ones.
-    heads: HashMap<u64, usize>,
-    chain: Vec<Option<usize>>,
+    /// Where the series are found by their labels' hash; this thread's, lent for the translation.
+    index: SeriesIndex,
     /// Each series' label hash ([`Translation::fingerprints`]).
     fingerprints: Vec<u64>,
     hasher: foldhash::fast::FixedState,
+}
+
+/// A translation's index of its series by label hash. Its tables are a translation's largest
+/// (about 40 bytes a series): each thread keeps one between translations (emptied, not freed), so
+/// that a batch's translation does not take fresh memory from the system for them each time.
+#[derive(Default)]
+struct SeriesIndex {
+    /// Label-set hash -> the latest series with that hash; `chain` links to earlier ones.
+    heads: HashMap<u64, usize>,
+    chain: Vec<Option<usize>>,
+}
+
+/// Series an index kept between translations may have room for: a larger one, made for an
+/// unusually large batch, is freed rather than kept.
+const KEPT_INDEX_SERIES: usize = 1 << 16;
+
+thread_local! {
+    static SERIES_INDEX: std::cell::Cell<SeriesIndex> = std::cell::Cell::default();
+}
+
+impl SeriesIndex {
+    /// This thread's index, empty, with room for `n` series.
+    fn lend(n: usize) -> SeriesIndex {
+        let mut index = SERIES_INDEX.take();
+        index.heads.reserve(n);
+        index.chain.reserve(n);
+        index
+    }
+
+    /// Gives the index back to this thread for the next translation.
+    fn give_back(mut self) {
+        if self.chain.capacity() <= KEPT_INDEX_SERIES {
+            self.heads.clear();
+            self.chain.clear();
+            SERIES_INDEX.set(self);
+        }
+    }
 }
 
 impl SeriesSet {
@@ -1228,9 +1265,8 @@ impl SeriesSet {
     /// points share a series).
     fn with_capacity(n: usize) -> SeriesSet {
         SeriesSet {
-            series: Vec::with_capacity(n),
-            heads: HashMap::with_capacity(n),
-            chain: Vec::with_capacity(n),
+            series: super::series_lists::take(n),
+            index: SeriesIndex::lend(n),
             fingerprints: Vec::with_capacity(n),
             hasher: Default::default(),
         }
@@ -1244,16 +1280,17 @@ impl SeriesSet {
     /// The index of the series with these labels (whose fingerprint is `hash`), created with
     /// `metadata` if new.
     fn slot(&mut self, labels: SeriesLabels, hash: u64, metadata: &Arc<Metadata>) -> usize {
-        let mut at = self.heads.get(&hash).copied();
+        let index = &mut self.index;
+        let mut at = index.heads.get(&hash).copied();
         while let Some(i) = at {
             let known = &self.series[i].labels;
             if SeriesLabels::same(known, &labels) || *known == labels {
                 return i;
             }
-            at = self.chain[i];
+            at = index.chain[i];
         }
         let i = self.series.len();
-        self.chain.push(self.heads.insert(hash, i));
+        index.chain.push(index.heads.insert(hash, i));
         self.fingerprints.push(hash);
         self.series.push(Series::new(labels, metadata.clone()));
         i

@@ -10,7 +10,7 @@ use super::config::{Protocol, QueueConfig, RemoteWriteConfig};
 use super::encode::{Encoder, estimated_bytes};
 use super::slots::Slots;
 use sluice_core::backoff::Backoff;
-use sluice_core::prometheus::{Series, Translation};
+use sluice_core::prometheus::{Series, Translation, series_lists};
 use sluice_core::sending::Part;
 use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use std::sync::Arc;
@@ -260,13 +260,13 @@ impl ShardSet {
             let n = translation.series.len();
             let expected = n / self.len() + n / 32 + 8;
             let mut per_shard: Vec<Vec<Series>> = (0..self.len())
-                .map(|_| Vec::with_capacity(expected))
+                .map(|_| series_lists::take(expected))
                 .collect();
-            for (series, fingerprint) in
-                translation.series.into_iter().zip(translation.fingerprints)
-            {
+            let mut all = translation.series;
+            for (series, fingerprint) in all.drain(..).zip(translation.fingerprints) {
                 per_shard[self.shard_of(fingerprint)].push(series);
             }
+            series_lists::give_back(all);
             per_shard
         };
         let capacity = shard_capacity(&self.shared);
@@ -398,7 +398,8 @@ fn split_runs(mut series: Vec<Series>, capacity: usize) -> impl Iterator<Item = 
         if series.len() <= capacity {
             return Some(std::mem::take(&mut series));
         }
-        let tail = series.split_off(capacity);
+        let mut tail = series_lists::take(series.len() - capacity);
+        tail.extend(series.drain(capacity..));
         Some(std::mem::replace(&mut series, tail))
     })
 }
@@ -449,7 +450,7 @@ async fn run_shard(
             deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
             pending.samples = samples;
             pending.bytes = bytes;
-            pending.series = series;
+            series_lists::give_back(std::mem::replace(&mut pending.series, series));
             pending.parts.push(part);
             if fills(q, samples, bytes) {
                 flush(&shared, &tenant, &mut pending).await;
@@ -457,7 +458,8 @@ async fn run_shard(
             continue;
         }
         let mut part = Some(part);
-        let mut series = series.into_iter();
+        let mut run = series;
+        let mut series = run.drain(..);
         while let Some(s) = series.next() {
             if pending.series.is_empty() {
                 deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
@@ -476,6 +478,8 @@ async fn run_shard(
             }
         }
         pending.parts.extend(part);
+        drop(series);
+        series_lists::give_back(run);
     }
     if !pending.series.is_empty() {
         flush(&shared, &tenant, &mut pending).await;
