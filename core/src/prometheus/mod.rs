@@ -6,12 +6,12 @@
 //! histograms as native histograms, and points flagged "no recorded value" as StaleNaN.
 
 mod delta;
+pub mod kept_lists;
 mod keys_ahead;
 mod label_cache;
 mod label_set;
 pub mod names;
 mod native;
-pub mod series_lists;
 mod translate;
 mod values;
 

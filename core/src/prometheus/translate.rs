@@ -33,6 +33,7 @@
 //!   value) and native histograms, and dropped on gauges and summaries (spec, "Exemplars").
 
 use super::delta::{Acc, DeltaKey, DeltaKind, Refused};
+use super::kept_lists;
 use super::keys_ahead::{Attributed, KeysAhead};
 use super::label_cache::{KeyHash, LabelCache, PointSeries, Remembered, Variant, put_str};
 use super::label_set::Spliced;
@@ -1265,9 +1266,9 @@ impl SeriesSet {
     /// points share a series).
     fn with_capacity(n: usize) -> SeriesSet {
         SeriesSet {
-            series: super::series_lists::take(n),
+            series: kept_lists::SERIES.take(n),
             index: SeriesIndex::lend(n),
-            fingerprints: Vec::with_capacity(n),
+            fingerprints: kept_lists::FINGERPRINTS.take(n),
             hasher: Default::default(),
         }
     }

@@ -10,7 +10,8 @@ use super::config::{Protocol, QueueConfig, RemoteWriteConfig};
 use super::encode::{Encoder, estimated_bytes};
 use super::slots::Slots;
 use sluice_core::backoff::Backoff;
-use sluice_core::prometheus::{Series, Translation, series_lists};
+use sluice_core::prometheus::kept_lists::{FINGERPRINTS, SERIES};
+use sluice_core::prometheus::{Series, Translation};
 use sluice_core::sending::Part;
 use sluice_core::telemetry::{ExporterLabels, ExporterOnlyLabels, Telemetry};
 use std::sync::Arc;
@@ -248,27 +249,27 @@ impl ShardSet {
         let before = self.feeder.take().filter(|f| !f.is_finished());
         // Held from here on, all at once: the held-samples gauge is set once per batch, not once
         // per series (a lost run gives its samples back).
-        debug_assert_eq!(translation.series.len(), translation.fingerprints.len());
-        let total: u64 = translation.series.iter().map(samples_of).sum();
+        let (mut all, fingerprints) = (translation.series, translation.fingerprints);
+        debug_assert_eq!(all.len(), fingerprints.len());
+        let total: u64 = all.iter().map(samples_of).sum();
         self.shared.hold(&self.tenant, total as i64);
         self.samples_in += total;
         let per_shard = if self.len() == 1 {
             // One shard takes the batch's list as it is.
-            vec![translation.series]
+            vec![all]
         } else {
             // Sized for an even spread with some slack, so that a shard's list is rarely grown.
-            let n = translation.series.len();
+            let n = all.len();
             let expected = n / self.len() + n / 32 + 8;
-            let mut per_shard: Vec<Vec<Series>> = (0..self.len())
-                .map(|_| series_lists::take(expected))
-                .collect();
-            let mut all = translation.series;
-            for (series, fingerprint) in all.drain(..).zip(translation.fingerprints) {
+            let mut per_shard: Vec<Vec<Series>> =
+                (0..self.len()).map(|_| SERIES.take(expected)).collect();
+            for (series, &fingerprint) in all.drain(..).zip(&fingerprints) {
                 per_shard[self.shard_of(fingerprint)].push(series);
             }
-            series_lists::give_back(all);
+            SERIES.give_back(all);
             per_shard
         };
+        FINGERPRINTS.give_back(fingerprints);
         let capacity = shard_capacity(&self.shared);
         let runs = per_shard
             .into_iter()
@@ -398,7 +399,7 @@ fn split_runs(mut series: Vec<Series>, capacity: usize) -> impl Iterator<Item = 
         if series.len() <= capacity {
             return Some(std::mem::take(&mut series));
         }
-        let mut tail = series_lists::take(series.len() - capacity);
+        let mut tail = SERIES.take(series.len() - capacity);
         tail.extend(series.drain(capacity..));
         Some(std::mem::replace(&mut series, tail))
     })
@@ -450,7 +451,7 @@ async fn run_shard(
             deadline = tokio::time::Instant::now() + q.batch_send_deadline.get();
             pending.samples = samples;
             pending.bytes = bytes;
-            series_lists::give_back(std::mem::replace(&mut pending.series, series));
+            SERIES.give_back(std::mem::replace(&mut pending.series, series));
             pending.parts.push(part);
             if fills(q, samples, bytes) {
                 flush(&shared, &tenant, &mut pending).await;
@@ -479,7 +480,7 @@ async fn run_shard(
         }
         pending.parts.extend(part);
         drop(series);
-        series_lists::give_back(run);
+        SERIES.give_back(run);
     }
     if !pending.series.is_empty() {
         flush(&shared, &tenant, &mut pending).await;
