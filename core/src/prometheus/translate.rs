@@ -1234,9 +1234,10 @@ struct SeriesIndex {
     chain: Vec<Option<usize>>,
 }
 
-/// Series an index kept between translations may have room for: a larger one, made for an
-/// unusually large batch, is freed rather than kept.
-const KEPT_INDEX_SERIES: usize = 1 << 16;
+/// Series an index kept between translations may have room for (about 0.5 MiB of tables): a
+/// larger one, made for an unusually large batch, is freed rather than kept, so that what each
+/// thread keeps stays small on a machine of many threads.
+const KEPT_INDEX_SERIES: usize = 1 << 14;
 
 thread_local! {
     static SERIES_INDEX: std::cell::Cell<SeriesIndex> = std::cell::Cell::default();
@@ -1247,7 +1248,7 @@ impl SeriesIndex {
     fn lend(n: usize) -> SeriesIndex {
         let mut index = SERIES_INDEX.take();
         index.heads.reserve(n);
-        index.chain.reserve(n);
+        index.chain.reserve_exact(n);
         index
     }
 
