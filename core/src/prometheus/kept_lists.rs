@@ -28,51 +28,44 @@ const KEPT_LISTS: usize = 6;
 /// 144 KiB) kept raised its peak memory by 2-4 MiB for no fewer page faults (see
 /// docs/performance.md, change 75).
 pub struct Kept<T> {
-    kept: Mutex<Lists<T>>,
+    lists: Mutex<Vec<Vec<T>>>,
     most_lists: usize,
     least_bytes: usize,
     most_bytes: usize,
 }
 
-struct Lists<T> {
-    lists: Vec<Vec<T>>,
-    bytes: usize,
-}
-
 impl<T> Kept<T> {
     const fn new(most_lists: usize, least_bytes: usize, most_bytes: usize) -> Kept<T> {
         Kept {
-            kept: Mutex::new(Lists {
-                lists: Vec::new(),
-                bytes: 0,
-            }),
+            lists: Mutex::new(Vec::new()),
             most_lists,
             least_bytes,
             most_bytes,
         }
     }
 
+    /// The room of a list, in bytes.
     fn bytes(list: &Vec<T>) -> usize {
         list.capacity() * size_of::<T>()
+    }
+
+    /// The room of the kept lists together, in bytes.
+    fn kept_bytes(lists: &[Vec<T>]) -> usize {
+        lists.iter().map(Self::bytes).sum()
     }
 
     /// An empty list with room for at least `n` items: the kept one of least room enough if
     /// there is one, else a kept one grown, else a new one.
     pub fn take(&self, n: usize) -> Vec<T> {
         let taken = {
-            let mut kept = self.kept.lock();
-            let lists = &kept.lists;
+            let mut lists = self.lists.lock();
             let fitting = (0..lists.len())
                 .filter(|&i| lists[i].capacity() >= n)
                 .min_by_key(|&i| lists[i].capacity());
-            let taken = match fitting {
-                Some(i) => Some(kept.lists.swap_remove(i)),
-                None => kept.lists.pop(),
-            };
-            if let Some(list) = &taken {
-                kept.bytes -= Self::bytes(list);
+            match fitting {
+                Some(i) => Some(lists.swap_remove(i)),
+                None => lists.pop(),
             }
-            taken
         };
         match taken {
             Some(mut list) => {
@@ -91,10 +84,9 @@ impl<T> Kept<T> {
         if bytes < self.least_bytes {
             return;
         }
-        let mut kept = self.kept.lock();
-        if kept.lists.len() < self.most_lists && kept.bytes + bytes <= self.most_bytes {
-            kept.bytes += bytes;
-            kept.lists.push(list);
+        let mut lists = self.lists.lock();
+        if lists.len() < self.most_lists && Self::kept_bytes(&lists) + bytes <= self.most_bytes {
+            lists.push(list);
         }
     }
 }
@@ -114,7 +106,7 @@ mod tests {
     }
 
     fn kept_lists(kept: &Kept<u64>) -> Vec<usize> {
-        kept.kept.lock().lists.iter().map(Vec::capacity).collect()
+        kept.lists.lock().iter().map(Vec::capacity).collect()
     }
 
     #[test]
@@ -178,7 +170,7 @@ mod tests {
         assert_eq!(kept.take(1).capacity(), MIN);
         assert_eq!(kept.take(1).capacity(), 4 * MIN);
         assert!(kept_lists(&kept).is_empty());
-        assert_eq!(kept.kept.lock().bytes, 0);
+        assert_eq!(Kept::kept_bytes(&kept.lists.lock()), 0);
     }
 
     #[test]
