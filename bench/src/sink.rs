@@ -17,7 +17,9 @@ use sluice_core::proto::otlp::collector::metrics::v1::{
 };
 use sluice_core::proto::otlp::common::v1::{KeyValue, any_value};
 use sluice_core::proto::otlp::metrics::v1::{Metric, metric::Data};
-use sluice_core::proto::{prometheus_v1 as v1, prometheus_v2 as v2};
+#[cfg(test)]
+use sluice_core::proto::prometheus_v1 as v1;
+use sluice_core::proto::prometheus_v2 as v2;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -26,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::task::JoinHandle;
+
+mod read_v1;
 
 const TARGET_INFO: &str = "target_info";
 /// Prometheus' staleness marker, a NaN with these exact bits.
@@ -61,7 +65,7 @@ struct Counts {
     requests: AtomicU64,
     bad_requests: AtomicU64,
     wire_bytes: AtomicU64,
-    series: Mutex<HashSet<u64>>,
+    series: Mutex<HashSet<u64, foldhash::fast::RandomState>>,
     /// Samples (or points) by tenant header, for requests that had one.
     tenants: Mutex<HashMap<String, u64>>,
     last_arrival: Mutex<Option<Instant>>,
@@ -220,9 +224,7 @@ async fn remote_write(
                 .map(|r| count_v2(&r))
                 .map_err(|e| e.to_string())
         } else {
-            v1::WriteRequest::decode(raw.as_slice())
-                .map(|r| count_v1(&r))
-                .map_err(|e| e.to_string())
+            read_v1::count(&raw).map_err(|e| e.to_string())
         }
     });
     match decoded {
@@ -248,14 +250,21 @@ async fn remote_write(
     }
 }
 
-/// Counts a 1.0 request; also returns (samples, histograms), everything included.
+/// How series are told apart: a hash of their labels, the same in every request.
+fn series_hasher() -> foldhash::fast::FixedState {
+    foldhash::fast::FixedState::with_seed(0x5eed)
+}
+
+/// Counts prost's message of a 1.0 request, as [`read_v1::count`] counts the request's bytes
+/// (the tests' reference); also returns (samples, histograms), everything included.
+#[cfg(test)]
 fn count_v1(r: &v1::WriteRequest) -> (Tally, u64, u64) {
     let mut tally = Tally::default();
     let (mut samples, mut histograms) = (0, 0);
     for t in &r.timeseries {
         samples += t.samples.len() as u64;
         histograms += t.histograms.len() as u64;
-        let mut h = DefaultHasher::new();
+        let mut h = std::hash::BuildHasher::build_hasher(&series_hasher());
         let (mut name, mut labelled) = ("", false);
         for l in &t.labels {
             (&l.name, &l.value).hash(&mut h);
@@ -442,5 +451,77 @@ mod tests {
         assert_eq!((samples, histograms), (7, 0));
         assert_eq!((t.points, t.extra, t.stale, t.labelled), (3, 3, 1, 2));
         assert_eq!(t.series.len(), 2);
+    }
+
+    fn same(a: &(Tally, u64, u64), b: &(Tally, u64, u64)) -> bool {
+        let (t, u) = (&a.0, &b.0);
+        (t.points, t.extra, t.stale, t.labelled, &t.series, a.1, a.2)
+            == (u.points, u.extra, u.stale, u.labelled, &u.series, b.1, b.2)
+    }
+
+    // The sink's own reader counts every request as prost's decoding does: the workload's, one
+    // with exemplars, native histograms, metadata, own series and staleness markers; and refuses
+    // what prost refuses (every cut of a request within a field, a label that is not UTF-8).
+    #[test]
+    fn the_in_place_reader_counts_as_prost_decodes() {
+        use crate::workload::{Format, Sizes, Workload};
+        let stale = f64::from_bits(STALE_NAN);
+        let mut odd = series(&[("__name__", "h"), BENCH_LABEL], &[0.0, stale, -2.5]);
+        odd.exemplars = vec![v1::Exemplar {
+            labels: vec![v1::Label {
+                name: "trace_id".into(),
+                value: "t".into(),
+            }],
+            value: 1.0,
+            timestamp: 5,
+        }];
+        odd.histograms = vec![v1::Histogram::default(); 2];
+        let hand = v1::WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "up"), ("job", "a")], &[1.0]),
+                odd,
+                series(&[("__name__", "target_info"), ("job", "a")], &[1.0]),
+                series(&[], &[]),
+            ],
+            metadata: vec![v1::MetricMetadata {
+                metric_family_name: "h".into(),
+                ..Default::default()
+            }],
+        };
+        let sizes = Sizes {
+            samples: 6_000,
+            series: 3_000,
+            per_request: 2_000,
+        };
+        let workload = Workload::build(Format::RemoteWrite, sizes, 1_700_000_000_000);
+        let mut raws: Vec<Vec<u8>> = workload
+            .bodies
+            .iter()
+            .chain(&workload.preamble)
+            .map(|b| snap::raw::Decoder::new().decompress_vec(b).unwrap())
+            .collect();
+        raws.push(hand.encode_to_vec());
+        for raw in &raws {
+            let prost = count_v1(&v1::WriteRequest::decode(raw.as_slice()).unwrap());
+            assert!(same(&read_v1::count(raw).unwrap(), &prost));
+        }
+        let raw = raws.last().unwrap();
+        for cut in 0..raw.len() {
+            let prost = v1::WriteRequest::decode(&raw[..cut]).map(|r| count_v1(&r));
+            match (read_v1::count(&raw[..cut]), prost) {
+                (Ok(a), Ok(b)) => assert!(same(&a, &b), "cut at {cut}"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("cut at {cut}: {:?} vs {:?}", a.err(), b.err()),
+            }
+        }
+        let mut bad = v1::WriteRequest {
+            timeseries: vec![series(&[("job", "x")], &[1.0])],
+            metadata: Vec::new(),
+        }
+        .encode_to_vec();
+        let at = bad.iter().position(|&b| b == b'x').unwrap();
+        bad[at] = 0xff;
+        assert!(v1::WriteRequest::decode(bad.as_slice()).is_err());
+        assert!(read_v1::count(&bad).is_err());
     }
 }
