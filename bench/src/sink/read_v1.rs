@@ -2,8 +2,10 @@
 //! protobuf in place, so that counting a request costs little next to what the collector under
 //! test spent on it. Building prost's messages (a string for every label name and value) made
 //! the sink the slowest part of a run: the harness' core was busy throughout while the collector
-//! waited on it. It checks what prost checks (wire types, lengths, UTF-8 of labels) and is checked
-//! against prost's decoding by the tests.
+//! waited on it. It checks the framing as prost does (wire types, lengths, varints) and the labels'
+//! UTF-8, and is checked against prost's decoding by the tests. Exemplars, native histograms and
+//! metadata are counted or passed over whole, not read inside: what the sink counts does not
+//! depend on them.
 
 use super::Tally;
 use std::hash::{BuildHasher, Hasher};
