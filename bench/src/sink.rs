@@ -250,9 +250,17 @@ async fn remote_write(
     }
 }
 
-/// How series are told apart: a hash of their labels, the same in every request.
+/// How remote_write series are told apart: a hash of their labels, the same in every request.
 fn series_hasher() -> foldhash::fast::FixedState {
     foldhash::fast::FixedState::with_seed(0x5eed)
+}
+
+/// Adds a label to a series' hash (each readers' one way of hashing, so that their counts agree).
+fn hash_label(h: &mut impl Hasher, name: &[u8], value: &[u8]) {
+    for part in [name, value] {
+        h.write(part);
+        h.write_u8(0xff);
+    }
 }
 
 /// Counts prost's message of a 1.0 request, as [`read_v1::count`] counts the request's bytes
@@ -267,7 +275,7 @@ fn count_v1(r: &v1::WriteRequest) -> (Tally, u64, u64) {
         let mut h = std::hash::BuildHasher::build_hasher(&series_hasher());
         let (mut name, mut labelled) = ("", false);
         for l in &t.labels {
-            (&l.name, &l.value).hash(&mut h);
+            hash_label(&mut h, l.name.as_bytes(), l.value.as_bytes());
             if l.name == "__name__" {
                 name = &l.value;
             }
@@ -287,11 +295,11 @@ fn count_v2(r: &v2::Request) -> (Tally, u64, u64) {
     for t in &r.timeseries {
         samples += t.samples.len() as u64;
         histograms += t.histograms.len() as u64;
-        let mut h = DefaultHasher::new();
+        let mut h = std::hash::BuildHasher::build_hasher(&series_hasher());
         let (mut name, mut labelled) = ("", false);
         for pair in t.labels_refs.chunks(2) {
             let (n, value) = (symbol(pair[0]), symbol(*pair.get(1).unwrap_or(&0)));
-            (n, value).hash(&mut h);
+            hash_label(&mut h, n.as_bytes(), value.as_bytes());
             if n == "__name__" {
                 name = value;
             }

@@ -150,10 +150,7 @@ fn series(ts: &[u8], tally: &mut Tally, values: &mut Vec<f64>) -> Result<(u64, u
         match field {
             (1, v) => {
                 let (n, value) = label(bytes("TimeSeries.labels", v)?)?;
-                h.write(n);
-                h.write_u8(0xff);
-                h.write(value);
-                h.write_u8(0xff);
+                super::hash_label(&mut h, n, value);
                 if n == b"__name__" {
                     name = value;
                 }
