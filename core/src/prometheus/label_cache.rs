@@ -16,9 +16,12 @@
 //! Two points of different keys share a hash with a chance of about `n² / 2¹²⁹` among `n`
 //! points: for a billion points, one in 10²¹.
 //!
-//! Memory is bounded: two generations of at most `capacity` label sets each. A point found only
-//! in the older generation moves to the newer one; when the newer one is full, the older one is
-//! forgotten. A point not seen for two generations is forgotten.
+//! Memory is bounded: two generations of at most `capacity` label sets each. A new point goes
+//! into the newer generation, or into the older one when the newer is full; a point found only
+//! in the older generation moves to the newer one while it has room. When both are full, the
+//! older one is forgotten and the newer one becomes the older. So up to twice `capacity` label
+//! sets in use stay whole from one round of series to the next (turning whenever the newer
+//! generation filled rebuilt some of them every round once they outnumbered one generation).
 
 use super::LabelSet;
 use super::label_set::{Chunks, Iter, Spliced};
@@ -368,6 +371,15 @@ impl Generation {
         self.points.clear();
         self.sets = 0;
     }
+
+    /// Whether `sets` more label sets fit under `capacity` (an empty generation takes any point).
+    fn has_room(&self, sets: usize, capacity: usize) -> bool {
+        self.sets + sets <= capacity || self.points.is_empty()
+    }
+
+    fn is_full(&self, capacity: usize) -> bool {
+        self.sets >= capacity
+    }
 }
 
 /// See the module documentation. One cache serves one exporter (one set of translation options).
@@ -434,10 +446,13 @@ impl LabelCache {
         self.capacity
     }
 
-    /// Whether the points in use seem not to fit: the newer generation is full and, since it
-    /// began, more lookups missed than hit.
+    /// Whether the points in use seem not to fit: both generations are full and, since the
+    /// last turn, more lookups missed than hit.
     pub fn too_small(&self) -> bool {
-        self.enabled() && self.current.sets >= self.capacity && self.misses > self.hits
+        self.enabled()
+            && self.current.is_full(self.capacity)
+            && self.previous.is_full(self.capacity)
+            && self.misses > self.hits
     }
 
     /// What the cache keeps of a point's key: hashed once per point, for [`Self::find`] and,
@@ -481,11 +496,11 @@ impl LabelCache {
             return None;
         };
         self.hits += 1;
-        if self.may_take(hit.len())
+        if self.current.has_room(hit.len(), self.capacity)
             && let Some((key, hit)) = self.previous.points.remove_entry(&key)
         {
             self.previous.sets -= hit.len();
-            self.remember(key, hit);
+            self.current.insert(key, hit);
         }
         Some(hit)
     }
@@ -507,24 +522,40 @@ impl LabelCache {
         }
     }
 
-    /// Whether `sets` more label sets may go into the newer generation: there is room, or
-    /// turning the generations is worth it. It is not while more lookups miss than hit: the
-    /// points in use do not fit, and turning would only forget the ones that do, so the cache
-    /// keeps what it has (and the hits it gives) until `4 * capacity` misses, then turns to
-    /// follow points that come and go.
+    /// Whether `sets` more label sets may be remembered: a generation has room, or turning the
+    /// generations is worth it. It is not while more lookups miss than hit: the points in use
+    /// do not fit, and turning would only forget the ones that do, so the cache keeps what it
+    /// has (and the hits it gives) until `4 * capacity` misses, then turns to follow points
+    /// that come and go.
     fn may_take(&self, sets: usize) -> bool {
-        let room = self.current.sets + sets <= self.capacity || self.current.points.is_empty();
+        let room = self.current.has_room(sets, self.capacity)
+            || self.previous.has_room(sets, self.capacity);
         let thrashing = self.misses > self.hits && self.misses < 4 * self.capacity;
         room || !thrashing
     }
 
+    /// Puts a point where its key already is (so that no older series of it stays in front),
+    /// else in the newer generation, else in the older one, else turns the generations: the
+    /// older is forgotten, the newer becomes the older, and the point begins a new one.
     fn remember(&mut self, key: KeyHash, series: PointSeries) {
-        if self.current.sets + series.len() > self.capacity && !self.current.points.is_empty() {
+        if self.current.points.contains_key(&key) {
+            self.current.insert(key, series);
+            return;
+        }
+        if let Some(old) = self.previous.points.remove(&key) {
+            self.previous.sets -= old.len();
+        }
+        let sets = series.len();
+        if self.current.has_room(sets, self.capacity) {
+            self.current.insert(key, series);
+        } else if self.previous.has_room(sets, self.capacity) {
+            self.previous.insert(key, series);
+        } else {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
             (self.hits, self.misses) = (0, 0);
+            self.current.insert(key, series);
         }
-        self.current.insert(key, series);
     }
 }
 
@@ -642,9 +673,10 @@ mod tests {
             round(&mut c, 4);
         }
         assert!(!c.too_small());
-        // Ten points in turn do not.
+        // Twenty points in turn do not (ten, over the two generations' eight, still hit more
+        // than they miss).
         for _ in 0..5 {
-            round(&mut c, 10);
+            round(&mut c, 20);
         }
         assert!(c.too_small());
         assert!(!LabelCache::new(0).too_small());
@@ -656,21 +688,39 @@ mod tests {
         c.insert(b"a", point(&["a"]));
         c.insert(b"b", point(&["b_sum", "b_count"]));
         assert_eq!(c.len(), 3);
-        // Over the capacity: "a" and "b" become the older generation.
+        // The newer generation is full: "c" and "d" go into the older one, and a point found
+        // there stays while the newer one has no room.
         c.insert(b"c", point(&["c"]));
-        assert_eq!(c.len(), 4);
-        // Found in the older generation: moves to the newer one.
-        assert_eq!(names(&mut c, b"a"), Some(vec!["a".to_string()]));
-        // The newer generation ("c", "a") cannot take 2 more: "b" is forgotten.
+        assert_eq!(names(&mut c, b"c"), Some(vec!["c".to_string()]));
         c.insert(b"d", point(&["d_sum", "d_count"]));
-        assert_eq!(names(&mut c, b"b"), None);
-        assert_eq!(names(&mut c, b"d").map(|n| n.len()), Some(2));
-        assert!(names(&mut c, b"c").is_some());
-        assert!(c.len() <= 6);
-        // Replacing a point's series counts its label sets once.
-        let before = c.len();
-        c.insert(b"c", point(&["c"]));
-        assert_eq!(c.len(), before);
+        assert_eq!(c.len(), 6);
+        for key in [b"a", b"b", b"c", b"d"] {
+            assert!(
+                names(&mut c, key).is_some(),
+                "all four kept while both have room"
+            );
+        }
+        // Both full: the older generation ("c", "d") is forgotten, the newer ("a", "b") becomes
+        // the older, and "e" begins the newer.
+        c.insert(b"e", point(&["e"]));
+        assert_eq!(names(&mut c, b"c"), None);
+        assert_eq!(names(&mut c, b"d"), None);
+        assert_eq!(c.len(), 4);
+        // Found in the older generation: moves to the newer one while it has room ("a"), stays
+        // where it is when not ("b", two sets, into a newer generation of "e" and "a").
+        assert_eq!(names(&mut c, b"a"), Some(vec!["a".to_string()]));
+        assert_eq!(names(&mut c, b"b").map(|n| n.len()), Some(2));
+        assert_eq!(c.current.sets, 2);
+        assert_eq!(c.previous.sets, 2);
+        // Replacing a point's series counts its label sets once, in the generation it was in,
+        // so no older series of it is found instead.
+        c.insert(b"f", point(&["f"]));
+        assert_eq!(c.current.sets, 3, "the newer generation is full");
+        c.insert(b"a", point(&["a2"]));
+        assert_eq!(names(&mut c, b"a"), Some(vec!["a2".to_string()]));
+        c.insert(b"b", point(&["b2"]));
+        assert_eq!(names(&mut c, b"b"), Some(vec!["b2".to_string()]));
+        assert_eq!(c.len(), 4);
     }
 
     #[test]
@@ -679,18 +729,25 @@ mod tests {
         c.insert(b"a", point(&["a"]));
         c.insert(b"b", point(&["b"]));
         assert!(c.get(b"a").is_some());
-        // Far more points than fit: each misses once and is offered. The first turn is taken
-        // (as many hits as misses so far), then the cache holds on to what it has.
-        for i in 0..8u8 {
+        // Far more points than fit: each misses once and is offered. The older generation
+        // takes the first two, then the cache holds on to what it has.
+        for i in 0..6u8 {
             let key = [b'x', i];
             assert!(c.get(&key).is_none());
             c.insert(&key, point(&["x"]));
         }
-        assert!(c.get(&[b'x', 0]).is_some(), "kept from the first turn");
-        assert!(c.get(&[b'x', 7]).is_none(), "not taken while thrashing");
+        assert!(c.get(&[b'x', 0]).is_some(), "taken while there was room");
+        assert!(c.get(&[b'x', 5]).is_none(), "not taken while thrashing");
+        assert!(c.too_small());
         // After 4 * capacity misses since the last turn, it turns again.
+        assert!(c.get(&[b'y', 0]).is_none());
         c.insert(&[b'y', 0], point(&["y"]));
         assert!(c.get(&[b'y', 0]).is_some());
+        assert!(
+            c.get(b"a").is_some(),
+            "the newer generation became the older"
+        );
+        assert!(c.get(&[b'x', 0]).is_none(), "the older was forgotten");
         assert!(c.len() <= 4);
     }
 

@@ -195,7 +195,7 @@ impl TranslationState {
                 exporter,
                 label_cache_size = self.labels.capacity(),
                 "most label cache lookups miss: if the exporter sees more series (histogram \
-                 buckets count one each) than label_cache_size at once, raise it; each miss \
+                 buckets count one each) than twice label_cache_size at once, raise it; each miss \
                  costs more than no cache (docs/configuration.md)"
             );
         }

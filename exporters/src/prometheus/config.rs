@@ -42,7 +42,8 @@ pub struct PrometheusExporterConfig {
     #[serde(default)]
     pub delta_temporality: DeltaPolicy,
     /// Translated label sets remembered between batches, per generation (default 262144; two
-    /// generations are kept; 0 remembers none). See `sluice_core::prometheus::LabelCache`.
+    /// generations are kept, so up to twice this many; 0 remembers none). See
+    /// `sluice_core::prometheus::LabelCache`.
     #[serde(default = "LabelCache::default_capacity")]
     pub label_cache_size: usize,
     /// The exporter's input queue (points), as for every exporter; `num_consumers` is ignored

@@ -59,7 +59,8 @@ pub struct RemoteWriteConfig {
     #[serde(default)]
     pub delta_temporality: DeltaPolicy,
     /// Translated label sets remembered between batches, per generation (default 262144; two
-    /// generations are kept; 0 remembers none). See `sluice_core::prometheus::LabelCache`.
+    /// generations are kept, so up to twice this many; 0 remembers none). See
+    /// `sluice_core::prometheus::LabelCache`.
     #[serde(default = "LabelCache::default_capacity")]
     pub label_cache_size: usize,
     /// Send metric metadata (type, help, unit) with v1 requests (default true; v2 always does).
