@@ -688,6 +688,27 @@ fn a_metric_of_many_points_finds_each_in_the_label_cache_by_its_own_key() {
 }
 
 #[test]
+fn a_label_cache_keeps_up_to_twice_its_size_of_series_between_batches() {
+    // 150 series against 100 label sets a generation: the first batch fills both generations,
+    // and every later batch finds every series, round after round.
+    let b = bare(vec![gauge("many", "", many_points(150, 0))]);
+    let mut cache = LabelCache::new(100);
+    let first = translate_cached(&b, &opts(), None, Some(&mut cache));
+    assert_eq!((first.label_cache_hits, first.label_cache_misses), (0, 150));
+    for _ in 0..3 {
+        let again = translate_cached(&b, &opts(), None, Some(&mut cache));
+        assert_eq!((again.label_cache_hits, again.label_cache_misses), (150, 0));
+    }
+    assert_eq!(cache.len(), 150);
+    // 250 do not fit: the cache stays within two generations.
+    let more = bare(vec![gauge("more", "", many_points(250, 0))]);
+    for _ in 0..3 {
+        translate_cached(&more, &opts(), None, Some(&mut cache));
+        assert!(cache.len() <= 200, "{}", cache.len());
+    }
+}
+
+#[test]
 fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
     // Batches that differ only in the resource, the scope, an attribute's type or value, or the
     // histogram's bounds: one cache across all of them, each translated as without it.
