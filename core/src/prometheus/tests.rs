@@ -788,6 +788,33 @@ fn a_label_cache_shared_by_batches_gives_each_series_its_own_labels() {
 }
 
 #[test]
+fn a_metric_carried_by_several_resources_has_one_metadata_in_a_batch() {
+    // Two services' `up`, and a third whose description differs: the first two series share
+    // one metadata, the third has its own, and each says what its metric said.
+    let service = |name: &str, description: &str| {
+        let mut up = gauge("up", "", vec![num(T0, 0, 1.0, vec![])]);
+        up.description = description.to_string();
+        let mut b = batch_with(vec![s("service.name", name)], None, vec![up]);
+        b.resource_metrics.pop().expect("one resource")
+    };
+    let b = Batch::new(
+        Context::default(),
+        vec![
+            service("a", "is up"),
+            service("b", "is up"),
+            service("c", "is up, said otherwise"),
+        ],
+    );
+    let t = super::translate(&b, &opts(), None);
+    let up = |job: &str| series(&t, &[("__name__", "up"), ("job", job)]);
+    assert!(Arc::ptr_eq(&up("a").metadata, &up("b").metadata));
+    assert!(!Arc::ptr_eq(&up("a").metadata, &up("c").metadata));
+    assert_eq!(up("b").metadata.help, "is up");
+    assert_eq!(up("c").metadata.help, "is up, said otherwise");
+    assert_eq!(up("c").metadata.family, "up");
+}
+
+#[test]
 fn gauge_carries_job_instance_and_scope_labels_and_metadata() {
     let resource = vec![
         s("service.name", "checkout"),

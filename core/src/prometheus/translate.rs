@@ -224,7 +224,7 @@ pub fn translate_cached(
         out: SeriesSet::with_capacity(series_estimate(batch)),
         dropped: Vec::new(),
         label_names: HashMap::new(),
-        metric_names: HashMap::new(),
+        families: HashMap::new(),
         cache: cache.filter(|c| c.enabled()),
         ahead: KeysAhead::default(),
         key_hash: 0,
@@ -359,9 +359,9 @@ struct Translator<'a, 'o> {
     dropped: Vec<(&'static str, u64)>,
     /// Sanitized attribute keys, per call (keys repeat across the points of a batch).
     label_names: HashMap<&'a str, Option<Rc<str>>>,
-    /// Metric names made from (name, unit, kind), per call (a batch's resources mostly carry the
-    /// same metrics).
-    metric_names: HashMap<(&'a str, &'a str, NameKind), Option<String>>,
+    /// Metrics' metadata (and so their names), per call: a batch's resources mostly carry the
+    /// same metrics, whose points then share one metadata, made once. `None`: no valid name.
+    families: HashMap<FamilyKey<'a>, Option<Arc<Metadata>>>,
     cache: Option<&'o mut LabelCache>,
     /// The cache keys' hashes of the points at hand and the next ones, and of the point at hand.
     ahead: KeysAhead,
@@ -382,14 +382,24 @@ struct Inserts {
     extra: Option<LabelSet>,
 }
 
+/// What a metric's metadata is made from: its name, unit and description, and the kind of its
+/// data.
+type FamilyKey<'a> = (&'a str, &'a str, &'a str, NameKind, MetricType);
+
 /// What a metric's points turn into.
 struct Family {
-    name: String,
     metadata: Arc<Metadata>,
     /// Keep the points' start times (counters, histograms, summaries; not gauges).
     start_times: bool,
     /// Delta points to accumulate.
     delta: bool,
+}
+
+impl Family {
+    /// The points' metric name: the metadata's family.
+    fn name(&self) -> &str {
+        &self.metadata.family
+    }
 }
 
 impl<'a> Translator<'a, '_> {
@@ -561,26 +571,31 @@ impl<'a> Translator<'a, '_> {
             }
         };
         let suffixes = self.opts.add_metric_suffixes;
-        let name = self
-            .metric_names
-            .entry((m.name.as_str(), m.unit.as_str(), kind))
-            .or_insert_with(|| names::metric_name(&m.name, &m.unit, kind, suffixes))
-            .clone();
-        let Some(name) = name else {
-            self.drop_points(reason::INVALID_NAME, metric_points(m));
-            return;
-        };
+        let key = (
+            m.name.as_str(),
+            m.unit.as_str(),
+            m.description.as_str(),
+            kind,
+            metric_type,
+        );
         // The family is the name as in a text-format `# TYPE` line: for counters that includes
         // `_total` (format 0.0.4 and remote-write 1 metadata use `http_requests_total`); for
         // histograms and summaries it is the base name without `_bucket`/`_sum`/`_count`.
-        let family = Family {
-            metadata: Arc::new(Metadata {
+        let metadata = self.families.entry(key).or_insert_with(|| {
+            let name = names::metric_name(&m.name, &m.unit, kind, suffixes)?;
+            Some(Arc::new(Metadata {
                 metric_type,
-                family: name.clone(),
+                family: name,
                 help: m.description.clone(),
                 unit: names::unit_word(&m.unit),
-            }),
-            name,
+            }))
+        });
+        let Some(metadata) = metadata.clone() else {
+            self.drop_points(reason::INVALID_NAME, metric_points(m));
+            return;
+        };
+        let family = Family {
+            metadata,
             start_times,
             delta,
         };
@@ -668,13 +683,13 @@ impl<'a> Translator<'a, '_> {
     ) {
         let p = &points[i];
         let stale = p.flags & NO_RECORDED_VALUE != 0;
-        let mut point = self.point(points, i, shared, &family.name);
+        let mut point = self.point(points, i, shared, family.name());
         let mut bounds = Cow::Borrowed(&p.explicit_bounds[..]);
         let mut counts = Cow::Borrowed(&p.bucket_counts[..]);
         let (mut count, mut sum, mut start_ns) = (p.count, p.sum, p.start_time_unix_nano);
         if family.delta && !stale {
             let mut key = self.base(&mut point, shared).clone();
-            set_label(&mut key, NAME, family.name.clone());
+            set_label(&mut key, NAME, family.name().to_string());
             let delta = Acc::Histogram {
                 bounds: p.explicit_bounds.clone(),
                 counts: p.bucket_counts.clone(),
@@ -828,7 +843,7 @@ impl<'a> Translator<'a, '_> {
     ) {
         let p = &points[i];
         let stale = p.flags & NO_RECORDED_VALUE != 0;
-        let mut point = self.point(points, i, shared, &family.name);
+        let mut point = self.point(points, i, shared, family.name());
         let sample = |v: f64| Sample {
             timestamp_ms: ms(p.time_unix_nano),
             value: if stale { stale_nan() } else { v },
@@ -863,7 +878,7 @@ impl<'a> Translator<'a, '_> {
         extra: Extra,
         sample: Sample,
     ) -> usize {
-        let (labels, fingerprint) = self.series_labels(point, shared, &family.name, suffix, extra);
+        let (labels, fingerprint) = self.series_labels(point, shared, family.name(), suffix, extra);
         let i = self.out.slot(labels, fingerprint, &family.metadata);
         self.out.series[i].samples.push(sample);
         i
@@ -877,9 +892,9 @@ impl<'a> Translator<'a, '_> {
         shared: &Shared,
         family: &Family,
     ) -> (SeriesLabels, u64) {
-        let mut point = self.point(points, i, shared, &family.name);
+        let mut point = self.point(points, i, shared, family.name());
         let labels =
-            self.series_labels(&mut point, shared, &family.name, Suffix::None, Extra::None);
+            self.series_labels(&mut point, shared, family.name(), Suffix::None, Extra::None);
         self.finish(point);
         labels
     }
