@@ -255,7 +255,8 @@ fn series_hasher() -> foldhash::fast::FixedState {
     foldhash::fast::FixedState::with_seed(0x5eed)
 }
 
-/// Adds a label to a series' hash (each readers' one way of hashing, so that their counts agree).
+/// Adds a label to a series' hash: every reader hashes labels this one way, so that their counts
+/// agree.
 fn hash_label(h: &mut impl Hasher, name: &[u8], value: &[u8]) {
     for part in [name, value] {
         h.write(part);

@@ -20,8 +20,7 @@
 //! into the newer generation, or into the older one when the newer is full; a point found only
 //! in the older generation moves to the newer one while it has room. When both are full, the
 //! older one is forgotten and the newer one becomes the older. So up to twice `capacity` label
-//! sets in use stay whole from one round of series to the next (turning whenever the newer
-//! generation filled rebuilt some of them every round once they outnumbered one generation).
+//! sets in use stay whole from one round of series to the next.
 
 use super::LabelSet;
 use super::label_set::{Chunks, Iter, Spliced};
@@ -367,6 +366,13 @@ impl Generation {
         }
     }
 
+    /// Takes the point out, with the sets it held.
+    fn remove(&mut self, key: &KeyHash) -> Option<(KeyHash, PointSeries)> {
+        let (key, series) = self.points.remove_entry(key)?;
+        self.sets -= series.len();
+        Some((key, series))
+    }
+
     fn clear(&mut self) {
         self.points.clear();
         self.sets = 0;
@@ -497,9 +503,8 @@ impl LabelCache {
         };
         self.hits += 1;
         if self.current.has_room(hit.len(), self.capacity)
-            && let Some((key, hit)) = self.previous.points.remove_entry(&key)
+            && let Some((key, hit)) = self.previous.remove(&key)
         {
-            self.previous.sets -= hit.len();
             self.current.insert(key, hit);
         }
         Some(hit)
@@ -542,9 +547,7 @@ impl LabelCache {
             self.current.insert(key, series);
             return;
         }
-        if let Some(old) = self.previous.points.remove(&key) {
-            self.previous.sets -= old.len();
-        }
+        self.previous.remove(&key);
         let sets = series.len();
         if self.current.has_room(sets, self.capacity) {
             self.current.insert(key, series);
